@@ -1,0 +1,53 @@
+"""The one credential check every protocol uses (IMAP, SMTP, HTTP Basic).
+
+``check()`` blocks (argon2 and SQL): frontends run it in a worker thread and add
+their own asynchronous delay after a failure, so a failed login never stalls
+the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kantoor.auth.passwords import verify_password
+from kantoor.auth.throttle import LoginThrottle
+from kantoor.config import Settings
+from kantoor.storage import Store
+from kantoor.storage.models import Account, utcnow
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    account: Account | None
+    reason: str = ""  # why it failed: "invalid", "throttled", "disabled"
+
+    @property
+    def ok(self) -> bool:
+        return self.account is not None
+
+
+class Authenticator:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.throttle = LoginThrottle(store, settings)
+        self.failure_delay = settings.auth.failure_delay_seconds
+
+    def check(self, login: str, password: str, client_address: str | None = None) -> LoginResult:
+        """Verify a login (primary address or alias) and password; never logs the password."""
+        login = (login or "").strip().lower()
+        if not login or len(login) > 320 or len(password) > 1024:
+            return LoginResult(None, "invalid")
+        if self.throttle.is_blocked(login, client_address):
+            return LoginResult(None, "throttled")
+        account = self.store.get_account(login)
+        matched = verify_password(account.password_hash if account else "", password)
+        if account is None or not matched:
+            self.throttle.record_failure(login, client_address)
+            return LoginResult(None, "invalid")
+        if account.state != "active":
+            return LoginResult(None, "disabled")
+        self.throttle.record_success(login)
+        if account.login != login:
+            self.throttle.record_success(account.login)
+        self.store.update_account(account.login, last_login_at=utcnow())
+        return LoginResult(account)

@@ -1,0 +1,132 @@
+"""Content-addressed blob files: write temp → fsync → rename, named by SHA-256.
+
+Files are immutable; the ``blobs`` table counts references from items in the
+same transaction as the item row. A file whose transaction failed has no row
+(or a zero count) and is removed by :meth:`BlobStore.collect_garbage` once it is
+older than a grace period, so an in-flight write is never collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+
+
+class BlobTooLarge(Exception):
+    """The stream went past the caller's size limit; nothing was kept."""
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def write(self, data: bytes | BinaryIO | Iterable[bytes], max_size: int | None = None) -> StoredBlob:
+        """Store ``data`` durably and return its address; streams in 1 MiB chunks."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _chunks(data):
+                    size += len(chunk)
+                    if max_size is not None and size > max_size:
+                        raise BlobTooLarge(f"more than {max_size} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            final = self.path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # Same name means same bytes, so replacing an existing file is harmless,
+            # and it refreshes the mtime that protects the file from a concurrent GC.
+            os.replace(tmp_name, final)
+            _fsync_dir(final.parent)
+            return StoredBlob(sha, size)
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def open(self, sha256: str) -> BinaryIO:
+        return open(self.path(sha256), "rb")
+
+    def read(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def unlink_if_older(self, sha256: str, grace_seconds: float) -> bool:
+        path = self.path(sha256)
+        try:
+            if time.time() - path.stat().st_mtime < grace_seconds:
+                return False
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def all_files(self) -> Iterator[tuple[str, float]]:
+        """Every stored blob as (sha256, mtime), plus stale temp files as ("tmp/…", mtime)."""
+        for entry in self.root.glob("??/??/*"):
+            try:
+                yield entry.name, entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+
+    def remove_stale_temp(self, grace_seconds: float) -> int:
+        removed = 0
+        for entry in self.tmp.iterdir():
+            try:
+                if time.time() - entry.stat().st_mtime >= grace_seconds:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _chunks(data: bytes | BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        yield bytes(data)
+        return
+    read = getattr(data, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+        return
+    for chunk in data:  # type: ignore[union-attr]
+        if chunk:
+            yield chunk
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

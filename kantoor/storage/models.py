@@ -1,0 +1,258 @@
+"""SQLAlchemy models: the data model of ARCHITECTURE.md.
+
+Accounts and groups are both *principals*: one ``principals`` row each, so that
+collections, grants and usage can point at "an account or a group" with a real
+foreign key. Every container (mailbox, calendar, address book, drive folder) is a
+``Collection``; every thing in one (message, event, vCard, file) is an ``Item``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# Timestamps are stored timezone-aware; SQLite keeps them as ISO text.
+TS = DateTime(timezone=True)
+
+
+class Principal(Base):
+    __tablename__ = "principals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # account | group
+
+
+class Plan(Base):
+    """A subscription plan; the catalogue is synchronised from settings at start."""
+
+    __tablename__ = "plans"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    mail_bytes: Mapped[int] = mapped_column(BigInteger)
+    documents_bytes: Mapped[int] = mapped_column(BigInteger)
+    calendar_bytes: Mapped[int] = mapped_column(BigInteger)
+    max_groups: Mapped[int] = mapped_column(Integer)
+    max_members: Mapped[int] = mapped_column(Integer)
+    imap: Mapped[bool] = mapped_column(Boolean)
+    smtp: Mapped[bool] = mapped_column(Boolean)
+    webdav: Mapped[bool] = mapped_column(Boolean)
+    caldav: Mapped[bool] = mapped_column(Boolean)
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), unique=True)
+    login: Mapped[str] = mapped_column(String(320), unique=True)  # primary e-mail address
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    organisation: Mapped[str] = mapped_column(String(200), default="")
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    plan: Mapped[str] = mapped_column(ForeignKey("plans.name"))
+    state: Mapped[str] = mapped_column(String(16), default="active")  # pending|active|disabled
+    role: Mapped[str] = mapped_column(String(16), default="user")  # user|org_admin|admin
+    session_timeout_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+    aliases: Mapped[list[Alias]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.login
+
+
+class Alias(Base):
+    """Extra addresses that deliver to an account (and that it may send as)."""
+
+    __tablename__ = "aliases"
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account: Mapped[Account] = relationship(back_populates="aliases")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    joined_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Collection(Base):
+    """Any container: mailbox, calendar, address book or drive folder."""
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("owner_id", "kind", "path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # mailbox|calendar|addressbook|folder
+    # Slash-separated path inside the owner's tree of this kind ("" = drive root).
+    path: Mapped[str] = mapped_column(String(1024))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    display_name: Mapped[str] = mapped_column(String(400), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    color: Mapped[str] = mapped_column(String(32), default="")
+    # Calendar component set ("VEVENT", "VTODO,VJOURNAL" …); empty for other kinds.
+    components: Mapped[str] = mapped_column(String(64), default="")
+    special_use: Mapped[str] = mapped_column(String(32), default="")  # \\Sent, drop, …
+    # Highest modseq handed out in this collection; bumps with every change.
+    modseq: Mapped[int] = mapped_column(BigInteger, default=0)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=1)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Blob(Base):
+    """A content-addressed body on disk; rows count references from items."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    refcount: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Item(Base):
+    """One message, calendar object, vCard or file."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "name"),
+        UniqueConstraint("collection_id", "uid"),
+        Index("ix_items_ical_uid", "collection_id", "ical_uid"),
+        Index("ix_items_time", "collection_id", "dtstart", "dtend"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1024))  # DAV href segment / file name
+    uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # IMAP UID
+    blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True, index=True)
+    inline_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    etag: Mapped[str] = mapped_column(String(80))
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    modseq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    # Calendar / contact index columns.
+    component: Mapped[str] = mapped_column(String(16), default="")  # VEVENT|VTODO|VJOURNAL|VCARD
+    ical_uid: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    dtstart: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
+    dtend: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    fn: Mapped[str] = mapped_column(String(512), default="")
+    emails: Mapped[str] = mapped_column(Text, default="")
+    # Message index columns.
+    internaldate: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
+    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, system flags first
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(Text, default="")
+    to_addr: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+
+
+class Grant(Base):
+    """A right on a collection or a single item, given to an account or a group."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "item_id", "grantee_id"),
+        Index("ix_grants_grantee", "grantee_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), nullable=True, index=True)
+    grantee_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    right: Mapped[str] = mapped_column(String(16))  # freebusy|read|write|bind|admin
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Change(Base):
+    """Append-only change log per collection (sync tokens, CONDSTORE, IDLE)."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_collection_modseq", "collection_id", "modseq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    item_name: Mapped[str] = mapped_column(String(1024))
+    item_uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # created|modified|deleted
+    at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Usage(Base):
+    """Bytes used per owner and tool, updated in the same transaction as each write."""
+
+    __tablename__ = "usage"
+    owner_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
+    tool: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LoginFailure(Base):
+    """Failed-login counters per account and per client address (shared by processes)."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)  # "account:x" / "address:y"
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
