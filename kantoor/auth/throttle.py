@@ -20,7 +20,7 @@ from kantoor.storage.models import LoginFailure, utcnow
 
 def _aware(value: dt.datetime) -> dt.datetime:
     # SQLite returns naive datetimes even for timezone-aware columns.
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 class LoginThrottle:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, get_type_hints
 
 # Plan feature flags, and the per-tool capacities every plan defines. "calendar"
 # capacity covers calendars and address books together (PRODUCT.md).
@@ -32,7 +33,8 @@ class ConfigError(ValueError):
 @dataclass
 class ServerSettings:
     host: str = "127.0.0.1"
-    hostname: str = "localhost"  # name the server announces (SMTP banner, URLs)
+    hostname: str = "localhost"  # name the server announces (SMTP banner, URLs, certificate)
+    mail_domain: str = "localhost"  # first local mail domain; the first admin is admin@<mail_domain>
     worker_threads: int = 16  # threads for blocking work (SQL, blobs, hashing)
 
 
@@ -107,7 +109,9 @@ def default_plans() -> dict[str, PlanSettings]:
         "free": PlanSettings(
             title="Free", mail_bytes=1 * GiB, documents_bytes=1 * GiB,
             calendar_bytes=100 * MiB, max_groups=1, max_members=5,
-            imap=True, smtp=True, webdav=False, caldav=True,
+            # As in the FAQ: fetching mail with another program and mounting the
+            # drive are paid functions; calendar/contact sync is free.
+            imap=False, smtp=False, webdav=False, caldav=True,
         ),
         "standard": PlanSettings(
             title="Standard", mail_bytes=10 * GiB, documents_bytes=10 * GiB,

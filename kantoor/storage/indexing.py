@@ -49,8 +49,8 @@ def _as_utc(value: dt.date | dt.datetime | None) -> dt.datetime | None:
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
         # Floating time: indexed as UTC; time-range queries widen by a day for it.
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def index_calendar(body: bytes) -> ItemIndex:

@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 log = logging.getLogger(__name__)
 

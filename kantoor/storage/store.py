@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -178,7 +179,7 @@ class Store:
     # ------------------------------------------------------------------ domains
     def add_domain(self, name: str, owner_login: str | None = None) -> Domain:
         name = name.strip().lower().rstrip(".")
-        if not name or "." not in name or " " in name:
+        if not name or " " in name or "@" in name or "/" in name or len(name) > 253:
             raise ValueError(f"not a domain name: {name!r}")
         with self.write() as s:
             if s.scalar(select(Domain).where(Domain.name == name)):
@@ -409,7 +410,8 @@ class Store:
             group = self._group(s, group_name)
             account = self._account(s, login)
             if group.admin_id == account.id:
-                raise PermissionDenied("the administrator cannot leave the group; make someone else administrator first", "admin")
+                raise PermissionDenied(
+                    "the administrator cannot leave the group; make someone else administrator first", "admin")
             membership = s.get(Membership, (group.id, account.id))
             if membership is None:
                 raise NotFound(f"{account.login} is not a member of {group.name}")
@@ -503,7 +505,8 @@ class Store:
                 Collection.owner_id == coll.owner_id, Collection.kind == coll.kind,
                 Collection.path.startswith(prefix, autoescape=True))))
             freed = int(s.scalar(select(func.coalesce(func.sum(Item.size), 0)).where(Item.collection_id.in_(ids))) or 0)
-            self._release_blobs(s, select(Item.blob_sha256).where(Item.collection_id.in_(ids), Item.blob_sha256.is_not(None)))
+            self._release_blobs(s, select(Item.blob_sha256).where(
+                Item.collection_id.in_(ids), Item.blob_sha256.is_not(None)))
             s.execute(delete(Grant).where(Grant.item_id.in_(select(Item.id).where(Item.collection_id.in_(ids)))))
             s.execute(delete(Grant).where(Grant.collection_id.in_(ids)))
             s.execute(delete(Change).where(Change.collection_id.in_(ids)))
@@ -542,7 +545,8 @@ class Store:
                       {"channel": CHANNEL, "payload": event.to_payload()})
         return coll.modseq
 
-    def _store_body(self, body: bytes | BinaryIO | Iterable[bytes], max_size: int | None) -> tuple[Body, str, bytes | None]:
+    def _store_body(self, body: bytes | BinaryIO | Iterable[bytes],
+                    max_size: int | None) -> tuple[Body, str, bytes | None]:
         """Keep small bodies for inline storage, stream large ones to a blob file."""
         if isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
@@ -787,8 +791,7 @@ class Store:
                 raise NotFound(f"no collection {collection_id}")
             self.access.authorize(s, actor, "admin", coll, item)
             existing = s.scalar(select(Grant).where(
-                Grant.collection_id.is_(collection_id) if collection_id is None else Grant.collection_id == collection_id,
-                Grant.item_id.is_(None) if item_id is None else Grant.item_id == item_id,
+                _same(Grant.collection_id, collection_id), _same(Grant.item_id, item_id),
                 Grant.grantee_id == grantee_id))
             if existing is not None:
                 existing.right = right
@@ -805,9 +808,26 @@ class Store:
                 raise NotFound("no such resource")
             self.access.authorize(s, actor, "admin", coll, item)
             s.execute(delete(Grant).where(
-                Grant.grantee_id == grantee_id,
-                Grant.collection_id.is_(None) if collection_id is None else Grant.collection_id == collection_id,
-                Grant.item_id.is_(None) if item_id is None else Grant.item_id == item_id))
+                Grant.grantee_id == grantee_id, _same(Grant.collection_id, collection_id),
+                _same(Grant.item_id, item_id)))
+
+    # ------------------------------------------------------------------ collection properties
+    # (added for CalDAV/CardDAV PROPPATCH; usable by any frontend that renames or recolours)
+    _COLLECTION_PROPERTIES = frozenset({"display_name", "description", "color", "components"})
+
+    def update_collection(self, collection_id: int, actor: int | None = None, **fields: str) -> Collection:
+        """Change a collection's display properties; needs ``write`` on it."""
+        unknown = set(fields) - self._COLLECTION_PROPERTIES
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        with self.write() as s:
+            coll = self._locked_collection(s, collection_id)
+            self.access.authorize(s, actor, "write", coll)
+            for key, value in fields.items():
+                setattr(coll, key, value)
+            coll.updated_at = utcnow()
+            s.flush()
+            return coll
 
     # ------------------------------------------------------------------ usage and blobs
     def usage(self, owner_id: int) -> dict[str, int]:
@@ -831,6 +851,51 @@ class Store:
                 removed += 1
         self.blobs.remove_stale_temp(grace_seconds)
         return removed
+
+    # ------------------------------------------------------------------ multi-recipient delivery
+    # (added for SMTP: one DATA reply covers every recipient, so delivery to them is all or nothing)
+    def deliver_message_to_mailboxes(
+        self,
+        mailbox_ids: Iterable[int],
+        raw: bytes | BinaryIO,
+        actor: int | None = None,
+        max_size: int | None = None,
+    ) -> dict[int, Item]:
+        """Store one message in several mailboxes in ONE transaction: all get it, or none does.
+
+        Like :meth:`deliver_message` per mailbox (right check, quota, next UID, change
+        log); the body is stored once. Returns the new item by mailbox id.
+        """
+        ids = sorted(set(mailbox_ids))  # a fixed lock order: two deliveries never deadlock
+        stored, sha, data = self._store_body(raw, max_size)
+        if data is None:
+            with self.blobs.open(sha) as fh:
+                data = fh.read(256 * 1024)  # headers are at the top
+        index = index_for("message/rfc822", data)
+        items: dict[int, Item] = {}
+        with self.write() as s:
+            for mailbox_id in ids:
+                coll = self._locked_collection(s, mailbox_id)
+                if coll.kind != "mailbox":
+                    raise NotFound("not a mailbox")
+                self.access.authorize(s, actor, "bind", coll)
+                self.quota.reserve(s, coll.owner_id, "mail", stored.size)
+                uid = coll.uidnext
+                coll.uidnext = uid + 1
+                item = Item(collection_id=coll.id, name=str(uid), uid=uid, created_at=utcnow(),
+                            internaldate=utcnow(), flags="")
+                self._apply_body(s, item, stored, sha, "message/rfc822", index)
+                s.add(item)
+                item.modseq = self._record_change(s, coll, item.name, uid, "created")
+                s.flush()  # makes the Blob row visible to the next mailbox's refcount update
+                items[mailbox_id] = item
+            self._fault("before_commit")
+        return items
+
+
+def _same(column, value):  # type: ignore[no-untyped-def]
+    """``column = value``, or ``column IS NULL`` for None (SQL's = never matches NULL)."""
+    return column.is_(None) if value is None else column == value
 
 
 def normalize_address(address: str) -> str:

@@ -1,0 +1,5 @@
+import sys
+
+from kantoor.cli.main import main
+
+sys.exit(main())

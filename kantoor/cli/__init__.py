@@ -1,0 +1,1 @@
+"""The ``kantoor`` command line."""

@@ -1,0 +1,234 @@
+"""``kantoor serve``: every listener in one process, on one asyncio loop.
+
+Twisted's asyncioreactor is installed on the loop first (IMAP runs on Twisted),
+uvicorn serves the HTTP dispatcher on the HTTP and HTTPS ports, aiosmtpd serves
+SMTP. Blocking work goes to the loop's default executor (sized from settings)
+and to Twisted's thread pool. SIGTERM/SIGINT stop the listeners, let requests in
+flight finish, then stop the reactor, which ends the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kantoor.config import Settings
+from kantoor.core import Core, open_core
+from kantoor.tls import TLSFiles, ensure_certificate, server_ssl_context
+
+log = logging.getLogger("kantoor.server")
+
+
+@dataclass
+class Bootstrap:
+    """What the first start created, to print once."""
+
+    admin_login: str = ""
+    admin_password: str = ""
+
+
+@dataclass
+class Running:
+    ports: dict[str, int] = field(default_factory=dict)
+    closers: list[Any] = field(default_factory=list)
+
+
+def bootstrap_admin(core: Core) -> Bootstrap:
+    """On an empty database: the first mail domain and an administrator with a one-time password."""
+    from kantoor.auth import generate_password, hash_password
+
+    settings = core.settings
+    if core.store.count_accounts() > 0:
+        return Bootstrap()
+    domain = settings.server.mail_domain
+    if not core.store.is_local_domain(domain):
+        core.store.add_domain(domain)
+    login = f"admin@{domain}"
+    password = generate_password()
+    core.store.create_account(login, hash_password(password), settings.accounts.admin_plan, role="admin",
+                              first_name="Administrator", must_change_password=True)
+    return Bootstrap(login, password)
+
+
+def _uvicorn_server(app: Any, settings: Settings, port: int, tls: TLSFiles | None) -> Any:
+    import uvicorn
+
+    class EmbeddedServer(uvicorn.Server):
+        # Signals belong to the Kantoor process, not to one of its listeners.
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            yield
+
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        server_header=False,
+        ssl_certfile=str(tls.certificate) if tls else None,
+        ssl_keyfile=str(tls.private_key) if tls else None,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    return EmbeddedServer(config)
+
+
+async def _start_http(core: Core, tls: TLSFiles, running: Running) -> None:
+    from kantoor.davserver import build_app
+
+    settings = core.settings
+    app = build_app(settings, core.store, core.authenticator, core.quota)
+    for name, port, files in (("http", settings.ports.http, None), ("https", settings.ports.https, tls)):
+        server = _uvicorn_server(app, settings, port, files)
+        task = asyncio.create_task(server.serve(), name=f"uvicorn-{name}")
+        while not server.started:
+            if task.done():
+                task.result()  # raises the bind error
+                raise RuntimeError(f"{name} listener stopped during start-up")
+            await asyncio.sleep(0.02)
+        running.ports[name] = server.servers[0].sockets[0].getsockname()[1]
+
+        async def close(server: Any = server, task: asyncio.Task[None] = task) -> None:
+            server.should_exit = True
+            await task
+
+        running.closers.append(close)
+
+
+async def _start_imap(core: Core, tls: TLSFiles, running: Running) -> None:
+    from twisted.internet import reactor
+
+    from kantoor.imapd import listen
+
+    settings = core.settings
+    ports = listen(reactor, settings, core.store, core.authenticator, core.quota, tls.certificate, tls.private_key)
+    for name, port in ports:
+        running.ports[name] = port.getHost().port
+
+        async def close(port: Any = port) -> None:
+            from twisted.internet.defer import maybeDeferred
+
+            await maybeDeferred(port.stopListening).asFuture(asyncio.get_running_loop())
+
+        running.closers.append(close)
+
+
+async def _start_smtp(core: Core, tls: TLSFiles, running: Running) -> None:
+    from kantoor.smtpd import start
+
+    settings = core.settings
+    servers = await start(settings, core.store, core.authenticator, core.quota, server_ssl_context(tls))
+    for name, server in servers:
+        running.ports[name] = server.sockets[0].getsockname()[1]
+
+        async def close(server: Any = server) -> None:
+            server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
+
+        running.closers.append(close)
+
+
+def _print_banner(settings: Settings, boot: Bootstrap, ports: dict[str, int], tls: TLSFiles) -> None:
+    host = settings.server.host
+    url_host = f"[{host}]" if ":" in host else host
+    lines = ["Kantoor is running."]
+    if boot.admin_login:
+        lines += [
+            "",
+            "First start: an administrator account was created.",
+            f"  login:              {boot.admin_login}",
+            f"  one-time password:  {boot.admin_password}",
+            "  (shown only now; change it with `kantoor user passwd`)",
+        ]
+    if tls.generated:
+        lines += ["", f"A self-signed TLS certificate was created: {tls.certificate}"]
+    lines += [
+        "",
+        f"  CalDAV/CardDAV  http://{url_host}:{ports['http']}/dav/      https://{url_host}:{ports['https']}/dav/",
+        f"  WebDAV drive    http://{url_host}:{ports['http']}/files/    https://{url_host}:{ports['https']}/files/",
+        f"  IMAP            {host}:{ports['imap']} (STARTTLS)   {host}:{ports['imaps']} (TLS)",
+        f"  SMTP (MX)       {host}:{ports['smtp']}",
+        f"  Submission      {host}:{ports['submission']} (STARTTLS)   {host}:{ports['submissions']} (TLS)",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+    # One machine-readable line for scripts and the test suite.
+    print("KANTOOR-READY " + json.dumps(ports, sort_keys=True), flush=True)
+
+
+async def serve(settings: Settings) -> None:
+    from twisted.internet import reactor
+
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(settings.server.worker_threads, thread_name_prefix="kantoor"))
+    reactor.suggestThreadPoolSize(settings.server.worker_threads)  # type: ignore[attr-defined]
+    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+
+    core = await asyncio.to_thread(open_core, settings)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = Running()
+    try:
+        boot = await asyncio.to_thread(bootstrap_admin, core)
+        tls = await asyncio.to_thread(ensure_certificate, settings)
+        core.start_cross_process_notifications()
+        await _start_imap(core, tls, running)
+        await _start_smtp(core, tls, running)
+        await _start_http(core, tls, running)
+        _print_banner(settings, boot, running.ports, tls)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for close in reversed(running.closers):
+            try:
+                await asyncio.wait_for(close(), 10)
+            except Exception:
+                log.exception("listener did not close cleanly")
+        await asyncio.to_thread(core.close)
+
+
+def run(settings: Settings) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    outcome: dict[str, BaseException | None] = {"error": None}
+
+    async def main() -> None:
+        try:
+            await serve(settings)
+        except BaseException as exc:  # reported after the loop ends
+            outcome["error"] = exc
+        finally:
+            # Stopping the reactor runs Twisted's shutdown (thread pool, open
+            # connections) and finally stops the asyncio loop.
+            reactor.stop()  # type: ignore[attr-defined]
+
+    loop.create_task(main())
+    loop.run_forever()
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    error = outcome["error"]
+    if error is not None:
+        if isinstance(error, OSError):
+            print(f"kantoor: cannot start: {error}", file=sys.stderr)
+            return 1
+        raise error
+    return 0

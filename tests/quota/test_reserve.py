@@ -1,0 +1,106 @@
+"""Quota engine: capacities per plan, racing writers, group limits, feature gates."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kantoor.config import PlanSettings
+from kantoor.storage import QuotaExceeded
+
+
+def _tiny(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.plans["tiny"] = PlanSettings(title="Tiny", mail_bytes=100_000, documents_bytes=100_000,
+                                          calendar_bytes=10_000, max_groups=1, max_members=2, imap=True)
+
+
+@pytest.fixture
+def tiny_core(open_test_core):  # type: ignore[no-untyped-def]
+    """A core with a 'tiny' plan: 100 kB of mail and documents, one group of two members."""
+    return open_test_core(_tiny)
+
+
+def _root(core, account):  # type: ignore[no-untyped-def]
+    return core.store.find_collection(account.principal_id, "folder", "", account.principal_id)
+
+
+def test_write_over_capacity_is_refused_and_stores_nothing(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    account = tiny_core.store.create_account("t@example.org", "", "tiny")
+    root = _root(tiny_core, account)
+    tiny_core.store.put_item(root.id, "a", b"x" * 60_000, "application/octet-stream", actor=account.principal_id)
+    with pytest.raises(QuotaExceeded) as info:
+        tiny_core.store.put_item(root.id, "b", b"x" * 60_000, "application/octet-stream",
+                                 actor=account.principal_id)
+    assert info.value.tool == "documents" and info.value.capacity == 100_000
+    assert [i.name for i in tiny_core.store.list_items(root.id, actor=account.principal_id)] == ["a"]
+    assert tiny_core.store.usage(account.principal_id)["documents"] == 60_000
+    # Replacing with a smaller body frees space; deleting gives it all back.
+    tiny_core.store.put_item(root.id, "a", b"x" * 10, "application/octet-stream", actor=account.principal_id)
+    assert tiny_core.store.usage(account.principal_id)["documents"] == 10
+    tiny_core.store.delete_item(root.id, "a", actor=account.principal_id)
+    assert tiny_core.store.usage(account.principal_id)["documents"] == 0
+
+
+def test_two_racing_writers_cannot_exceed_capacity(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    account = tiny_core.store.create_account("race@example.org", "", "tiny")
+    inbox = tiny_core.store.mailbox(account.principal_id, "INBOX")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            try:
+                tiny_core.store.deliver_message(inbox.id, b"Subject: r\r\n\r\n" + b"m" * 15_000)
+                outcomes.append("stored")
+            except QuotaExceeded:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    used = tiny_core.store.usage(account.principal_id)["mail"]
+    stored = len(tiny_core.store.list_messages(inbox.id))
+    assert used <= 100_000
+    assert stored == outcomes.count("stored") == 6  # 6 × 15 kB fit in 100 kB, the 7th does not
+    assert used == sum(m.size for m in tiny_core.store.list_messages(inbox.id))
+
+
+def test_group_capacity_comes_from_the_administrators_plan(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    admin = tiny_core.store.create_account("boss@example.org", "", "tiny")
+    member = tiny_core.store.create_account("m@example.org", "", "professional")
+    group = tiny_core.store.create_group("Crew", admin.login)
+    tiny_core.store.add_member("Crew", member.login, can_write=True)
+    drive = tiny_core.store.find_collection(group.principal_id, "folder", "", member.principal_id)
+    tiny_core.store.put_item(drive.id, "a", b"x" * 90_000, "application/octet-stream", actor=member.principal_id)
+    with pytest.raises(QuotaExceeded):
+        tiny_core.store.put_item(drive.id, "b", b"x" * 20_000, "application/octet-stream",
+                                 actor=member.principal_id)
+    assert tiny_core.store.usage(group.principal_id)["documents"] == 90_000
+    assert tiny_core.store.usage(member.principal_id)["documents"] == 0
+
+
+def test_plan_caps_groups_and_members(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    admin = tiny_core.store.create_account("cap@example.org", "", "tiny")
+    for login in ("a@example.org", "b@example.org"):
+        tiny_core.store.create_account(login, "", "free")
+    tiny_core.store.create_group("One", admin.login)
+    with pytest.raises(QuotaExceeded):
+        tiny_core.store.create_group("Two", admin.login)
+    tiny_core.store.add_member("One", "a@example.org")  # admin + a = 2 members
+    with pytest.raises(QuotaExceeded):
+        tiny_core.store.add_member("One", "b@example.org")
+
+
+def test_feature_gates_follow_the_plan(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    free = tiny_core.store.create_account("f@example.org", "", "free")
+    paid = tiny_core.store.create_account("p@example.org", "", "standard")
+    assert not tiny_core.quota.allows(free, "imap") and not tiny_core.quota.allows(free, "webdav")
+    assert tiny_core.quota.allows(free, "caldav")
+    assert all(tiny_core.quota.allows(paid, f) for f in ("imap", "smtp", "webdav", "caldav"))
+    # Moving to a higher plan raises the limits at once.
+    tiny_core.store.update_account(free.login, plan="standard")
+    assert tiny_core.quota.allows(tiny_core.store.get_account(free.login), "imap")

@@ -1,0 +1,67 @@
+"""ARCHITECTURE invariant 2: two processes on one PostgreSQL see and are notified of each other's writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+# A second OS process: opens its own core on the same database, LISTENs, and prints
+# every change event it receives from other processes as one JSON line.
+LISTENER = textwrap.dedent("""
+    import json, sys, time
+    from kantoor.config import load_settings
+    from kantoor.core import open_core
+    settings = load_settings(path=None, environ={"KANTOOR_STORAGE_DATA_DIR": sys.argv[1],
+                                                 "KANTOOR_STORAGE_DATABASE_URL": sys.argv[2]})
+    core = open_core(settings, migrate=False)
+    core.store.notifier.subscribe(lambda e: print(json.dumps(e.__dict__), flush=True))
+    core.start_cross_process_notifications()
+    print("LISTENING", flush=True)
+    time.sleep(float(sys.argv[3]))
+    core.close()
+""")
+
+
+def test_write_in_one_process_is_seen_and_notified_in_another(postgres_url: str, tmp_path: Path) -> None:
+    from kantoor.config import load_settings
+    from kantoor.core import open_core
+
+    settings = load_settings(path=None, environ={"KANTOOR_STORAGE_DATA_DIR": str(tmp_path / "a"),
+                                                 "KANTOOR_STORAGE_DATABASE_URL": postgres_url})
+    writer = open_core(settings)
+    try:
+        account = writer.store.create_account("ann@example.org", "", "standard")
+        inbox = writer.store.mailbox(account.principal_id, "INBOX")
+        other = subprocess.Popen([sys.executable, "-c", LISTENER, str(tmp_path / "b"), postgres_url, "20"],
+                                 stdout=subprocess.PIPE, text=True, env={**os.environ})
+        try:
+            assert other.stdout is not None
+            assert other.stdout.readline().strip() == "LISTENING"
+            message = writer.store.deliver_message(inbox.id, b"Subject: across\r\n\r\nhello\r\n")
+            deadline = time.monotonic() + 15
+            event = None
+            while time.monotonic() < deadline:
+                line = other.stdout.readline()
+                if line.startswith("{"):
+                    event = json.loads(line)
+                    break
+            assert event == {"collection_id": inbox.id, "owner_id": account.principal_id, "kind": "created",
+                             "modseq": message.modseq, "item_name": str(message.uid), "item_uid": message.uid}
+        finally:
+            other.kill()
+            other.wait(10)
+        # And a second process reads what the first wrote (no process-local state).
+        reader = open_core(load_settings(path=None, environ={
+            "KANTOOR_STORAGE_DATA_DIR": str(tmp_path / "a"), "KANTOOR_STORAGE_DATABASE_URL": postgres_url}),
+            migrate=False)
+        try:
+            assert [m.subject for m in reader.store.list_messages(inbox.id)] == ["across"]
+        finally:
+            reader.close()
+    finally:
+        writer.close()
