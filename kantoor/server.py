@@ -138,6 +138,27 @@ async def _start_smtp(core: Core, tls: TLSFiles, running: Running) -> None:
         running.closers.append(close)
 
 
+GC_INTERVAL_SECONDS = 1800.0
+
+
+async def _collect_garbage_periodically(core: Core) -> None:
+    """Remove blob files left by failed writes and deleted items (older than an hour)."""
+    while True:
+        await asyncio.sleep(GC_INTERVAL_SECONDS)
+        try:
+            removed = await asyncio.to_thread(core.store.collect_garbage, 3600.0)
+            if removed:
+                log.info("blob garbage collection removed %d file(s)", removed)
+        except Exception:
+            log.exception("blob garbage collection failed")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _print_banner(settings: Settings, boot: Bootstrap, ports: dict[str, int], tls: TLSFiles) -> None:
     host = settings.server.host
     url_host = f"[{host}]" if ":" in host else host
@@ -187,6 +208,8 @@ async def serve(settings: Settings) -> None:
         await _start_smtp(core, tls, running)
         await _start_http(core, tls, running)
         _print_banner(settings, boot, running.ports, tls)
+        collector = asyncio.create_task(_collect_garbage_periodically(core), name="blob-gc")
+        running.closers.insert(0, lambda: _cancel(collector))
         await stop.wait()
         log.info("stopping")
     finally:
@@ -202,6 +225,7 @@ def run(settings: Settings) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor
