@@ -7,6 +7,7 @@ the event loop.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from kantoor.auth.passwords import verify_password
@@ -14,6 +15,10 @@ from kantoor.auth.throttle import LoginThrottle
 from kantoor.config import Settings
 from kantoor.storage import Store
 from kantoor.storage.models import Account, utcnow
+
+# last_login_at only needs day precision (inactive-account clean-up), so it is
+# refreshed at most this often.
+LAST_LOGIN_RESOLUTION = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Authenticator:
         login = (login or "").strip().lower()
         if not login or len(login) > 320 or len(password) > 1024:
             return LoginResult(None, "invalid")
-        if self.throttle.is_blocked(login, client_address):
+        blocked, had_failures = self.throttle.status(login, client_address)
+        if blocked:
             return LoginResult(None, "throttled")
         account = self.store.get_account(login)
         matched = verify_password(account.password_hash if account else "", password)
@@ -46,8 +52,12 @@ class Authenticator:
             return LoginResult(None, "invalid")
         if account.state != "active":
             return LoginResult(None, "disabled")
-        self.throttle.record_success(login)
-        if account.login != login:
-            self.throttle.record_success(account.login)
-        self.store.update_account(account.login, last_login_at=utcnow())
+        # Writes only when there is something to record: HTTP clients send
+        # credentials with every request, and a read-only check keeps that cheap.
+        if had_failures:
+            self.throttle.record_success(login)
+        last = account.last_login_at
+        now = utcnow()
+        if last is None or now - last > LAST_LOGIN_RESOLUTION:
+            account = self.store.update_account(account.login, last_login_at=now)
         return LoginResult(account)

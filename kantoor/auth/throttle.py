@@ -36,13 +36,21 @@ class LoginThrottle:
             keys.append(f"address:{address}")
         return keys
 
-    def is_blocked(self, login: str, address: str | None) -> bool:
+    def status(self, login: str, address: str | None) -> tuple[bool, bool]:
+        """(blocked, the account has failures on record) — one read, no write."""
         now = utcnow()
+        blocked = has_failures = False
+        account_key = self.keys(login, None)[0]
         with self.store.read() as s:
             for row in s.scalars(select(LoginFailure).where(LoginFailure.key.in_(self.keys(login, address)))):
-                if now - _aware(row.window_start) < self.window and row.count >= self.max_failures:
-                    return True
-        return False
+                if row.key == account_key:
+                    has_failures = True
+                if now - row.window_start < self.window and row.count >= self.max_failures:
+                    blocked = True
+        return blocked, has_failures
+
+    def is_blocked(self, login: str, address: str | None) -> bool:
+        return self.status(login, address)[0]
 
     def record_failure(self, login: str, address: str | None) -> None:
         now = utcnow()
@@ -51,7 +59,7 @@ class LoginThrottle:
                 row = s.get(LoginFailure, key)
                 if row is None:
                     s.add(LoginFailure(key=key, count=1, window_start=now))
-                elif now - _aware(row.window_start) >= self.window:
+                elif now - row.window_start >= self.window:
                     row.count = 1
                     row.window_start = now
                 else:
