@@ -225,7 +225,9 @@ def run(settings: Settings) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Libraries that log every command line (with addresses) at INFO.
+    for name in ("alembic", "mail.log"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor

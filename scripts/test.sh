@@ -18,7 +18,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
 
 # Client tools driven by the tests (Debian package names).
-DEBIAN_TOOLS=(curl swaks)
+DEBIAN_TOOLS=(curl swaks litmus cadaver rclone)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=()
     for pkg in "${DEBIAN_TOOLS[@]}"; do

@@ -1,0 +1,172 @@
+"""Radicale storage plugin on the Store: no Radicale filesystem storage at all.
+
+Radicale's own lock is not needed: every write is one Store transaction, and the
+preconditions Radicale checks (If-Match, If-None-Match, UID uniqueness) are
+checked again by the Store inside that transaction, so two server processes
+behave as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+
+from radicale import config as radicale_config
+from radicale import item as radicale_item
+from radicale import pathutils, types
+from radicale import storage as radicale_storage
+
+from kantoor.davserver.caldav.context import DavContext, current_request
+from kantoor.davserver.caldav.resources import (
+    CONTENT_TYPE_OF_KIND,
+    KIND_OF_TAG,
+    PROPERTY_COLUMNS,
+    TAG_OF_KIND,
+    PrincipalCollection,
+    RootCollection,
+    StoredCollection,
+    StoredItem,
+)
+from kantoor.storage import AlreadyExists, NotFound, PermissionDenied
+from kantoor.storage.models import Account, Collection
+
+DAV_KINDS = tuple(TAG_OF_KIND)
+
+
+class Storage(radicale_storage.BaseStorage):
+    # Store item and collection names accept any character but "/" and NUL, so
+    # Radicale need not restrict UTF-8 or punctuation in paths.
+    _supports_unicode = True
+    _supports_trailing_whitespace = True
+    _supports_problematic_chars = True
+
+    def __init__(self, configuration: radicale_config.Configuration, context: DavContext) -> None:
+        super().__init__(configuration)
+        self._context = context
+
+    # -- lookups
+    def _owner(self, login: str) -> Account | None:
+        account = self._context.store.get_account(login)
+        # Only the canonical login names a principal: an alias would give the
+        # same data a second URL, which confuses sync clients.
+        return account if account is not None and account.login == login else None
+
+    def _find(self, owner: Account, name: str) -> Collection | None:
+        """The owner's calendar or address book called ``name`` (one namespace for both)."""
+        actor = current_request().actor
+        for kind in DAV_KINDS:
+            try:
+                return self._context.store.find_collection(owner.principal_id, kind, name, actor)
+            except NotFound:
+                continue
+        return None
+
+    def _children(self, owner: Account) -> list[Collection]:
+        actor = current_request().actor
+        found: list[Collection] = []
+        for kind in DAV_KINDS:
+            found.extend(c for c in self._context.store.list_collections(owner.principal_id, kind, actor)
+                         if c.path and "/" not in c.path)
+        return sorted(found, key=lambda c: c.path)
+
+    def discover(
+            self, path: str, depth: str = "0",
+            child_context_manager: Callable[[str, str | None], AbstractContextManager[None]] | None = None,
+            user_groups: set[str] | None = None) -> Iterable[types.CollectionOrItem]:
+        sane = pathutils.strip_path(path)
+        parts = sane.split("/") if sane else []
+        if not parts:
+            yield RootCollection()
+            if depth != "0":
+                state = current_request()
+                if state.account is not None:
+                    # Only one's own principal: the root never lists other accounts.
+                    yield PrincipalCollection(state.account)
+            return
+        owner = self._owner(parts[0])
+        if owner is None:
+            return
+        if len(parts) == 1:
+            yield PrincipalCollection(owner)
+            if depth != "0":
+                for row in self._children(owner):
+                    yield StoredCollection(self._context, owner.login, row)
+            return
+        row = self._find(owner, parts[1])
+        if row is None:
+            return
+        collection = StoredCollection(self._context, owner.login, row)
+        if len(parts) == 2:
+            yield collection
+            if depth != "0":
+                yield from collection.get_all()
+            return
+        if len(parts) == 3:
+            item = collection.get(parts[2])
+            if item is not None:
+                yield item
+
+    # -- writes
+    def create_collection(
+            self, href: str,
+            items: Iterable[radicale_item.Item] | None = None,
+            props: Mapping[str, str] | None = None,
+    ) -> tuple[radicale_storage.BaseCollection, dict[str, radicale_item.Item], list[str]]:
+        """MKCALENDAR / MKCOL of a calendar or address book directly under a principal."""
+        parts = pathutils.strip_path(href).split("/")
+        props = dict(props or {})
+        kind = KIND_OF_TAG.get(props.get("tag", ""))
+        if len(parts) != 2 or kind is None:
+            raise PermissionDenied("only calendars and address books can be created, directly in a principal",
+                                   "write")
+        if items:
+            # Whole-collection PUT is refused earlier (permit_overwrite_collection
+            # is off); bulk import belongs to the import/export tools.
+            raise PermissionDenied("uploading a whole collection is not supported", "write")
+        owner = self._owner(parts[0])
+        if owner is None:
+            raise NotFound(f"no principal {parts[0]}")
+        if self._find(owner, parts[1]) is not None:
+            raise AlreadyExists(f"{parts[1]} exists")
+        fields = {column: props[name] for name, column in PROPERTY_COLUMNS.items()
+                  if name in props and (kind == "calendar" or column != "components")}
+        row = self._context.store.create_collection(owner.principal_id, kind, parts[1],
+                                                    actor=current_request().actor, **fields)
+        return StoredCollection(self._context, owner.login, row), {}, []
+
+    def move(self, item: radicale_item.Item, to_collection: radicale_storage.BaseCollection, to_href: str) -> None:
+        """MOVE of one item (same or another collection of the same type).
+
+        The Store has no atomic move yet: across collections the copy is written
+        before the original is deleted, so a failure never loses the item.
+        """
+        source = item.collection
+        assert isinstance(source, StoredCollection) and isinstance(to_collection, StoredCollection)
+        assert item.href is not None
+        store, actor = self._context.store, current_request().actor
+        body = item.serialize().encode("utf-8")
+        content_type = CONTENT_TYPE_OF_KIND[to_collection.kind]
+        limit = self._context.settings.limits.max_dav_body_bytes
+        if source.row.id != to_collection.row.id:
+            to_collection.upload(to_href, item)  # checks the component set, maps a UID clash
+            store.delete_item(source.row.id, item.href, actor)
+            return
+        # A rename inside one collection: the UID may exist only once, so the old
+        # name goes first; if the new write fails the original is put back.
+        store.delete_item(source.row.id, item.href, actor)
+        try:
+            store.put_item(to_collection.row.id, to_href, body, content_type, actor=actor, max_size=limit)
+        except Exception:
+            store.put_item(source.row.id, item.href, body, content_type, actor=actor)
+            raise
+
+    @contextmanager
+    def acquire_lock(self, mode: str, user: str = "", *args: object, **kwargs: object) -> Iterator[None]:
+        # Store transactions serialise writers; there is nothing to lock here.
+        yield
+
+    def verify(self) -> bool:
+        return True
+
+
+__all__ = ["Storage", "StoredItem"]

@@ -1,0 +1,123 @@
+"""Mailbox commands: SELECT/EXAMINE, CLOSE, UNSELECT (RFC 3691), CREATE, DELETE, RENAME, STATUS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.mail.imap4 import IMAP4Server, _parseMbox, collapseNestedLists
+
+from kantoor.imapd.account import canonical_name
+from kantoor.imapd.mailbox import SYSTEM_FLAGS, SelectedMailbox
+
+
+class MailboxCommands:
+    def _leave_mailbox(self) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
+        if self.mbox is not None:
+            self.mbox.removeListener(self)
+            self.mbox = None
+        if self.state == "select":
+            self.state = "auth"
+
+    def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:  # noqa: N802, N803
+        self._leave_mailbox()
+        mailbox = _parseMbox(name)
+        self._run(tag, lambda: self.account.select(mailbox, rw),
+                  lambda mbox: self._cbSelectWork(mbox, cmdName, tag))
+
+    def _cbSelectWork(self, mbox: SelectedMailbox | None, cmdName: bytes, tag: bytes) -> None:  # noqa: N802, N803
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
+            return
+        flags = " ".join(SYSTEM_FLAGS).encode()
+        self.sendUntaggedResponse(b"FLAGS (" + flags + b")")
+        self.sendUntaggedResponse(b"%d EXISTS" % mbox.getMessageCount())
+        self.sendUntaggedResponse(b"%d RECENT" % mbox.getRecentCount())
+        unseen = mbox.firstUnseen()
+        if unseen is not None:
+            self.sendPositiveResponse(None, b"[UNSEEN %d] first unseen message" % unseen)
+        permanent = flags + b" \\*" if mbox.isWriteable() else b""
+        self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + permanent + b")] flags you can change")
+        self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
+        self.sendPositiveResponse(None, b"[UIDNEXT %d] predicted next UID" % mbox.getUIDNext())
+        mode = b"[READ-WRITE]" if mbox.isWriteable() else b"[READ-ONLY]"
+        self.mbox = mbox
+        self.state = "select"
+        mbox.addListener(self)
+        self._watch(mbox)
+        self.sendPositiveResponse(tag, mode + b" " + cmdName + b" completed")
+
+    auth_SELECT = (_selectWork, IMAP4Server.arg_astring, 1, b"SELECT")
+    select_SELECT = auth_SELECT
+    auth_EXAMINE = (_selectWork, IMAP4Server.arg_astring, 0, b"EXAMINE")
+    select_EXAMINE = auth_EXAMINE
+
+    def do_CLOSE(self, tag: bytes) -> None:  # noqa: N802
+        mbox = self.mbox
+
+        def done(_: object) -> None:
+            self._leave_mailbox()
+            self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        # CLOSE expunges silently (RFC 3501 6.4.2), and only in a read-write mailbox.
+        self._run(tag, lambda: mbox.expunge() if mbox.isWriteable() else None, done)
+
+    select_CLOSE = (do_CLOSE,)
+
+    def do_UNSELECT(self, tag: bytes) -> None:  # noqa: N802
+        self._leave_mailbox()
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_UNSELECT = (do_UNSELECT,)
+
+    def do_CREATE(self, tag: bytes, name: bytes) -> None:  # noqa: N802
+        mailbox = _parseMbox(name)
+        self._run(tag, lambda: self.account.create(mailbox),
+                  lambda _: self.sendPositiveResponse(tag, b"CREATE completed"))
+
+    auth_CREATE = (do_CREATE, IMAP4Server.arg_finalastring)
+    select_CREATE = auth_CREATE
+
+    def do_DELETE(self, tag: bytes, name: bytes) -> None:  # noqa: N802
+        mailbox = canonical_name(_parseMbox(name))
+        if mailbox == "INBOX":
+            self.sendNegativeResponse(tag, b"[CANNOT] INBOX cannot be deleted")
+            return
+        if self.mbox is not None and self.mbox.collection.path == mailbox:
+            self._leave_mailbox()
+        self._run(tag, lambda: self.account.delete(mailbox),
+                  lambda _: self.sendPositiveResponse(tag, b"DELETE completed"))
+
+    auth_DELETE = (do_DELETE, IMAP4Server.arg_finalastring)
+    select_DELETE = auth_DELETE
+
+    def do_RENAME(self, tag: bytes, old: bytes, new: bytes) -> None:  # noqa: N802
+        self.sendNegativeResponse(tag, b"[CANNOT] RENAME is not supported yet")
+
+    auth_RENAME = (do_RENAME, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)
+    select_RENAME = auth_RENAME
+
+    def do_STATUS(self, tag: bytes, name: bytes, names: list[Any]) -> None:  # noqa: N802
+        mailbox = _parseMbox(name)
+        items = [n.decode("ascii", "replace").upper() for n in names if isinstance(n, bytes)]
+        unknown = set(items) - {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"}
+        if unknown or not items:
+            self.sendBadResponse(tag, b"unknown STATUS item")
+            return
+
+        def done(mbox: SelectedMailbox | None) -> None:
+            if mbox is None:
+                self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
+                return
+            status = mbox.requestStatus(items)
+            values = " ".join(f"{key} {status[key]}" for key in items).encode()
+            self.sendUntaggedResponse(b"STATUS " + collapseNestedLists([mailbox.encode("imap4-utf-7")]).strip()
+                                      + b" (" + values + b")")
+            self.sendPositiveResponse(tag, b"STATUS completed")
+
+        self._run(tag, lambda: self.account.select(mailbox, False), done)
+
+    auth_STATUS = (do_STATUS, IMAP4Server.arg_astring, IMAP4Server.arg_plist)
+    select_STATUS = auth_STATUS

@@ -1,0 +1,96 @@
+"""SEARCH and UID SEARCH (RFC 3501 6.4.4), evaluated in a worker thread by :mod:`kantoor.imapd.search_keys`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, LiteralString
+from twisted.python.failure import Failure
+
+from kantoor.imapd import search_keys
+
+_TRAILING_LITERAL = re.compile(rb"\{(\d{1,9})\}\Z")
+_ATOM_THEN_ANYTHING = re.compile(IMAP4Server.atomre.pattern, re.DOTALL)
+
+
+def _is_search(line: bytes) -> bool:
+    words = line.split(None, 3)[1:3]
+    if not words:
+        return False
+    command = words[0].upper()
+    return command == b"SEARCH" or (command == b"UID" and len(words) > 1 and words[1].upper() == b"SEARCH")
+
+
+class SearchCommand:
+    def parse_command(self, line: bytes) -> None:
+        literal = _TRAILING_LITERAL.search(line)
+        if literal is not None and self.state == "select" and _is_search(line):
+            self._read_search_literal(line[:literal.start()], int(literal.group(1)))
+            return
+        super().parse_command(line)  # type: ignore[misc]
+
+    def _read_search_literal(self, head: bytes, size: int) -> None:
+        """SEARCH strings may be literals (RFC 3501 6.4.4); Twisted's SEARCH parser expects them inline."""
+        if size > self._literalStringLimit:
+            self.sendBadResponse(head.split(None, 1)[0], b"search literal too long")
+            return
+        d: Deferred = Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = LiteralString(size, d)
+        self.sendContinuationRequest(b"Ready for literal")
+        self.setRawMode()
+
+        def received(result: tuple[bytes, bytes]) -> None:
+            data, rest = result
+            # parseNestedParens understands an inline "{n}\r\n<data>" literal.
+            self.parse_command(head + b"{%d}\r\n" % len(data) + data + rest)
+
+        d.addCallback(received)
+
+    def do_SEARCH(self, tag: bytes, charset: bytes | None, query: list[Any], uid: int = 0) -> None:  # noqa: N802
+        if charset is not None and charset.upper() not in (b"US-ASCII", b"UTF-8"):
+            self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] unsupported charset")
+            return
+        messages = list(enumerate(self.mbox.messages, 1))
+        need = search_keys.needs(query)
+        store = self.context.store
+        searcher = search_keys.Searcher(len(messages), messages[-1][1].uid if messages else 0)
+
+        def work() -> list[int]:
+            hits = []
+            for seq, message in messages:
+                if need is not None:
+                    message.load(store, need == "headers")
+                try:
+                    if searcher.matches(query, seq, message):
+                        hits.append(message.uid if uid else seq)
+                finally:
+                    if need is not None:
+                        message.unload()
+            return hits
+
+        def done(hits: list[int]) -> None:
+            self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % h for h in hits)]))
+            self.sendPositiveResponse(tag, b"SEARCH completed")
+
+        def bad(failure: Failure) -> Failure | None:
+            if failure.check(search_keys.SearchSyntaxError):
+                self.sendBadResponse(tag, str(failure.value).encode("ascii", "replace"))
+                return None
+            return failure
+
+        self._run(tag, lambda: deferToThread(work).addCallbacks(done, bad), lambda _: None)
+
+    def arg_command_atom(self, line: bytes) -> tuple[bytes, bytes]:
+        """UID's sub-command; the rest may hold an inline search literal with CRLF in it."""
+        match = _ATOM_THEN_ANYTHING.match(line or b"")
+        if match is None:
+            raise IllegalClientResponse("Malformed ATOM")
+        return match.group("atom"), match.group("rest") or b""
+
+    select_UID = (IMAP4Server.do_UID, arg_command_atom, IMAP4Server.arg_line)
+
+    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)

@@ -1,0 +1,120 @@
+"""The aiosmtpd handler: what MAIL, RCPT and DATA mean on this server.
+
+Unauthenticated sessions (MX) may only send to local recipients. Authenticated
+sessions (submission, or AUTH on the MX port) must use one of their own addresses
+as sender. Store calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
+
+from kantoor.config import Settings
+from kantoor.quota import QuotaEngine
+from kantoor.smtpd.delivery import deliver
+from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
+from kantoor.smtpd.recipients import decide_recipient
+from kantoor.smtpd.trace import protocol_name, trace_headers
+from kantoor.storage import Store
+
+log = logging.getLogger("kantoor.smtpd")
+
+MAX_RECIPIENTS = 100  # per message; RFC 5321 section 4.5.3.1.8 asks for at least 100
+NULL_SENDER = "<>"
+
+
+def _size_hint(mail_options: list[str]) -> int:
+    for option in mail_options:
+        key, _, value = option.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def address_problem(address: str, smtputf8: bool) -> str | None:
+    """The reply refusing an address that is not acceptable text, or None."""
+    if address.isascii():
+        return None
+    if not smtputf8:
+        return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
+    try:
+        address.encode("utf-8")  # aiosmtpd keeps undecodable bytes as surrogates
+    except UnicodeEncodeError:
+        return "553 5.6.7 Address is not valid UTF-8"
+    return None
+
+
+class MailHandler:
+    def __init__(self, settings: Settings, store: Store, quota: QuotaEngine) -> None:
+        self.settings = settings
+        self.store = store
+        self.quota = quota
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd has no ENHANCEDSTATUSCODES of its own; KantoorSMTP.push adds the codes.
+        return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
+        if problem := address_problem(address, envelope.smtp_utf8):
+            return problem
+        identity = session.identity
+        if identity is not None:
+            account = None if address == NULL_SENDER else await asyncio.to_thread(self.store.get_account, address)
+            if account is None or account.id != identity.account_id:
+                return (f"550 5.7.1 <{address}>: not an address of {identity.login}; send from your own "
+                        "address or one of your aliases")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.size_hint = _size_hint(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
+        if problem := address_problem(address, envelope.smtp_utf8):
+            return problem
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
+        decision = await asyncio.to_thread(
+            decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
+            self.settings.server.mail_domain)
+        if decision.principal_id is not None and decision.inbox_id is not None:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+            # An alias and the login (or user+tag) of one account get one copy.
+            envelope.inboxes.setdefault(decision.principal_id, decision.inbox_id)
+            envelope.recipients.setdefault(decision.principal_id, address)
+        return decision.reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
+        content = envelope.original_content or b""
+        headers = trace_headers(
+            mail_from=envelope.mail_from or NULL_SENDER,
+            helo=session.host_name or "",
+            peer_ip=session.client_ip,
+            hostname=self.settings.server.hostname,
+            protocol=protocol_name(session.extended_smtp, session.encrypted, session.identity is not None,
+                                   envelope.smtp_utf8),
+            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+        )
+        reply = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers, content)
+        log.info("smtp %s from %s: %d bytes for %d recipient(s): %s", session.client_ip, envelope.mail_from,
+                 len(content), len(envelope.inboxes), reply[:3])
+        return reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client (or scanner) that fails the handshake; aiosmtpd closes the connection.
+            log.info("STARTTLS handshake failed: %s", error.__cause__)
+            return "454 4.7.0 TLS handshake failed"
+        # Never show internals to the client; the session stays usable.
+        log.error("SMTP session error", exc_info=error)
+        return "451 4.3.0 Local error in processing; try again later"

@@ -1,0 +1,58 @@
+"""Who may receive mail here: the RCPT TO decision for MX and submission.
+
+Local recipients are accepted (unless their mailbox is full); unknown addresses in
+our own domains get 550 5.1.1; everything else is relaying, which we never do for
+strangers (550 5.7.1). Authenticated users would relay through the outbound queue,
+which does not exist yet, so they are told so plainly (554 5.7.1).
+
+Runs in a worker thread (Store calls block).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kantoor.quota import QuotaEngine
+from kantoor.storage import NotFound, Store
+from kantoor.storage.models import Account
+
+
+@dataclass(frozen=True)
+class RecipientDecision:
+    reply: str
+    principal_id: int | None = None  # set when accepted
+    inbox_id: int | None = None
+
+
+def mailbox_full(store: Store, quota: QuotaEngine, account: Account, size: int) -> bool:
+    """Would ``size`` more bytes take this account's mail past its plan? (Advisory: the
+    authoritative check is the quota reservation inside the delivery transaction.)"""
+    try:
+        used, capacity = quota.report(store, account)["mail"]
+    except LookupError:  # account on a plan the settings no longer define: let delivery decide
+        return False
+    return used + max(size, 1) > capacity
+
+
+def decide_recipient(store: Store, quota: QuotaEngine, address: str, authenticated: bool,
+                     size_hint: int, mail_domain: str) -> RecipientDecision:
+    # RFC 5321 section 4.5.1: a bare "postmaster" must work; it means our main domain's
+    # (an alias the administrator gives to whoever reads it).
+    lookup = f"postmaster@{mail_domain}" if address.lower() == "postmaster" else address
+    account = store.resolve_recipient(lookup)
+    if account is not None:
+        try:
+            inbox = store.mailbox(account.principal_id, "INBOX")
+        except NotFound:
+            return RecipientDecision(f"550 5.1.1 <{address}>: mailbox unavailable")
+        if mailbox_full(store, quota, account, size_hint):
+            return RecipientDecision(f"452 4.2.2 <{address}>: mailbox full, try again later")
+        return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK", account.principal_id, inbox.id)
+    _, at, domain = address.rpartition("@")
+    if not at or store.is_local_domain(domain):
+        return RecipientDecision(f"550 5.1.1 <{address}>: no such mailbox here")
+    if authenticated:
+        return RecipientDecision(
+            f"554 5.7.1 <{address}>: delivery to other mail servers is not available yet; "
+            "only addresses on this server can receive mail")
+    return RecipientDecision(f"550 5.7.1 <{address}>: relay access denied")

@@ -1,0 +1,45 @@
+"""Trace headers the final delivery adds (RFC 5321 section 4.4): Return-Path and Received."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+
+# Anything a client sends that ends up in our header must not break the header:
+# no line breaks, no control characters, bounded length.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f()\\]")
+
+
+def _clean(text: str, limit: int = 255) -> str:
+    return _UNSAFE.sub("", text)[:limit] or "unknown"
+
+
+def _address(text: str) -> str:
+    return _clean(text, 320).replace("<", "").replace(">", "")
+
+
+def protocol_name(esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
+    """The ``with`` keyword of RFC 3848 / RFC 6531 (ESMTP, ESMTPS, ESMTPSA, UTF8SMTPA, …)."""
+    if not esmtp:
+        return "SMTP"
+    base = "UTF8SMTP" if smtputf8 else "ESMTP"
+    return base + ("S" if tls else "") + ("A" if authenticated else "")
+
+
+def trace_headers(
+    *,
+    mail_from: str,
+    helo: str,
+    peer_ip: str,
+    hostname: str,
+    protocol: str,
+    recipient: str | None,
+) -> bytes:
+    """``Return-Path`` + ``Received`` lines (CRLF-terminated) to put before the message."""
+    sender = "" if mail_from in ("", "<>") else _address(mail_from)
+    received = (f"Received: from {_clean(helo)} ([{_clean(peer_ip, 64)}])\r\n"
+                f"\tby {_clean(hostname)} (Kantoor) with {protocol}")
+    if recipient is not None:
+        received += f"\r\n\tfor <{_address(recipient)}>"
+    received += f"; {email.utils.format_datetime(email.utils.localtime())}\r\n"
+    return f"Return-Path: <{sender}>\r\n{received}".encode("utf-8", "surrogateescape")

@@ -1,0 +1,106 @@
+"""Bad input (RFC 5321 sections 4.2, 4.5.3): protocol errors, never a crash; nothing half-delivered."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+
+
+def test_garbage_command_is_500_and_the_session_continues(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        code, text = client.docmd("XYZZY", "plugh")
+        assert code == 500 and text.startswith(b"5.5.1")
+        assert client.noop()[0] == 250
+        code, _ = client.docmd("\x01\x02garbage")
+        assert code in (500, 502)
+        assert client.noop()[0] == 250
+
+
+def test_commands_out_of_sequence_are_503(server, mail) -> None:  # type: ignore[no-untyped-def]
+    with smtplib.SMTP(server.host, server.ports["smtp"], timeout=30) as client:
+        assert client.docmd("MAIL", "FROM:<a@example.org>")[0] == 503  # before EHLO
+        client.ehlo("mx.example.org")
+        assert client.docmd("RCPT", f"TO:<{server.admin_login}>")[0] == 503  # before MAIL
+        assert client.docmd("DATA")[0] == 503  # before RCPT
+        client.mail("a@example.org")
+        assert client.docmd("MAIL", "FROM:<b@example.org>")[0] == 503  # nested MAIL
+
+
+def test_over_long_command_line_is_500_5_5_2(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        code, text = client.docmd("NOOP", "x" * 2000)
+        assert (code, text[:5]) == (500, b"5.5.2")
+        assert client.noop()[0] == 250
+
+
+def test_every_reply_has_an_enhanced_status_code(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        for command in ("NOOP", "RSET", "VRFY postmaster", "HELP", "EXPN list", "DATA", "STARTTLS now"):
+            name, _, arg = command.partition(" ")
+            code, text = client.docmd(name, arg)
+            assert text[:1] in (b"2", b"4", b"5") and text[1:2] == b".", (command, code, text)
+
+
+def test_connection_dropped_during_data_delivers_nothing(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    subject = mail.unique("half-")
+    with socket.create_connection((server.host, server.ports["smtp"]), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        for line in (b"EHLO mx.example.org", b"MAIL FROM:<a@example.org>", f"RCPT TO:<{login}>".encode(), b"DATA"):
+            sock.sendall(line + b"\r\n")
+            while (reply := reader.readline())[3:4] == b"-":
+                pass
+        assert reply.startswith(b"354")
+        sock.sendall(mail.compose(subject))  # no terminating "." line
+    time.sleep(0.5)
+    whole = mail.unique("whole-")
+    with mail.mx() as client:  # the server is fine
+        assert client.sendmail("a@example.org", [login], mail.compose(whole)) == {}
+    assert mail.subjects(mail.inbox(login, password)) == [whole]
+
+
+def test_idle_connection_gets_421_but_slow_data_is_not_cut_off(start_server, mail_for) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(KANTOOR_LIMITS_SMTP_TIMEOUT_SECONDS="1")
+    with socket.create_connection((srv.host, srv.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        assert reader.readline().startswith(b"421 4.4.2 ")  # nothing sent for a second
+        assert reader.readline() == b""  # closed
+    mail = mail_for(srv)
+    login, password = srv.make_user()
+    with mail.mx() as client:
+        client.mail("a@example.org")
+        client.rcpt(login)
+        assert client.docmd("DATA")[0] == 354
+        for n in range(5):  # 2.5 s in all, but never a second without data (RFC 5321 4.5.3.2.6)
+            client.send(f"Subject: slow\r\nX-Line: {n}\r\n".encode() if n == 0 else f"X-Line: {n}\r\n".encode())
+            time.sleep(0.5)
+        client.send(b"\r\nbody\r\n.\r\n")
+        assert client.getreply()[0] == 250
+    assert mail.subjects(mail.inbox(login, password)) == ["slow"]
+
+
+def test_failed_tls_handshake_does_not_hurt_the_listener(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        assert client.docmd("STARTTLS")[0] == 220
+        client.sock.sendall(b"this is not a TLS ClientHello\r\n" * 10)
+        try:
+            client.sock.recv(1024)
+        except OSError:
+            pass
+    with mail.mx() as client:
+        assert client.noop()[0] == 250
+
+
+def test_address_that_is_not_utf8_is_refused_without_an_error(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        client.send(b"MAIL FROM:<\xff\xfe@example.org> SMTPUTF8\r\n")
+        code, text = client.getreply()
+        assert (code, text[:5]) == (553, b"5.6.7")
+        assert client.mail("a@example.org", ["SMTPUTF8"])[0] == 250
+        client.send(b"RCPT TO:<bad\xc3@localhost>\r\n")
+        code, text = client.getreply()
+        assert (code, text[:5]) == (553, b"5.6.7")
+        assert client.noop()[0] == 250

@@ -1,0 +1,133 @@
+"""Submission (RFC 6409) with AUTH (RFC 4954), STARTTLS (RFC 3207) and implicit TLS (RFC 8314)."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+
+import pytest
+
+
+def _headers(raw: bytes) -> bytes:
+    return raw.split(b"\r\n\r\n", 1)[0]
+
+
+def test_auth_plain_in_plain_text_on_loopback_then_local_delivery(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    subject = mail.unique("submitted-")
+    with mail.submission() as client:
+        assert client.has_extn("auth")  # loopback + auth.allow_plaintext_on_loopback
+        code, text = client.login(ann, ann_pw)  # smtplib picks PLAIN
+        assert (code, text[:5]) == (235, b"2.7.0")
+        assert client.sendmail(ann, [bob], mail.compose(subject, sender=ann)) == {}
+    assert b"with ESMTPA\r\n" in _headers(mail.received(bob, bob_pw, subject))
+
+
+def test_auth_login_after_starttls(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    subject = mail.unique("starttls-")
+    with mail.submission() as client:
+        client.starttls(context=mail.tls_context())
+        client.ehlo("laptop.example.org")
+        client.user, client.password = ann, ann_pw
+        assert client.auth("LOGIN", client.auth_login, initial_response_ok=False)[0] == 235
+        assert client.sendmail(ann, [bob], mail.compose(subject, sender=ann)) == {}
+    assert b"with ESMTPSA\r\n" in _headers(mail.received(bob, bob_pw, subject))
+
+
+def test_implicit_tls_submissions_port(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    subject = mail.unique("smtps-")
+    with mail.submissions() as client:
+        assert not client.has_extn("starttls")  # already encrypted
+        assert client.has_extn("auth")
+        client.login(ann, ann_pw)
+        assert client.sendmail(ann, [bob], mail.compose(subject, sender=ann)) == {}
+    assert b"with ESMTPSA\r\n" in _headers(mail.received(bob, bob_pw, subject))
+
+
+def test_mail_before_auth_is_530(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.submission() as client:
+        code, text = client.mail("someone@example.org")
+        assert (code, text[:5]) == (530, b"5.7.0")
+
+
+def test_wrong_password_is_535_after_a_delay_and_the_session_goes_on(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    with mail.submission() as client:
+        started = time.monotonic()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as failed:
+            client.login(login, "not the password")
+        assert failed.value.smtp_code == 535
+        assert failed.value.smtp_error.startswith(b"5.7.8")
+        assert time.monotonic() - started >= 0.09  # the test server's failure delay is 0.1 s
+        assert client.login(login, password)[0] == 235
+
+
+def test_spoofed_sender_is_refused(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, _) = server.make_user(), server.make_user()
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        for spoofed in (bob, "ceo@example.com", ""):
+            code, text = client.docmd("MAIL", f"FROM:<{spoofed}>")
+            assert (code, text[:5]) == (550, b"5.7.1"), spoofed
+        assert client.mail(ann.upper())[0] == 250  # addresses are case-insensitive
+
+
+def test_sending_from_an_alias_is_allowed(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    alias = f"{mail.unique('sales')}@localhost"
+    mail.add_alias(ann, alias)
+    subject = mail.unique("from-alias-")
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        assert client.sendmail(alias, [bob], mail.compose(subject, sender=alias)) == {}
+    assert mail.received(bob, bob_pw, subject)
+
+
+def test_remote_recipients_are_refused_honestly_until_the_outbound_queue_exists(server, mail) -> None:  # type: ignore[no-untyped-def]
+    ann, ann_pw = server.make_user()
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        code, text = client.rcpt("friend@example.com")
+        assert (code, text[:5]) == (554, b"5.7.1")
+        assert b"not available yet" in text
+
+
+def test_plan_without_smtp_cannot_authenticate(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user(plan="free")  # the free plan has no SMTP access
+    with mail.submission() as client:
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.login(login, password)
+    assert refused.value.smtp_code == 535
+    assert b"plan" in refused.value.smtp_error
+
+
+def test_auth_needs_tls_when_plain_text_is_not_allowed_on_loopback(start_server, mail_for) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(KANTOOR_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK="false")
+    mail = mail_for(srv)
+    login, password = srv.make_user()
+    with mail.submission() as client:
+        assert not client.has_extn("auth")
+        code, text = client.docmd("AUTH", "PLAIN")
+        assert (code, text[:6]) == (538, b"5.7.11")
+        client.starttls(context=mail.tls_context())
+        client.ehlo("laptop.example.org")
+        assert client.has_extn("auth")
+        assert client.login(login, password)[0] == 235
+
+
+def test_repeated_failures_are_throttled_with_454(start_server, mail_for) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(KANTOOR_AUTH_MAX_FAILURES="2")
+    mail = mail_for(srv)
+    login, password = srv.make_user()
+    with mail.submission() as client:
+        for _ in range(2):
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                client.login(login, "wrong")
+        # Even the right password is refused now, with a temporary code (RFC 4954 section 6).
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.login(login, password)
+    assert refused.value.smtp_code == 454
+    assert refused.value.smtp_error.startswith(b"4.7.0")
