@@ -54,6 +54,8 @@ def bootstrap_admin(core: Core) -> Bootstrap:
     password = generate_password()
     core.store.create_account(login, hash_password(password), settings.accounts.admin_plan, role="admin",
                               first_name="Administrator", must_change_password=True)
+    # RFC 5321 §4.5.1: a mail server must accept mail for postmaster.
+    core.store.add_alias(login, f"postmaster@{domain}")
     return Bootstrap(login, password)
 
 

@@ -2,7 +2,9 @@
 
 ``check()`` blocks (argon2 and SQL): frontends run it in a worker thread and add
 their own asynchronous delay after a failure, so a failed login never stalls
-the event loop.
+the event loop. Recently verified credentials are remembered briefly (see
+:mod:`kantoor.auth.login_cache`), so HTTP clients that authenticate every request
+do not pay for argon2 each time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from kantoor.auth.login_cache import LoginCache, VerifiedLogin
 from kantoor.auth.passwords import verify_password
 from kantoor.auth.throttle import LoginThrottle
 from kantoor.config import Settings
@@ -36,6 +39,7 @@ class Authenticator:
         self.store = store
         self.throttle = LoginThrottle(store, settings)
         self.failure_delay = settings.auth.failure_delay_seconds
+        self.verified = LoginCache(ttl_seconds=settings.auth.login_cache_seconds)
 
     def check(self, login: str, password: str, client_address: str | None = None) -> LoginResult:
         """Verify a login (primary address or alias) and password; never logs the password."""
@@ -45,6 +49,9 @@ class Authenticator:
         blocked, had_failures = self.throttle.status(login, client_address)
         if blocked:
             return LoginResult(None, "throttled")
+        account = self._remembered(login, password)
+        if account is not None:
+            return LoginResult(account)
         account = self.store.get_account(login)
         matched = verify_password(account.password_hash if account else "", password)
         if account is None or not matched:
@@ -60,4 +67,16 @@ class Authenticator:
         now = utcnow()
         if last is None or now - last > LAST_LOGIN_RESOLUTION:
             account = self.store.update_account(account.login, last_login_at=now)
+        self.verified.remember(login, password, VerifiedLogin(account.login, account.password_hash))
         return LoginResult(account)
+
+    def _remembered(self, login: str, password: str) -> Account | None:
+        """The account, if these credentials were verified recently and its hash and state still hold."""
+        hit = self.verified.lookup(login, password)
+        if hit is None:
+            return None
+        account = self.store.get_account(hit.login)
+        if account is None or account.state != "active" or account.password_hash != hit.password_hash:
+            self.verified.forget(login, password)
+            return None
+        return account

@@ -81,6 +81,10 @@ class AuthSettings:
     max_failures: int = 10
     failure_window_seconds: int = 900
     failure_delay_seconds: float = 1.0  # added (asynchronously) after a failed login
+    # How long a verified login is remembered for clients that authenticate every
+    # request (HTTP Basic); the account is re-read each time, so a password change
+    # or a disabled account still takes effect at once.
+    login_cache_seconds: float = 60.0
     allow_plaintext_on_loopback: bool = True
 
 

@@ -280,3 +280,61 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(320), default="")
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeadProperty(Base):
+    """A WebDAV/CalDAV property clients set that the server does not interpret (RFC 4918 §4.2)."""
+
+    __tablename__ = "dead_properties"
+    __table_args__ = (UniqueConstraint("collection_id", "item_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(512))  # Clark notation: {namespace}local-name
+    value: Mapped[str] = mapped_column(Text, default="")  # the property element as XML text
+
+
+class Lock(Base):
+    """A WebDAV lock (RFC 4918 §6), in the database so every server process honours it."""
+
+    __tablename__ = "locks"
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    root: Mapped[str] = mapped_column(String(2048), index=True)  # the locked URL path
+    scope: Mapped[str] = mapped_column(String(16))  # exclusive|shared
+    type: Mapped[str] = mapped_column(String(16), default="write")
+    depth: Mapped[str] = mapped_column(String(16))  # "0" | "infinity"
+    owner: Mapped[str] = mapped_column(Text, default="")  # the client's DAV:owner XML
+    principal: Mapped[str] = mapped_column(String(320), default="")  # login of the lock holder
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class OutboundMessage(Base):
+    """The outbound mail queue: one row per message and remote recipient domain batch.
+
+    A delivery worker claims a row (``claimed_by``/``claimed_until``) inside a
+    transaction, so with several server processes each message is tried by one.
+    """
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (Index("ix_outbound_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320))  # envelope MAIL FROM ("" for bounces)
+    recipients: Mapped[str] = mapped_column(Text)  # JSON list of envelope recipients still to deliver
+    blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True)
+    inline_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
+    dsn_envid: Mapped[str] = mapped_column(String(100), default="")
+    dsn_ret: Mapped[str] = mapped_column(String(8), default="")  # FULL|HDRS
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)

@@ -9,14 +9,13 @@ and a short idle timeout.
 from __future__ import annotations
 
 import imaplib
-import secrets
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import ServerProcess, launch_server
 
 POLICY_TOML = """
 [auth]
@@ -45,37 +44,20 @@ def tls_context(server: Any) -> ssl.SSLContext:
 
 @dataclass
 class PolicyServer:
-    process: Any
-    config: Path
+    process: ServerProcess
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.process, name)
 
     def make_user(self, login: str, plan: str) -> tuple[str, str]:
-        password = "pw-" + secrets.token_urlsafe(12)
-        self.process.cli("--config", str(self.config), "user", "add", login, "--plan", plan,
-                         "--password-stdin", stdin=password + "\n")
-        return login, password
-
-
-def _launch_server(request: pytest.FixtureRequest) -> Callable[..., Any]:
-    # The top-level conftest's helper, found through pytest (a plain import of
-    # "conftest" would be ambiguous with this file).
-    for plugin in request.config.pluginmanager.get_plugins():
-        launch = getattr(plugin, "launch_server", None)
-        if callable(launch):
-            return launch
-    raise RuntimeError("tests/conftest.py launch_server not found")
+        return self.process.make_user(login, plan=plan)
 
 
 @pytest.fixture(scope="module")
-def policy_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyServer]:
-    folder = tmp_path_factory.mktemp("imap-policy")
-    config = folder / "kantoor.toml"
-    config.write_text(POLICY_TOML)
-    process = _launch_server(request)(folder / "data")
+def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyServer]:
+    process = launch_server(tmp_path_factory.mktemp("imap-policy") / "data", config=POLICY_TOML)
     try:
-        yield PolicyServer(process, config)
+        yield PolicyServer(process)
     finally:
         process.stop()
 

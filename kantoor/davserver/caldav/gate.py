@@ -3,25 +3,22 @@
 - WSGI hands PATH_INFO over as latin-1-decoded bytes; Radicale expects the real
   (UTF-8) text, as its own server gives it, so the gate re-decodes it.
 - Bodies larger than ``limits.max_dav_body_bytes`` are refused before reading.
-- HTTP Basic credentials are checked here with ``Authenticator.check`` (repeats
-  of recently verified ones come from :mod:`.login_cache`); a
+- HTTP Basic credentials are checked here with ``Authenticator.check`` (which
+  remembers recently verified ones, so per-request Basic stays cheap); a
   plan without CalDAV/CardDAV gets 403 with a readable reason. The verified
   account then travels to Radicale's plugins in the request state.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import time
 from collections.abc import Iterable
 
 from radicale import pathutils, types
 
-from kantoor.auth import LoginResult
+from kantoor.davserver.basic_auth import parse_basic_credentials
 from kantoor.davserver.caldav.context import DavContext, RequestState, request_state
-from kantoor.davserver.caldav.login_cache import LoginCache
 
 REALM = "Kantoor calendars and contacts"
 
@@ -30,7 +27,6 @@ class CalDavGate:
     def __init__(self, context: DavContext, radicale_app: types.WSGIApplication) -> None:
         self.context = context
         self.app = radicale_app
-        self.logins = LoginCache(context.store)
 
     def __call__(self, environ: types.WSGIEnviron, start_response: types.WSGIStartResponse) -> Iterable[bytes]:
         def reply(status: str, message: str, extra: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
@@ -65,13 +61,11 @@ class CalDavGate:
         account = None
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         if authorization[:6].lower() == "basic ":
-            credentials = _basic_credentials(authorization[6:])
+            credentials = parse_basic_credentials(authorization)
             challenge = (("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),)
             if credentials is None:
                 return reply("401 Unauthorized", "Malformed Basic credentials.", challenge)
-            account = self.logins.lookup(*credentials)
-            result = LoginResult(account) if account is not None else self.context.authenticator.check(
-                credentials[0], credentials[1], environ.get("REMOTE_ADDR"))
+            result = self.context.authenticator.check(credentials[0], credentials[1], environ.get("REMOTE_ADDR"))
             if not result.ok:
                 # A worker thread, not the event loop: sleeping here slows guessing down.
                 time.sleep(self.context.authenticator.failure_delay)
@@ -82,7 +76,6 @@ class CalDavGate:
                 return reply("401 Unauthorized", "Invalid login or password.", challenge)
             account = result.account
             assert account is not None
-            self.logins.remember(credentials[0], credentials[1], account)
             if not self.context.quota.allows(account, "caldav"):
                 return reply("403 Forbidden",
                              "Your plan does not include calendar and contact synchronisation (CalDAV/CardDAV). "
@@ -118,10 +111,3 @@ def _wsgi_to_text(value: str) -> str:
     return value.encode("latin-1").decode("utf-8")
 
 
-def _basic_credentials(encoded: str) -> tuple[str, str] | None:
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
-    login, sep, password = decoded.partition(":")
-    return (login, password) if sep else None

@@ -3,28 +3,15 @@ small HTTP helpers; every test drives ``/dav/`` over TCP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import base64
-import http.client
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pytest
+from harness import Reply, http_request
 
 _counter = itertools.count(1)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
 
 
 @dataclass
@@ -40,17 +27,7 @@ class Dav:
     def request(self, method: str, path: str, auth: tuple[str, str] | None = None, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Reply:
         """One request on a fresh connection; ``path`` is quoted here (pass it unquoted)."""
-        all_headers = dict(headers or {})
-        if auth is not None:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            all_headers["Authorization"] = f"Basic {token}"
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            conn.request(method, quote(path, safe="/@:"), body=body, headers=all_headers)
-            response = conn.getresponse()
-            return Reply(response.status, response.headers, response.read())
-        finally:
-            conn.close()
+        return http_request(self.host, self.port, method, path, auth, body, headers)
 
     def new_user(self, plan: str = "standard") -> tuple[str, str]:
         login = f"cal{next(_counter)}-{int(time.time() * 1000) % 10**8}@example.org"

@@ -1,21 +1,17 @@
-"""Real WebDAV clients against the drive (skipped, naming the tool, when it is not installed)."""
+"""Real WebDAV clients against the drive (skipped outside CI, naming the tool, when it is not installed)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from harness import require_tool
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
+    return require_tool(name)
 
 
 def test_rclone_copies_a_tree_up_and_back(drive, user, tmp_path: Path):
