@@ -1,0 +1,207 @@
+"""Mail domains and accounts: creation with a default space, look-up, update, deletion."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from kantoor.storage.errors import (
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+)
+from kantoor.storage.models import (
+    Account,
+    Alias,
+    Change,
+    Collection,
+    Domain,
+    Grant,
+    Group,
+    Item,
+    Membership,
+    Principal,
+    Usage,
+)
+from kantoor.storage.names import (
+    DEFAULT_MAILBOXES,
+    DROP_FOLDER,
+    normalize_address,
+)
+from kantoor.storage.transactions import StoreBase
+
+
+class AccountsMixin(StoreBase):
+    # ------------------------------------------------------------------ domains
+    def add_domain(self, name: str, owner_login: str | None = None) -> Domain:
+        name = name.strip().lower().rstrip(".")
+        if not name or " " in name or "@" in name or "/" in name or len(name) > 253:
+            raise ValueError(f"not a domain name: {name!r}")
+        with self.write() as s:
+            if s.scalar(select(Domain).where(Domain.name == name)):
+                raise AlreadyExists(f"domain {name} exists")
+            owner = self._account(s, owner_login) if owner_login else None
+            domain = Domain(name=name, owner_id=owner.id if owner else None)
+            s.add(domain)
+            s.flush()
+            return domain
+
+    def list_domains(self) -> list[Domain]:
+        with self.read() as s:
+            return list(s.scalars(select(Domain).order_by(Domain.name)))
+
+    def is_local_domain(self, name: str) -> bool:
+        with self.read() as s:
+            return s.scalar(select(Domain.id).where(Domain.name == name.lower().rstrip("."))) is not None
+
+    # ------------------------------------------------------------------ accounts
+    def create_account(
+        self,
+        login: str,
+        password_hash: str,
+        plan: str,
+        role: str = "user",
+        state: str = "active",
+        first_name: str = "",
+        last_name: str = "",
+        organisation: str = "",
+        must_change_password: bool = False,
+    ) -> Account:
+        """Create an account with its default mailboxes, calendars, address book and drive."""
+        login = normalize_address(login)
+        with self.write() as s:
+            if self._find_account(s, login) is not None:
+                raise AlreadyExists(f"account {login} exists")
+            principal = Principal(kind="account")
+            s.add(principal)
+            s.flush()
+            account = Account(
+                principal_id=principal.id, login=login, password_hash=password_hash, plan=plan,
+                role=role, state=state, first_name=first_name, last_name=last_name,
+                organisation=organisation, must_change_password=must_change_password,
+            )
+            s.add(account)
+            s.flush()
+            self._create_owner_space(s, principal.id, personal=True)
+            return account
+
+    def _create_owner_space(self, s: Session, owner_id: int, personal: bool) -> None:
+        for tool in ("mail", "documents", "calendar"):
+            s.add(Usage(owner_id=owner_id, tool=tool, bytes=0))
+        # UIDVALIDITY: seconds since the epoch, so a re-created mailbox gets a new one.
+        validity = int(time.time())
+        mailboxes = DEFAULT_MAILBOXES if personal else (("INBOX", ""),)
+        for name, special in mailboxes:
+            s.add(Collection(owner_id=owner_id, kind="mailbox", path=name, special_use=special,
+                             display_name=name, uidvalidity=validity))
+        s.add(Collection(owner_id=owner_id, kind="calendar", path="calendar", display_name="Calendar",
+                         components="VEVENT"))
+        if personal:
+            s.add(Collection(owner_id=owner_id, kind="calendar", path="tasks", display_name="Tasks",
+                             components="VTODO"))
+        s.add(Collection(owner_id=owner_id, kind="addressbook", path="contacts", display_name="Contacts"))
+        root = Collection(owner_id=owner_id, kind="folder", path="", display_name="")
+        s.add(root)
+        s.flush()
+        if personal:
+            s.add(Collection(owner_id=owner_id, kind="folder", path=DROP_FOLDER, parent_id=root.id,
+                             display_name=DROP_FOLDER, special_use="drop"))
+
+    @staticmethod
+    def _find_account(s: Session, address: str) -> Account | None:
+        address = normalize_address(address)
+        account = s.scalar(select(Account).where(Account.login == address))
+        if account is None:
+            alias = s.get(Alias, address)
+            account = alias.account if alias else None
+        return account
+
+    def _account(self, s: Session, login: str) -> Account:
+        account = self._find_account(s, login)
+        if account is None:
+            raise NotFound(f"no account {login}")
+        return account
+
+    def get_account(self, login: str) -> Account | None:
+        """The account whose login or alias is ``login`` (case-insensitive)."""
+        with self.read() as s:
+            return self._find_account(s, login)
+
+    def get_account_by_principal(self, principal_id: int) -> Account | None:
+        with self.read() as s:
+            return s.scalar(select(Account).where(Account.principal_id == principal_id))
+
+    def resolve_recipient(self, address: str) -> Account | None:
+        """The active account that mail for ``address`` goes to (``user+tag@`` → ``user@``)."""
+        address = normalize_address(address)
+        with self.read() as s:
+            account = self._find_account(s, address)
+            if account is None and "+" in address.split("@", 1)[0]:
+                local, _, domain = address.partition("@")
+                account = self._find_account(s, f"{local.split('+', 1)[0]}@{domain}")
+            return account if account is not None and account.state == "active" else None
+
+    def list_accounts(self) -> list[Account]:
+        with self.read() as s:
+            return list(s.scalars(select(Account).order_by(Account.login)))
+
+    def count_accounts(self) -> int:
+        with self.read() as s:
+            return int(s.scalar(select(func.count(Account.id))) or 0)
+
+    _UPDATABLE = frozenset({
+        "password_hash", "state", "plan", "role", "first_name", "last_name", "organisation",
+        "last_login_at", "must_change_password", "session_timeout_minutes", "photo",
+    })
+
+    def update_account(self, login: str, **fields: object) -> Account:
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        with self.write() as s:
+            account = self._account(s, login)
+            for key, value in fields.items():
+                setattr(account, key, value)
+            s.flush()
+            return account
+
+    def add_alias(self, login: str, address: str) -> None:
+        address = normalize_address(address)
+        with self.write() as s:
+            account = self._account(s, login)
+            if self._find_account(s, address) is not None:
+                raise AlreadyExists(f"address {address} is taken")
+            s.add(Alias(address=address, account_id=account.id))
+
+    def delete_account(self, login: str) -> None:
+        """Destroy an account and all of its data; refuses while it administers a group."""
+        with self.write() as s:
+            account = self._account(s, login)
+            groups = list(s.scalars(select(Group.name).where(Group.admin_id == account.id)))
+            if groups:
+                raise PermissionDenied(
+                    f"{account.login} administers {', '.join(groups)}: hand those groups over first", "admin"
+                )
+            self._delete_owner_space(s, account.principal_id)
+            s.execute(delete(Membership).where(Membership.account_id == account.id))
+            s.execute(update(Domain).where(Domain.owner_id == account.id).values(owner_id=None))
+            s.delete(account)
+            s.flush()
+            s.execute(delete(Principal).where(Principal.id == account.principal_id))
+
+    def _delete_owner_space(self, s: Session, owner_id: int) -> None:
+        coll_ids = list(s.scalars(select(Collection.id).where(Collection.owner_id == owner_id)))
+        if coll_ids:
+            self._release_blobs(s, select(Item.blob_sha256).where(
+                Item.collection_id.in_(coll_ids), Item.blob_sha256.is_not(None)))
+            s.execute(delete(Grant).where(Grant.item_id.in_(select(Item.id).where(Item.collection_id.in_(coll_ids)))))
+            s.execute(delete(Grant).where(Grant.collection_id.in_(coll_ids)))
+            s.execute(delete(Change).where(Change.collection_id.in_(coll_ids)))
+            s.execute(delete(Item).where(Item.collection_id.in_(coll_ids)))
+            s.execute(update(Collection).where(Collection.id.in_(coll_ids)).values(parent_id=None))
+            s.execute(delete(Collection).where(Collection.id.in_(coll_ids)))
+        s.execute(delete(Grant).where(Grant.grantee_id == owner_id))
+        s.execute(delete(Usage).where(Usage.owner_id == owner_id))
+

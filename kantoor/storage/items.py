@@ -1,0 +1,146 @@
+"""Items in collections: create/replace with preconditions, read, delete, change log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from kantoor.storage.errors import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+)
+from kantoor.storage.indexing import ItemIndex, index_for
+from kantoor.storage.models import (
+    Change,
+    Collection,
+    Grant,
+    Item,
+    utcnow,
+)
+from kantoor.storage.names import (
+    TOOL_OF_KIND,
+    validate_item_name,
+)
+from kantoor.storage.transactions import StoreBase
+
+
+class ItemsMixin(StoreBase):
+    def put_item(
+        self,
+        collection_id: int,
+        name: str,
+        body: bytes | BinaryIO | Iterable[bytes],
+        content_type: str,
+        actor: int | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        max_size: int | None = None,
+        index: ItemIndex | None = None,
+    ) -> tuple[Item, bool]:
+        """Create or replace an item; returns (item, created).
+
+        ``if_match`` is an ETag the current item must have; ``if_none_match`` means
+        the item must not exist yet (HTTP ``If-None-Match: *``).
+        """
+        validate_item_name(name)
+        stored, sha, data = self._store_body(body, max_size)
+        if index is None:
+            if data is None and stored.size <= 1024 * 1024 and content_type.startswith(("text/", "message/")):
+                data = self.blobs.read(sha)
+            index = index_for(content_type, data) if data is not None else ItemIndex()
+        with self.write() as s:
+            coll = self._locked_collection(s, collection_id)
+            existing = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == name))
+            if existing is None:
+                if if_match is not None:
+                    raise PreconditionFailed(f"{name} does not exist")
+                self.access.authorize(s, actor, "bind", coll)
+            else:
+                if if_none_match:
+                    raise PreconditionFailed(f"{name} exists")
+                if if_match is not None and if_match != existing.etag:
+                    raise PreconditionFailed(f"{name} has changed")
+                self.access.authorize(s, actor, "write", coll, existing)
+            if index.ical_uid and coll.kind in ("calendar", "addressbook"):
+                clash = s.scalar(select(Item.name).where(
+                    Item.collection_id == coll.id, Item.ical_uid == index.ical_uid, Item.name != name))
+                if clash is not None:
+                    raise AlreadyExists(f"UID {index.ical_uid} is already used by {clash}")
+            delta = stored.size - (existing.size if existing else 0)
+            self.quota.reserve(s, coll.owner_id, TOOL_OF_KIND[coll.kind], delta)
+            item = existing or Item(collection_id=coll.id, name=name, created_at=utcnow())
+            if existing is not None and existing.blob_sha256:
+                self._release_blobs(s, select(Item.blob_sha256).where(Item.id == existing.id))
+            self._apply_body(s, item, stored, sha, content_type, index)
+            if existing is None:
+                s.add(item)
+            self._fault("before_commit")
+            item.modseq = self._record_change(s, coll, name, item.uid, "created" if existing is None else "modified")
+            s.flush()
+            return item, existing is None
+
+
+    def get_item(self, collection_id: int, name: str, actor: int | None = None) -> Item:
+        with self.read() as s:
+            item = s.scalar(select(Item).where(Item.collection_id == collection_id, Item.name == name))
+            coll = s.get(Collection, collection_id)
+            if item is None or coll is None:
+                raise NotFound(f"no item {name}")
+            self.access.authorize(s, actor, "read", coll, item)
+            return item
+
+    def list_items(self, collection_id: int, actor: int | None = None) -> list[Item]:
+        with self.read() as s:
+            coll = s.get(Collection, collection_id)
+            if coll is None:
+                raise NotFound(f"no collection {collection_id}")
+            self.access.authorize(s, actor, "read", coll)
+            return list(s.scalars(select(Item).where(Item.collection_id == collection_id).order_by(Item.name)))
+
+    def read_body(self, item: Item) -> bytes:
+        """The bytes of an item the caller already got through an authorized read."""
+        if item.inline_body is not None:
+            return item.inline_body
+        if item.blob_sha256 is None:
+            return b""
+        return self.blobs.read(item.blob_sha256)
+
+    def open_body(self, item: Item) -> BinaryIO:
+        import io
+
+        if item.inline_body is not None or item.blob_sha256 is None:
+            return io.BytesIO(item.inline_body or b"")
+        return self.blobs.open(item.blob_sha256)
+
+    def delete_item(self, collection_id: int, name: str, actor: int | None = None, if_match: str | None = None) -> None:
+        with self.write() as s:
+            coll = self._locked_collection(s, collection_id)
+            item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == name))
+            if item is None:
+                raise NotFound(f"no item {name}")
+            self.access.authorize(s, actor, "write", coll, item)
+            if if_match is not None and if_match != item.etag:
+                raise PreconditionFailed(f"{name} has changed")
+            self._remove_item(s, coll, item)
+
+    def _remove_item(self, s: Session, coll: Collection, item: Item) -> None:
+        if item.blob_sha256:
+            self._release_blobs(s, select(Item.blob_sha256).where(Item.id == item.id))
+        self.quota.reserve(s, coll.owner_id, TOOL_OF_KIND[coll.kind], -item.size)
+        s.execute(delete(Grant).where(Grant.item_id == item.id))
+        s.delete(item)
+        self._record_change(s, coll, item.name, item.uid, "deleted")
+
+    def changes_since(self, collection_id: int, modseq: int, actor: int | None = None) -> list[Change]:
+        with self.read() as s:
+            coll = s.get(Collection, collection_id)
+            if coll is None:
+                raise NotFound(f"no collection {collection_id}")
+            self.access.authorize(s, actor, "read", coll)
+            return list(s.scalars(select(Change).where(
+                Change.collection_id == collection_id, Change.modseq > modseq).order_by(Change.modseq)))
+

@@ -1,0 +1,117 @@
+"""Messages: delivery (the one call SMTP and IMAP APPEND share), listing, flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from sqlalchemy import select
+
+from kantoor.storage.errors import NotFound
+from kantoor.storage.indexing import index_for
+from kantoor.storage.models import (
+    Collection,
+    Item,
+    utcnow,
+)
+from kantoor.storage.names import normalize_flags
+from kantoor.storage.transactions import StoreBase
+
+
+class MailMixin(StoreBase):
+    # ------------------------------------------------------------------ mail
+    def mailbox(self, owner_id: int, name: str, actor: int | None = None) -> Collection:
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        return self.find_collection(owner_id, "mailbox", name, actor)
+
+    def deliver_message(
+        self,
+        mailbox_id: int,
+        raw: bytes | BinaryIO,
+        actor: int | None = None,
+        flags: Iterable[str] = (),
+        internaldate: dt.datetime | None = None,
+        max_size: int | None = None,
+    ) -> Item:
+        """Store a message in a mailbox with the next UID: SMTP delivery and IMAP APPEND both call this."""
+        return self.deliver_message_to_mailboxes([mailbox_id], raw, actor, max_size, flags, internaldate)[mailbox_id]
+
+    def list_messages(self, mailbox_id: int, actor: int | None = None) -> list[Item]:
+        """Every message in a mailbox, in UID order (body columns not loaded)."""
+        with self.read() as s:
+            coll = s.get(Collection, mailbox_id)
+            if coll is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            self.access.authorize(s, actor, "read", coll)
+            return list(s.scalars(select(Item).where(Item.collection_id == mailbox_id).order_by(Item.uid)))
+
+    def set_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str,
+                  actor: int | None = None) -> dict[int, list[str]]:
+        """Replace (``mode`` "set"), add ("add") or remove ("remove") flags; returns new flags by UID."""
+        flag_list = normalize_flags(flags)
+        result: dict[int, list[str]] = {}
+        with self.write() as s:
+            coll = self._locked_collection(s, mailbox_id)
+            self.access.authorize(s, actor, "write", coll)
+            for item in s.scalars(select(Item).where(Item.collection_id == coll.id, Item.uid.in_(list(uids)))):
+                current = item.flags.split() if item.flags else []
+                if mode == "set":
+                    new = flag_list
+                elif mode == "add":
+                    new = normalize_flags(current + flag_list)
+                elif mode == "remove":
+                    lowered = {f.lower() for f in flag_list}
+                    new = [f for f in current if f.lower() not in lowered]
+                else:
+                    raise ValueError(f"unknown flag mode {mode!r}")
+                if new != current:
+                    item.flags = " ".join(new)
+                    item.modseq = self._record_change(s, coll, item.name, item.uid, "modified")
+                result[int(item.uid or 0)] = new
+        return result
+
+
+    # ------------------------------------------------------------------ multi-recipient delivery
+    # (added for SMTP: one DATA reply covers every recipient, so delivery to them is all or nothing)
+    def deliver_message_to_mailboxes(
+        self,
+        mailbox_ids: Iterable[int],
+        raw: bytes | BinaryIO,
+        actor: int | None = None,
+        max_size: int | None = None,
+        flags: Iterable[str] = (),
+        internaldate: dt.datetime | None = None,
+    ) -> dict[int, Item]:
+        """Store one message in several mailboxes in ONE transaction: all get it, or none does.
+
+        Per mailbox: the ``bind`` right, quota, the next UID, the change log; the body
+        is stored once. Returns the new item by mailbox id.
+        """
+        ids = sorted(set(mailbox_ids))  # a fixed lock order: two deliveries never deadlock
+        stored, sha, data = self._store_body(raw, max_size)
+        if data is None:
+            with self.blobs.open(sha) as fh:
+                data = fh.read(256 * 1024)  # headers are at the top
+        index = index_for("message/rfc822", data)
+        flag_text = " ".join(normalize_flags(flags))
+        items: dict[int, Item] = {}
+        with self.write() as s:
+            for mailbox_id in ids:
+                coll = self._locked_collection(s, mailbox_id)
+                if coll.kind != "mailbox":
+                    raise NotFound("not a mailbox")
+                self.access.authorize(s, actor, "bind", coll)
+                self.quota.reserve(s, coll.owner_id, "mail", stored.size)
+                uid = coll.uidnext
+                coll.uidnext = uid + 1
+                item = Item(collection_id=coll.id, name=str(uid), uid=uid, created_at=utcnow(),
+                            internaldate=internaldate or utcnow(), flags=flag_text)
+                self._apply_body(s, item, stored, sha, "message/rfc822", index)
+                s.add(item)
+                item.modseq = self._record_change(s, coll, item.name, uid, "created")
+                s.flush()  # makes the Blob row visible to the next mailbox's refcount update
+                items[mailbox_id] = item
+            self._fault("before_commit")
+        return items
