@@ -1,10 +1,13 @@
-"""ARCHITECTURE invariant 2: two `kantoor serve` processes on one PostgreSQL behave as one server."""
+"""ARCHITECTURE invariant 2: two `kantoor serve` processes on one PostgreSQL behave as one server:
+a write through one is seen, and pushed to IDLE sessions, by the other."""
 
 from __future__ import annotations
 
 import imaplib
 import smtplib
 from email.message import EmailMessage
+
+from imapclient import IMAPClient
 
 
 def test_mail_delivered_through_one_process_is_read_through_the_other(start_server, postgres_url,
@@ -15,22 +18,28 @@ def test_mail_delivered_through_one_process_is_read_through_the_other(start_serv
     assert first.admin_login and not second.admin_login  # the database, not the process, knows it is set up
     login, password = first.admin_login, first.admin_password
 
-    with imaplib.IMAP4(second.host, second.ports["imap"], timeout=30) as watcher:
+    # A session on the second process waits in IDLE (RFC 2177) ...
+    watcher = IMAPClient(second.host, port=second.ports["imap"], ssl=False, timeout=30)
+    try:
         watcher.login(login, password)
-        watcher.select("INBOX")
+        watcher.select_folder("INBOX")
+        watcher.idle()
         msg = EmailMessage()
         msg["From"] = "someone@example.net"
         msg["To"] = login
         msg["Subject"] = "across processes"
         msg.set_content(("x" * 70 + "\n") * 600)  # > 40 kB: lives in the shared blob store
+        # ... while the first process receives the message over SMTP.
         with smtplib.SMTP(first.host, first.ports["smtp"], timeout=30) as smtp:
             smtp.send_message(msg)
-        watcher.noop()
-        _status, data = watcher.uid("SEARCH", None, "ALL")
-        uids = data[0].split()
-        assert len(uids) == 1
-        _status, parts = watcher.uid("FETCH", uids[0], "(BODY.PEEK[])")
-        assert b"across processes" in parts[0][1] and (b"x" * 70 + b"\n") * 3 in parts[0][1].replace(b"\r\n", b"\n")
+        responses = watcher.idle_check(timeout=15)
+        watcher.idle_done()
+        assert (1, b"EXISTS") in responses, responses  # notified through PostgreSQL LISTEN/NOTIFY
+        fetched = watcher.fetch([1], ["BODY.PEEK[]"])
+        body = next(iter(fetched.values()))[b"BODY[]"]
+        assert b"across processes" in body and (b"x" * 70 + b"\n") * 3 in body.replace(b"\r\n", b"\n")
+    finally:
+        watcher.logout()
 
     # The UIDs keep increasing whichever process allocates them.
     with smtplib.SMTP(second.host, second.ports["smtp"], timeout=30) as smtp:
