@@ -14,11 +14,12 @@ VENV="${KANTOOR_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
+VENV="$(cd "$VENV" && pwd)"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
 
 # Client tools driven by the tests (Debian package names).
-DEBIAN_TOOLS=(curl swaks litmus cadaver rclone)
+DEBIAN_TOOLS=(curl swaks litmus cadaver rclone isync offlineimap3)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=()
     for pkg in "${DEBIAN_TOOLS[@]}"; do
@@ -31,4 +32,6 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     fi
 fi
 
+# Python client tools installed in the venv (vdirsyncer …) must be on PATH for the tests.
+export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest "$@"

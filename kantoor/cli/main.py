@@ -1,4 +1,4 @@
-"""``kantoor …``: serve, db, user, domain, group and plan commands.
+"""``kantoor …``: serve, db, user, domain, group, plan and queue commands.
 
 Errors are one line on stderr and a non-zero exit status; no tracebacks for
 mistakes a user can make (unknown account, taken name, bad configuration).
@@ -122,9 +122,67 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
+    from kantoor.smtpd.dkim_keys import dns_records, generate_key
+    from kantoor.smtpd.outbound_settings import delivery_settings
+
     core = _core(args)
+    settings = core.settings
     domain = core.store.add_domain(args.domain, owner_login=args.owner)
+    key = generate_key(settings.data_dir, domain.name)
     print(f"added domain {domain.name}")
+    print(f"DKIM signing key: {settings.data_dir / 'dkim' / (domain.name + '.pem')}")
+    print()
+    print("Publish these DNS records (MX, SPF, DKIM, DMARC):")
+    selector = delivery_settings(settings).dkim_selector
+    for record in dns_records(domain.name, settings.server.hostname, selector, key):
+        print(record)
+    return 0
+
+
+def cmd_domain_dns(args: argparse.Namespace) -> int:
+    from kantoor.smtpd.dkim_keys import dns_records, generate_key
+    from kantoor.smtpd.outbound_settings import delivery_settings
+
+    core = _core(args)
+    settings = core.settings
+    name = args.domain.strip().lower()
+    if not core.store.is_local_domain(name):
+        raise CommandError(f"{name} is not a mail domain of this server")
+    key = generate_key(settings.data_dir, name)  # creates one for domains added before DKIM existed
+    for record in dns_records(name, settings.server.hostname, delivery_settings(settings).dkim_selector, key):
+        print(record)
+    return 0
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    from kantoor.storage.outbound import recipients_of
+
+    core = _core(args)
+    rows = core.store.list_outbound(None if args.all else "queued")
+    for row in rows:
+        due = row.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+        recipients = ",".join(recipients_of(row))
+        print(f"{row.id}\t{row.state}\t<{row.sender}>\t{recipients}\t{row.size} B\tattempts {row.attempts}\t"
+              f"next {due}\t{row.last_error[:200]}")
+    if not rows:
+        print("the queue is empty")
+    return 0
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    core = _core(args)
+    ids = [row.id for row in core.store.list_outbound()] if args.all else args.ids
+    for message_id in ids:
+        core.store.retry_outbound(message_id)
+    print(f"{len(ids)} message(s) due for delivery now")
+    return 0
+
+
+def cmd_queue_delete(args: argparse.Namespace) -> int:
+    core = _core(args)
+    for message_id in args.ids:
+        core.store.delete_outbound(message_id)
+    print(f"deleted {len(args.ids)} message(s) from the queue")
     return 0
 
 
@@ -230,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("domain")
     p.add_argument("--owner", help="login of the organisation administrator who owns it")
     add(domain, "list", cmd_domain_list, "list mail domains")
+    p = add(domain, "dns", cmd_domain_dns, "print the DNS records (MX, SPF, DKIM, DMARC) to publish")
+    p.add_argument("domain")
+
+    queue = sub.add_parser("queue", help="outbound mail queue").add_subparsers(dest="queue_command", required=True)
+    p = add(queue, "list", cmd_queue_list, "list queued messages")
+    p.add_argument("--all", action="store_true", help="also delivered and failed messages")
+    p = add(queue, "retry", cmd_queue_retry, "try queued messages again now")
+    p.add_argument("ids", nargs="*", type=int)
+    p.add_argument("--all", action="store_true", help="every queued message")
+    p = add(queue, "delete", cmd_queue_delete, "remove messages from the queue without delivering them")
+    p.add_argument("ids", nargs="+", type=int)
 
     group = sub.add_parser("group", help="groups").add_subparsers(dest="group_command", required=True)
     p = add(group, "create", cmd_group_create, "create a group")

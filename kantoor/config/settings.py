@@ -138,6 +138,30 @@ class AccountSettings:
 
 
 @dataclass
+class DeliverySettings:
+    # "example.net=127.0.0.1:2526, other.org=mx.other.org" — fixed MX hosts per domain, looked up
+    # before DNS (tests point a domain at a local fake MX; also a way to route one domain by hand).
+    static_mx: str = ""
+    # Name servers for MX lookups ("127.0.0.1:5353, 10.0.0.1"); empty = the system resolver.
+    dns_nameservers: str = ""
+    # Send everything remote through this relay ("host:port") instead of MX lookups; with
+    # credentials when given (AUTH after STARTTLS, or implicit TLS on port 465).
+    smarthost: str = ""
+    smarthost_login: str = ""
+    smarthost_password: str = ""
+    retry_base_seconds: float = 300.0  # first retry; doubles per attempt…
+    retry_max_seconds: float = 4 * 3600.0  # …up to this
+    expire_seconds: float = 5 * 86400.0  # give up (and bounce) after this long in the queue
+    poll_seconds: float = 10.0  # how often a worker looks for due messages other processes queued
+    lease_seconds: float = 600.0  # a claim older than this is taken over (its worker died)
+    connect_timeout_seconds: float = 60.0
+    concurrency: int = 10  # messages one process delivers at once
+    dkim_selector: str = "kantoor"
+    # Messages one account may queue for other servers per hour (0 = no limit).
+    max_messages_per_hour: int = 200
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     ports: PortSettings = field(default_factory=PortSettings)
@@ -146,6 +170,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     plans: dict[str, PlanSettings] = field(default_factory=default_plans)
 
     @property
@@ -222,6 +247,12 @@ def _validate(settings: Settings) -> None:
         for f in dataclasses.fields(obj):
             if getattr(obj, f.name) <= 0:
                 raise ConfigError(f"{section}.{f.name}: must be positive")
+    for name in ("retry_base_seconds", "retry_max_seconds", "expire_seconds", "poll_seconds", "lease_seconds",
+                 "connect_timeout_seconds", "concurrency"):
+        if getattr(settings.delivery, name) <= 0:
+            raise ConfigError(f"delivery.{name}: must be positive")
+    if settings.delivery.max_messages_per_hour < 0:
+        raise ConfigError("delivery.max_messages_per_hour: must not be negative")
     if settings.auth.max_failures < 1:
         raise ConfigError("auth.max_failures: must be at least 1")
     if settings.server.worker_threads < 2:

@@ -30,6 +30,13 @@ def mailbox_pattern(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile(f"(?:{regex})\\Z", re.IGNORECASE if full.upper().startswith("INBOX") else 0)
 
 
+def validate_name(path: str) -> None:
+    """A mailbox name we store: no empty levels, no wildcards or control characters, modest length."""
+    if not path or "//" in path or len(path) > 512 or any(c in path for c in "*%") \
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise ValueError("invalid mailbox name")
+
+
 def canonical_name(name: str) -> str:
     name = name.strip(DELIMITER)
     return "INBOX" if name.upper() == "INBOX" else name
@@ -112,8 +119,7 @@ class MailAccount:
     def create(self, name: str) -> Deferred:
         """CREATE, making missing parents too (RFC 3501 6.3.3); fails with AlreadyExists."""
         path = canonical_name(name)
-        if not path or "//" in path or any(c in path for c in "*%\x00"):
-            raise ValueError("invalid mailbox name")
+        validate_name(path)
 
         def work() -> None:
             parts = path.split(DELIMITER)
@@ -129,8 +135,7 @@ class MailAccount:
 
     def delete(self, name: str) -> Deferred:
         def work() -> None:
-            coll = self.find(name)
-            self.store.delete_collection(coll.id, actor=self.principal_id)
+            self.store.delete_mailbox(self.principal_id, canonical_name(name), actor=self.principal_id)
 
         return deferToThread(work)
 

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from kantoor.imapd.message import StoredMessage
 from kantoor.storage import Store
+from kantoor.storage.imap_state import FlagUpdate
 from kantoor.storage.models import Collection, Item
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -29,8 +30,18 @@ class Changes:
     """What a refresh found: to be sent as untagged EXPUNGE, EXISTS and FETCH FLAGS."""
 
     expunged: list[int] = field(default_factory=list)  # sequence numbers, highest first
+    vanished: list[int] = field(default_factory=list)  # the same messages' UIDs (QRESYNC's VANISHED)
     exists: int | None = None
     flags: dict[int, list[str]] = field(default_factory=dict)  # sequence number → flags
+    modseqs: dict[int, int] = field(default_factory=dict)  # sequence number → MODSEQ (RFC 7162)
+
+
+@dataclass
+class StoreResult:
+    """What STORE did: new flags by sequence number, and messages UNCHANGEDSINCE refused (RFC 7162 3.1.3)."""
+
+    flags: dict[int, list[str]] = field(default_factory=dict)
+    modified: list[int] = field(default_factory=list)  # sequence numbers, or UIDs for UID STORE
 
 
 @implementer(IMailboxIMAP, ICloseableMailboxIMAP)
@@ -88,6 +99,7 @@ class SelectedMailbox:
         values = {
             "MESSAGES": self.getMessageCount, "RECENT": self.getRecentCount, "UIDNEXT": self.getUIDNext,
             "UIDVALIDITY": self.getUIDValidity, "UNSEEN": self.getUnseenCount,
+            "HIGHESTMODSEQ": lambda: self.highest_modseq,
         }
         return {name.upper(): values[name.upper()]() for name in names if name.upper() in values}
 
@@ -120,43 +132,69 @@ class SelectedMailbox:
         return self.select(messages, uid)
 
     # -- writes (each returns a Deferred; results are applied on the reactor) --------------
-    def store(self, messages: MessageSet, flags: list[str], mode: int, uid: bool) -> Deferred:
+    def store(self, messages: MessageSet, flags: list[str], mode: int, uid: bool,
+              unchanged_since: int | None = None) -> Deferred:
+        """STORE; fires with a :class:`StoreResult` (sequence numbers of changed and of refused messages)."""
         if not self.writeable:
             raise ReadOnlyMailbox()
         chosen = self.select(messages, uid)
         uids = [m.uid for _, m in chosen]
         how = {1: "add", -1: "remove", 0: "set"}[mode]
-        d = deferToThread(self.storage.set_flags, self.id, uids, flags, how, self.actor)
+        d = deferToThread(self.storage.store_flags, self.id, uids, flags, how, self.actor, unchanged_since)
 
-        def applied(new_flags: dict[int, list[str]]) -> dict[int, list[str]]:
-            result = {}
+        def applied(update: FlagUpdate) -> StoreResult:
+            result = StoreResult()
+            refused = set(update.modified)
             for seq, message in chosen:
-                if message.uid in new_flags:
-                    message.item.flags = " ".join(new_flags[message.uid])
-                    result[seq] = new_flags[message.uid]
+                new = update.updated.get(message.uid) or update.unchanged.get(message.uid)
+                if new is not None:
+                    message.item.flags = " ".join(new[0])
+                    message.item.modseq = new[1]
+                    result.flags[seq] = new[0]
+                elif message.uid in refused:
+                    result.modified.append(message.uid if uid else seq)
+            self._note_modseq(max((m for _, m in update.updated.values()), default=0))
             return result
 
         return d.addCallback(applied)
 
-    def expunge(self) -> Deferred:
-        """Remove every message flagged \\Deleted; fires with the expunged sequence numbers, highest first."""
+    def mark_seen(self, uids: list[int]) -> Deferred:
+        """Set \\Seen on messages a FETCH read (RFC 3501 6.4.5), keeping the in-memory view current."""
+        d = deferToThread(self.storage.store_flags, self.id, uids, ["\\Seen"], "add", self.actor)
+
+        def applied(update: FlagUpdate) -> None:
+            for message in self.messages:
+                if message.uid in update.updated:
+                    flags, modseq = update.updated[message.uid]
+                    message.item.flags = " ".join(flags)
+                    message.item.modseq = modseq
+            self._note_modseq(max((m for _, m in update.updated.values()), default=0))
+
+        return d.addCallback(applied)
+
+    def expunge(self, uids: list[int] | None = None) -> Deferred:
+        """Remove messages flagged \\Deleted (of ``uids`` only, for UID EXPUNGE) in one transaction;
+        fires with the expunged (sequence number, UID) pairs, highest first."""
         if not self.writeable:
             raise ReadOnlyMailbox()
+        d = deferToThread(self.storage.expunge_messages, self.id, uids, self.actor)
+        return d.addCallback(self.forget)
 
-        def work() -> tuple[list[Item], set[int]]:
-            current = self.storage.list_messages(self.id, self.actor)
-            doomed = {int(i.uid or 0) for i in current if "\\deleted" in i.flags.lower().split()}
-            for item_uid in sorted(doomed):
-                self.storage.delete_item(self.id, str(item_uid), self.actor)
-            return current, doomed
+    def forget(self, gone_uids: list[int]) -> list[tuple[int, int]]:
+        """Drop messages this session removed (EXPUNGE, MOVE); (sequence number, UID) pairs, highest first."""
+        gone = set(gone_uids)
+        expunged = [(seq, m.uid) for seq, m in enumerate(self.messages, 1) if m.uid in gone]
+        self.messages = [m for m in self.messages if m.uid not in gone]
+        return sorted(expunged, reverse=True)
 
-        def applied(result: tuple[list[Item], set[int]]) -> list[int]:
-            _current, doomed = result
-            expunged = [seq for seq, m in enumerate(self.messages, 1) if m.uid in doomed]
-            self.messages = [m for m in self.messages if m.uid not in doomed]
-            return sorted(expunged, reverse=True)
+    def _note_modseq(self, modseq: int) -> None:
+        if modseq > self.collection.modseq:
+            self.collection.modseq = modseq
 
-        return deferToThread(work).addCallback(applied)
+    @property
+    def highest_modseq(self) -> int:
+        """HIGHESTMODSEQ (RFC 7162 3.1.2): the mailbox's modseq as this session last saw it (at least 1)."""
+        return max(1, int(self.collection.modseq))
 
     def refresh(self) -> Deferred:
         """Re-read the mailbox (other sessions, SMTP delivery); fires with :class:`Changes`."""
@@ -174,15 +212,18 @@ class SelectedMailbox:
         for seq, message in enumerate(self.messages, 1):
             if message.uid not in by_uid:
                 changes.expunged.append(seq)
+                changes.vanished.append(message.uid)
             else:
                 kept.append(message)
         changes.expunged.sort(reverse=True)
         known = {m.uid for m in kept}
         for seq, message in enumerate(kept, 1):
             fresh = by_uid[message.uid]
-            if fresh.flags != message.item.flags:
+            if fresh.flags != message.item.flags or fresh.modseq != message.item.modseq:
                 message.item.flags = fresh.flags
+                message.item.modseq = fresh.modseq
                 changes.flags[seq] = message.flags
+                changes.modseqs[seq] = int(fresh.modseq)
         new = [StoredMessage(i) for i in items if int(i.uid or 0) not in known]
         kept.extend(new)
         self.messages = kept

@@ -22,12 +22,22 @@ from twisted.python.failure import Failure
 
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
+from kantoor.imapd.commands.acl import AclCommands
 from kantoor.imapd.commands.append import AppendCommand
+from kantoor.imapd.commands.copy import CopyCommand
+from kantoor.imapd.commands.enable import EnableCommand, uid_set
+from kantoor.imapd.commands.expunge import ExpungeCommand
 from kantoor.imapd.commands.fetch import FetchCommand
 from kantoor.imapd.commands.login import LoginCommands
 from kantoor.imapd.commands.mailboxes import MailboxCommands
-from kantoor.imapd.commands.messages import MessageCommands
+from kantoor.imapd.commands.move import MoveCommand
+from kantoor.imapd.commands.qresync import QresyncCommand
+from kantoor.imapd.commands.quota import QuotaCommands
+from kantoor.imapd.commands.rename import RenameCommand
 from kantoor.imapd.commands.search import SearchCommand
+from kantoor.imapd.commands.store import StoreCommand
+from kantoor.imapd.commands.uid import UidCommand
+from kantoor.imapd.literals import NonSyncLiterals
 from kantoor.imapd.mailbox import Changes, SelectedMailbox
 from kantoor.imapd.replies import Refused, refusal
 from kantoor.quota import QuotaEngine
@@ -56,8 +66,10 @@ class ServerContext:
     implicit_tls: bool
 
 
-class KantoorIMAPServer(LoginCommands, MailboxCommands, AppendCommand, MessageCommands, FetchCommand,
-                        SearchCommand, IMAP4Server):
+class KantoorIMAPServer(NonSyncLiterals, LoginCommands, MailboxCommands, RenameCommand, AppendCommand,
+                        StoreCommand, ExpungeCommand, CopyCommand, MoveCommand, FetchCommand, SearchCommand,
+                        UidCommand, EnableCommand, QuotaCommands, AclCommands, QresyncCommand,
+                        IMAP4Server):
     IDENT = b"Kantoor IMAP4rev1 ready"
 
     def __init__(self, context: ServerContext) -> None:
@@ -100,7 +112,9 @@ class KantoorIMAPServer(LoginCommands, MailboxCommands, AppendCommand, MessageCo
                 caps[b"SASL-IR"] = None
             else:
                 caps[b"LOGINDISABLED"] = None
-        for name in (b"IDLE", b"NAMESPACE", b"ID", b"UNSELECT", b"CHILDREN", b"SPECIAL-USE"):
+        for name in (b"LITERAL+", b"IDLE", b"NAMESPACE", b"ID", b"UNSELECT", b"CHILDREN", b"SPECIAL-USE",
+                     b"UIDPLUS", b"MOVE", b"ENABLE", b"CONDSTORE", b"QRESYNC", b"QUOTA", b"QUOTA=RES-STORAGE", b"ACL",
+                     b"RIGHTS=texk"):
             caps[name] = None
         return caps
 
@@ -119,6 +133,11 @@ class KantoorIMAPServer(LoginCommands, MailboxCommands, AppendCommand, MessageCo
             self.sendBadResponse(None, b"invalid tag")
             return
         super().parse_command(line)
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: int | None = None) -> None:  # noqa: N802
+        # A command with its arguments missing reaches the parsers as b"" (→ BAD "Missing argument"),
+        # not as None (which Twisted's parsers crash on).
+        super().dispatchCommand(tag, cmd, rest if rest is not None else b"", uid)
 
     def lookupCommand(self, cmd: bytes) -> Any:  # noqa: N802
         try:
@@ -196,20 +215,49 @@ class KantoorIMAPServer(LoginCommands, MailboxCommands, AppendCommand, MessageCo
 
         self._stop_watching = self.context.store.notifier.subscribe(listener)
 
+    _refreshing = False
+    _refresh_again = False
+
     def _mailbox_changed(self, mbox: SelectedMailbox) -> None:
-        if self.parseState == "idle" and self.mbox is mbox:
-            mbox.refresh().addCallback(self._send_changes).addErrback(self._log_failure)
+        """Tell an IDLE client about changes; a burst of events (a MOVE of many messages) costs one refresh."""
+        if self.parseState != "idle" or self.mbox is not mbox:
+            return
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+        self._hold()  # a DONE and what follows wait until the view is consistent again
+
+        def finished(_: object) -> None:
+            self._refreshing = False
+            self._release()
+            if self._refresh_again:
+                self._refresh_again = False
+                self._mailbox_changed(mbox)
+
+        mbox.refresh().addCallback(self._send_changes).addErrback(self._log_failure).addBoth(finished)
 
     def _log_failure(self, failure: Failure) -> None:
         log.error("IMAP background refresh failed: %s", failure.getTraceback())
 
-    def _send_changes(self, changes: Changes) -> None:
-        for seq in changes.expunged:
+    def _report_expunged(self, pairs: list[tuple[int, int]]) -> None:
+        """EXPUNGE per message (highest sequence number first), or one VANISHED once QRESYNC is on (RFC 7162 3.2.10)."""
+        if not pairs:
+            return
+        if self.qresync:
+            self.sendUntaggedResponse(b"VANISHED " + uid_set(uid for _, uid in pairs))
+            return
+        for seq, _ in sorted(pairs, reverse=True):
             self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+
+    def _send_changes(self, changes: Changes) -> None:
+        self._report_expunged(list(zip(changes.expunged, changes.vanished, strict=True)))
         if changes.exists is not None:
             self.sendUntaggedResponse(b"%d EXISTS" % changes.exists)
         for seq, flags in changes.flags.items():
-            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s))" % (seq, " ".join(flags).encode()))
+            # RFC 7162 3.2: once CONDSTORE is on, unsolicited FETCH responses carry MODSEQ.
+            modseq = b" MODSEQ (%d)" % changes.modseqs[seq] if self.condstore and seq in changes.modseqs else b""
+            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)" % (seq, " ".join(flags).encode(), modseq))
 
     def do_NOOP(self, tag: bytes) -> None:  # noqa: N802
         if self.mbox is None:

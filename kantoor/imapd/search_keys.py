@@ -2,7 +2,10 @@
 
 Twisted's own evaluator mixes bytes and str and fails on most string keys, so
 the keys are evaluated here. String keys match case-insensitively as substrings
-of the decoded (RFC 2047) header or of the body text.
+of the decoded (RFC 2047) header or of the body text. FROM, TO and SUBJECT are
+answered from the index columns the Store fills at delivery, flags, sizes, dates,
+UIDs and MODSEQ from the message row: only CC, BCC, HEADER, SENT* read headers,
+and only BODY/TEXT read whole messages.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ _FLAG_KEYS = {
     b"FLAGGED": ("\\Flagged", True), b"UNFLAGGED": ("\\Flagged", False),
     b"SEEN": ("\\Seen", True), b"UNSEEN": ("\\Seen", False), b"OLD": ("\\Recent", False),
 }
-_HEADER_KEYS = {b"FROM": "from", b"TO": "to", b"CC": "cc", b"BCC": "bcc", b"SUBJECT": "subject"}
+# Headers decoded into index columns at delivery: answered from the message row, nothing is read.
+_INDEXED_HEADERS = {b"FROM": "from_addr", b"TO": "to_addr", b"SUBJECT": "subject"}
+_HEADER_KEYS = {b"CC": "cc", b"BCC": "bcc"}
 HEADER_KEYS = frozenset({*_HEADER_KEYS, b"HEADER", b"SENTBEFORE", b"SENTON", b"SENTSINCE"})
 BODY_KEYS = frozenset({b"BODY", b"TEXT"})
 
@@ -88,6 +93,7 @@ class Searcher:
     def __init__(self, last_seq: int, last_uid: int) -> None:
         self.last_seq = last_seq
         self.last_uid = last_uid
+        self.used_modseq = False  # a MODSEQ key makes the reply carry (MODSEQ n)
 
     def matches(self, query: list[Any], seq: int, message: StoredMessage) -> bool:
         """All keys must match (keys are ANDed)."""
@@ -121,6 +127,8 @@ class Searcher:
             keyword = self._pop(keys).decode("utf-8", "replace").lower()
             present = keyword in (f.lower() for f in message.flags)
             return present if word == b"KEYWORD" else not present
+        if word in _INDEXED_HEADERS:
+            return _text(self._pop(keys)) in str(getattr(message.item, _INDEXED_HEADERS[word]) or "").lower()
         if word in _HEADER_KEYS:
             return _text(self._pop(keys)) in _decoded_header(message, _HEADER_KEYS[word])
         if word == b"HEADER":
@@ -151,7 +159,20 @@ class Searcher:
             return first or second
         if word == b"UID":
             return message.uid in self._set(self._pop(keys), self.last_uid)
+        if word == b"MODSEQ":
+            return message.item.modseq >= self._modseq(keys)
         raise SearchSyntaxError(f"unknown search key {word.decode('ascii', 'replace')}")
+
+    def _modseq(self, keys: list[Any]) -> int:
+        """RFC 7162 3.1.5: ``MODSEQ [entry-name entry-type-req] mod-sequence-valzer``."""
+        value = self._pop(keys)
+        if not value.isdigit():  # a metadata entry name and type: every entry shares the message's modseq
+            self._pop(keys)
+            value = self._pop(keys)
+        if not value.isdigit():
+            raise SearchSyntaxError("MODSEQ needs a number")
+        self.used_modseq = True
+        return int(value)
 
     @staticmethod
     def _compare(word: bytes, value: dt.date, limit: dt.date) -> bool:

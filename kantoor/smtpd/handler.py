@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
+from kantoor.smtpd.authresults import authentication_results, strip_forged
 from kantoor.smtpd.delivery import deliver
+from kantoor.smtpd.outbound_settings import DeliverySettings
+from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import protocol_name, trace_headers
-from kantoor.storage import Store
+from kantoor.storage import StorageError, Store
 
 log = logging.getLogger("kantoor.smtpd")
 
@@ -48,16 +52,22 @@ def address_problem(address: str, smtputf8: bool) -> str | None:
 
 
 class MailHandler:
-    def __init__(self, settings: Settings, store: Store, quota: QuotaEngine) -> None:
+    def __init__(self, settings: Settings, store: Store, quota: QuotaEngine, delivery: DeliverySettings,
+                 queued: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.store = store
         self.quota = quota
+        self.delivery = delivery
+        self.queued = queued  # wakes this process's delivery worker
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
         # aiosmtpd has no ENHANCEDSTATUSCODES of its own; KantoorSMTP.push adds the codes.
-        return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]
+        # PIPELINING (RFC 2920): aiosmtpd reads commands from a buffered stream one by one
+        # and answers each in order, never dropping buffered input, so a batch sent in
+        # one write gets every reply in order (tests/smtpd/test_smtp_pipelining.py).
+        return responses[:-1] + ["250-PIPELINING", "250-DSN", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -85,7 +95,17 @@ class MailHandler:
         decision = await asyncio.to_thread(
             decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
             self.settings.server.mail_domain)
-        if decision.principal_id is not None and decision.inbox_id is not None:
+        if decision.remote and session.identity is not None:
+            if not envelope.rate_checked:
+                if await asyncio.to_thread(over_sending_limit, self.store, self.delivery, session.identity.account_id):
+                    return (f"450 4.7.1 <{address}>: sending limit of {self.delivery.max_messages_per_hour} messages "
+                            "per hour to other servers reached; try again later")
+                envelope.rate_checked = True
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+            if address.lower() not in (r.lower() for r in envelope.remote):
+                envelope.remote.append(address)
+        elif decision.principal_id is not None and decision.inbox_id is not None:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
             # An alias and the login (or user+tag) of one account get one copy.
@@ -105,10 +125,49 @@ class MailHandler:
                                    envelope.smtp_utf8),
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
         )
-        reply = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers, content)
-        log.info("smtp %s from %s: %d bytes for %d recipient(s): %s", session.client_ip, envelope.mail_from,
-                 len(content), len(envelope.inboxes), reply[:3])
+        if session.identity is None:
+            # Mail from other servers: say what SPF, DKIM and DMARC found (RFC 8601).
+            content = await asyncio.to_thread(self._authenticated_content, session, envelope, content)
+        reply = ""
+        if envelope.inboxes:
+            reply = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers, content)
+            if not reply.startswith("250"):
+                return reply
+        if envelope.remote:
+            reply = await self._queue(session, envelope, content, local_reply=reply)
+        log.info("smtp %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
+                 envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote), reply[:3])
         return reply
+
+    def _authenticated_content(self, session: KantoorSession, envelope: KantoorEnvelope, content: bytes) -> bytes:
+        authserv_id = self.settings.server.hostname
+        content = strip_forged(content, authserv_id)
+        field = authentication_results(content, authserv_id=authserv_id, ip=session.client_ip,
+                                       mail_from=envelope.mail_from or NULL_SENDER, helo=session.host_name or "")
+        return field + content
+
+    async def _queue(self, session: KantoorSession, envelope: KantoorEnvelope, content: bytes,
+                     local_reply: str) -> str:
+        assert session.identity is not None
+        received = trace_headers(
+            mail_from=envelope.mail_from or NULL_SENDER, helo=session.host_name or "", peer_ip=session.client_ip,
+            hostname=self.settings.server.hostname,
+            protocol=protocol_name(session.extended_smtp, session.encrypted, True, envelope.smtp_utf8),
+            recipient=envelope.remote[0] if len(envelope.remote) == 1 else None, return_path=False)
+        sender = "" if envelope.mail_from in (None, NULL_SENDER) else envelope.mail_from
+        try:
+            queue_id = await asyncio.to_thread(
+                queue_for_remote, self.store, self.delivery, self.settings.data_dir, sender=sender,
+                recipients=list(envelope.remote), trace=received, content=content,
+                account_id=session.identity.account_id, mail_options=list(envelope.mail_options),
+                envid=envelope.dsn_envid)
+        except StorageError:
+            log.exception("queueing a submitted message failed")
+            # Even when local copies are in: a duplicate for them beats a silent loss for the others.
+            return "451 4.3.0 Could not queue the message; try again later"
+        self.queued()
+        local = f"{local_reply.split(': ', 1)[-1]}, " if local_reply else ""
+        return f"250 2.0.0 OK: {local}queued as {queue_id} for {len(envelope.remote)} remote recipient(s)"
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, TLSSetupException):

@@ -1,11 +1,12 @@
-"""The three SMTP listeners on the server's running asyncio loop.
+"""The three SMTP listeners and the outbound delivery worker, on the server's running asyncio loop.
 
 ``smtp``: MX (inbound from other servers), STARTTLS offered, AUTH optional.
 ``submission``: STARTTLS offered, AUTH required before MAIL.
 ``submissions``: the same with implicit TLS (RFC 8314).
 aiosmtpd's Controller would start its own thread and loop; we want the one loop
 every protocol shares, so the ``SMTP`` protocol class goes straight to
-``loop.create_server``.
+``loop.create_server``. The delivery worker lives as long as the MX listener:
+closing that listener (server shutdown) stops the worker too.
 """
 
 from __future__ import annotations
@@ -14,13 +15,43 @@ import asyncio
 import asyncio.base_events
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
+from kantoor.smtpd.authresults import use_name_servers
 from kantoor.smtpd.handler import MailHandler
+from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
 from kantoor.smtpd.protocol import KantoorSMTP
+from kantoor.smtpd.queue_worker import DeliveryWorker
 from kantoor.storage import Store
+
+
+class ListenerWithWorker:
+    """An ``asyncio.Server`` whose closing also stops the delivery worker (same interface as the server)."""
+
+    def __init__(self, server: asyncio.base_events.Server, worker: DeliveryWorker) -> None:
+        self.server = server
+        self.worker = worker
+        self._stopped: asyncio.Task[None] | None = None
+
+    @property
+    def sockets(self) -> Any:
+        return self.server.sockets
+
+    def is_serving(self) -> bool:
+        return self.server.is_serving()
+
+    def close(self) -> None:
+        self.server.close()
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_task(self.worker.stop())
+
+    async def wait_closed(self) -> None:
+        if self._stopped is not None:
+            await self._stopped
+        await self.server.wait_closed()
 
 
 async def start(
@@ -29,10 +60,18 @@ async def start(
     authenticator: Authenticator,
     quota: QuotaEngine,
     ssl_context: ssl.SSLContext,
-) -> list[tuple[str, asyncio.base_events.Server]]:
-    """Listen on the MX, submission and submissions ports; returns (name, server) pairs."""
+    delivery: DeliverySettings | None = None,
+) -> list[tuple[str, Any]]:
+    """Listen on the MX, submission and submissions ports and start delivering the outbound queue.
+
+    Returns (name, server) pairs; closing the ``smtp`` one also stops the delivery worker.
+    ``delivery`` defaults to ``settings.delivery`` (or ``KANTOOR_DELIVERY_*`` variables).
+    """
     loop = asyncio.get_running_loop()
-    handler = MailHandler(settings, store, quota)
+    delivery = delivery or delivery_settings(settings)
+    use_name_servers(delivery)
+    worker = DeliveryWorker(settings, store, delivery)
+    handler = MailHandler(settings, store, quota, delivery, queued=worker.wake)
 
     def factory(starttls: bool, auth_required: bool) -> Callable[[], KantoorSMTP]:
         # One protocol object per connection, as asyncio wants.
@@ -46,7 +85,7 @@ async def start(
         ("submission", settings.ports.submission, factory(starttls=True, auth_required=True), None),
         ("submissions", settings.ports.submissions, factory(starttls=False, auth_required=True), ssl_context),
     )
-    servers: list[tuple[str, asyncio.base_events.Server]] = []
+    servers: list[tuple[str, Any]] = []
     try:
         for name, port, make, implicit_tls in listeners:
             server = await loop.create_server(make, host=settings.server.host, port=port, ssl=implicit_tls,
@@ -56,4 +95,6 @@ async def start(
         for _, server in servers:
             server.close()
         raise
+    worker.start()
+    servers[0] = ("smtp", ListenerWithWorker(servers[0][1], worker))
     return servers

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import ssl
+from collections.abc import Sequence
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -27,7 +29,8 @@ from kantoor.smtpd.login import (
 )
 from kantoor.smtpd.replies import with_enhanced_code
 
-IDENT = "ESMTP Kantoor"  # banner text: no library name or version for scanners
+IDENT = "ESMTP Kantoor"
+_ENVID = re.compile(r"\sENVID=(\S+)", re.IGNORECASE)  # banner text: no library name or version for scanners
 
 
 class KantoorSession(Session):
@@ -61,6 +64,9 @@ class KantoorEnvelope(Envelope):
         self.inboxes: dict[int, int] = {}  # principal id → INBOX collection id
         self.recipients: dict[int, str] = {}  # principal id → the address it was reached by
         self.size_hint = 0  # the MAIL SIZE= parameter (RFC 1870), 0 if not given
+        self.remote: list[str] = []  # recipients on other servers (authenticated sessions only)
+        self.dsn_envid = ""  # MAIL ENVID= (RFC 3461 section 4.4), case kept
+        self.rate_checked = False
 
 
 class _PendingCheck:
@@ -173,6 +179,33 @@ class KantoorSMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+    def _getparams(self, params: Sequence[str]) -> dict[str, str | bool] | None:
+        # DSN parameters (RFC 3461 section 4): aiosmtpd would refuse them as unknown.
+        # They are checked here and taken out; the handler reads them from the options.
+        result = super()._getparams(params)
+        if result is None:
+            return None
+        ret = result.pop("RET", None)
+        if ret is not None and ret not in ("FULL", "HDRS"):
+            return None
+        notify = result.pop("NOTIFY", None)
+        if notify is not None:
+            values = set(str(notify).split(",")) if isinstance(notify, str) else {""}
+            if not values <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"} or ("NEVER" in values and len(values) > 1):
+                return None
+        for key in ("ENVID", "ORCPT"):
+            if result.pop(key, "") is True:
+                return None  # these need a value
+        return result
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        # aiosmtpd upper-cases every parameter; ENVID is echoed back in bounces as given.
+        match = _ENVID.search(arg or "")
+        envelope = self.envelope
+        if isinstance(envelope, KantoorEnvelope) and envelope.mail_from is None:
+            envelope.dsn_envid = match.group(1)[:100] if match else ""
+        await super().smtp_MAIL(arg)
 
     async def smtp_HELO(self, hostname: str) -> None:
         self._in_ehlo = bool(hostname)

@@ -2,8 +2,8 @@
 
 Local recipients are accepted (unless their mailbox is full); unknown addresses in
 our own domains get 550 5.1.1; everything else is relaying, which we never do for
-strangers (550 5.7.1). Authenticated users would relay through the outbound queue,
-which does not exist yet, so they are told so plainly (554 5.7.1).
+strangers (550 5.7.1). Authenticated users' mail for other domains goes to the
+outbound queue (``remote``).
 
 Runs in a worker thread (Store calls block).
 """
@@ -22,6 +22,7 @@ class RecipientDecision:
     reply: str
     principal_id: int | None = None  # set when accepted
     inbox_id: int | None = None
+    remote: bool = False  # accepted for the outbound queue
 
 
 def mailbox_full(store: Store, quota: QuotaEngine, account: Account, size: int) -> bool:
@@ -52,7 +53,5 @@ def decide_recipient(store: Store, quota: QuotaEngine, address: str, authenticat
     if not at or store.is_local_domain(domain):
         return RecipientDecision(f"550 5.1.1 <{address}>: no such mailbox here")
     if authenticated:
-        return RecipientDecision(
-            f"554 5.7.1 <{address}>: delivery to other mail servers is not available yet; "
-            "only addresses on this server can receive mail")
+        return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK, queued for delivery", remote=True)
     return RecipientDecision(f"550 5.7.1 <{address}>: relay access denied")

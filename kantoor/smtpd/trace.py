@@ -10,12 +10,12 @@ import re
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f()\\]")
 
 
-def _clean(text: str, limit: int = 255) -> str:
+def header_safe(text: str, limit: int = 255) -> str:
     return _UNSAFE.sub("", text)[:limit] or "unknown"
 
 
 def _address(text: str) -> str:
-    return _clean(text, 320).replace("<", "").replace(">", "")
+    return header_safe(text, 320).replace("<", "").replace(">", "")
 
 
 def protocol_name(esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
@@ -34,12 +34,15 @@ def trace_headers(
     hostname: str,
     protocol: str,
     recipient: str | None,
+    return_path: bool = True,
 ) -> bytes:
     """``Return-Path`` + ``Received`` lines (CRLF-terminated) to put before the message."""
     sender = "" if mail_from in ("", "<>") else _address(mail_from)
-    received = (f"Received: from {_clean(helo)} ([{_clean(peer_ip, 64)}])\r\n"
-                f"\tby {_clean(hostname)} (Kantoor) with {protocol}")
+    received = (f"Received: from {header_safe(helo)} ([{header_safe(peer_ip, 64)}])\r\n"
+                f"\tby {header_safe(hostname)} (Kantoor) with {protocol}")
     if recipient is not None:
         received += f"\r\n\tfor <{_address(recipient)}>"
     received += f"; {email.utils.format_datetime(email.utils.localtime())}\r\n"
-    return f"Return-Path: <{sender}>\r\n{received}".encode("utf-8", "surrogateescape")
+    # Return-Path belongs to the final delivery only (RFC 5321 section 4.4); relaying adds just Received.
+    text = f"Return-Path: <{sender}>\r\n{received}" if return_path else received
+    return text.encode("utf-8", "surrogateescape")

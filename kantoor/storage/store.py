@@ -19,11 +19,14 @@ The API is one class assembled from one module per subject (``accounts``,
 from __future__ import annotations
 
 from kantoor.storage.accounts import AccountsMixin
+from kantoor.storage.calendars import CalendarsMixin
 from kantoor.storage.containers import ContainersMixin
 from kantoor.storage.drive import DriveMixin
 from kantoor.storage.grants import GrantsMixin
 from kantoor.storage.groups import GroupsMixin
+from kantoor.storage.imap_state import ImapStateMixin
 from kantoor.storage.items import ItemsMixin
+from kantoor.storage.locks import LocksMixin
 from kantoor.storage.mail import MailMixin
 from kantoor.storage.names import (
     DEFAULT_MAILBOXES,
@@ -33,13 +36,15 @@ from kantoor.storage.names import (
     normalize_flags,
     validate_item_name,
 )
+from kantoor.storage.outbound import OutboundMixin
 from kantoor.storage.policies import AccessPolicy, QuotaPolicy
 from kantoor.storage.properties import PropertiesMixin
 from kantoor.storage.upkeep import UpkeepMixin
 
 
 class Store(AccountsMixin, GroupsMixin, ContainersMixin, ItemsMixin, MailMixin, GrantsMixin, DriveMixin,
-            PropertiesMixin, UpkeepMixin):
+            PropertiesMixin, CalendarsMixin, UpkeepMixin, OutboundMixin,
+            LocksMixin, ImapStateMixin):
     """Accounts, groups, collections, items, messages, grants and blobs, on one write path."""
 
 

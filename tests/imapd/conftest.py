@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from harness import ServerProcess, launch_server
+from imapd.imap_raw import RawSession
 
 POLICY_TOML = """
 [auth]
@@ -124,3 +125,32 @@ def message() -> bytes:
 def trusting() -> Callable[[Any], ssl.SSLContext]:
     """``trusting(server)``: an SSL context that verifies the server's self-signed certificate."""
     return tls_context
+
+
+@pytest.fixture
+def raw(server: Any) -> Iterator[Callable[..., RawSession]]:
+    """``raw(credentials=None)``: a :class:`RawSession`, logged in when credentials are given."""
+    opened: list[RawSession] = []
+
+    def factory(credentials: tuple[str, str] | None = None) -> RawSession:
+        session = RawSession(server)
+        opened.append(session)
+        if credentials is not None:
+            reply = session.command(f'LOGIN "{credentials[0]}" "{credentials[1]}"')
+            assert reply[-1].split()[1] == b"OK", reply
+        return session
+
+    yield factory
+    for session in opened:
+        session.close()
+
+
+@pytest.fixture
+def folder(connect: Callable[..., imaplib.IMAP4], user: tuple[str, str]) -> str:
+    """A new empty mailbox of the module's ``user`` (cheaper than a new account per test)."""
+    import secrets
+
+    name = f"T{secrets.token_hex(4)}"
+    client = connect(user)
+    assert client.create(name)[0] == "OK"
+    return name

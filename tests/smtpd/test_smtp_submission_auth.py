@@ -85,16 +85,6 @@ def test_sending_from_an_alias_is_allowed(server, mail) -> None:  # type: ignore
     assert mail.received(bob, bob_pw, subject)
 
 
-def test_remote_recipients_are_refused_honestly_until_the_outbound_queue_exists(server, mail) -> None:  # type: ignore[no-untyped-def]
-    ann, ann_pw = server.make_user()
-    with mail.submission() as client:
-        client.login(ann, ann_pw)
-        client.mail(ann)
-        code, text = client.rcpt("friend@example.com")
-        assert (code, text[:5]) == (554, b"5.7.1")
-        assert b"not available yet" in text
-
-
 def test_plan_without_smtp_cannot_authenticate(server, mail) -> None:  # type: ignore[no-untyped-def]
     login, password = server.make_user(plan="free")  # the free plan has no SMTP access
     with mail.submission() as client:

@@ -53,4 +53,4 @@ def build_caldav_app(settings: Settings, store: Store, authenticator: Authentica
     # WARNING; Kantoor keeps only its errors.
     logging.getLogger("radicale").setLevel(logging.ERROR)
     context = DavContext(settings=settings, store=store, authenticator=authenticator, quota=quota)
-    return CalDavGate(context, KantoorRadicale(radicale_configuration(context)))
+    return CalDavGate(context, KantoorRadicale(context, radicale_configuration(context)))

@@ -75,3 +75,22 @@ def request_state(state: RequestState) -> Iterator[RequestState]:
         yield state
     finally:
         _current.reset(token)
+
+
+# The body of the PUT being handled, as the client sent it: Radicale re-serializes
+# what it parsed, which vobject gets wrong for some vCard 4.0 values (data: URIs),
+# so the storage plugin stores the client's own bytes when they describe the same object.
+_put_body: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("kantoor_dav_put_body", default=None)
+
+
+def current_put_body() -> bytes | None:
+    return _put_body.get()
+
+
+@contextmanager
+def put_body(body: bytes) -> Iterator[bytes]:
+    token = _put_body.set(body)
+    try:
+        yield body
+    finally:
+        _put_body.reset(token)

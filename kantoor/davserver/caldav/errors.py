@@ -13,9 +13,11 @@ import logging
 from collections.abc import Callable
 from http import client
 
+from defusedxml import DefusedXmlException
 from radicale import httputils, types
 from radicale.app import REQUEST_METHODS, Application
 
+from kantoor.davserver.caldav.methods import DavMethods
 from kantoor.davserver.caldav.resources import DavPrecondition
 from kantoor.storage import (
     AlreadyExists,
@@ -45,7 +47,12 @@ def guarded(method: Handler) -> Handler:
         except DavPrecondition as exc:
             return self._webdav_error_response(exc.status, exc.precondition, request_info)
         except QuotaExceeded as exc:
-            return _text(client.INSUFFICIENT_STORAGE, str(exc))
+            log.info("%s %s refused: %s", request, path, exc)
+            # RFC 4331 §6: the precondition element says why nothing was stored.
+            return self._webdav_error_response(client.INSUFFICIENT_STORAGE, "D:quota-not-exceeded", request_info)
+        except DefusedXmlException:
+            # Entity declarations, external references: refused, never expanded.
+            return _text(client.BAD_REQUEST, "XML entity declarations are not accepted.")
         except BlobTooLarge:
             return httputils.REQUEST_ENTITY_TOO_LARGE
         except PreconditionFailed:
@@ -65,10 +72,10 @@ def guarded(method: Handler) -> Handler:
     return handle
 
 
-class KantoorRadicale(Application):
-    """Radicale's application with Kantoor's storage errors mapped per method."""
+class KantoorRadicale(DavMethods):
+    """Radicale's application with Kantoor's methods, and Kantoor's storage errors mapped per method."""
 
 
 for _method in REQUEST_METHODS:
     _name = f"do_{_method}"
-    setattr(KantoorRadicale, _name, guarded(getattr(Application, _name)))
+    setattr(KantoorRadicale, _name, guarded(getattr(DavMethods, _name)))

@@ -18,14 +18,18 @@ import datetime as dt
 import email.utils
 import hashlib
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import overload
 
 from radicale import item as radicale_item
 from radicale import storage as radicale_storage
+from radicale.item import filter as radicale_filter
 
-from kantoor.davserver.caldav.context import DavContext, current_request
+from kantoor.davserver.caldav.contact_query import sql_condition
+from kantoor.davserver.caldav.context import DavContext, current_put_body, current_request
 from kantoor.storage import AlreadyExists, NotFound, PermissionDenied
+from kantoor.storage.indexing import ItemIndex, index_for
 from kantoor.storage.models import Account, Collection, Item
 
 # Radicale's collection tag per Store kind, and back.
@@ -99,6 +103,15 @@ class StoredItem(radicale_item.Item):
         self.serialize()
         return super().vobject_item
 
+    def __copy__(self) -> StoredItem:
+        # Radicale's expand copies the item, then changes the (shallow-copied)
+        # parsed object in place; a copy that parses afresh keeps a second
+        # expansion of the same item (getetag + calendar-data) from failing.
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._vobject_item = None
+        return clone
+
 
 class _PlainCollection(radicale_storage.BaseCollection):
     """A collection without a tag (root, principal): holds collections, never items."""
@@ -117,6 +130,25 @@ class _PlainCollection(radicale_storage.BaseCollection):
     @property
     def last_modified(self) -> str:
         return http_date(None)
+
+    def get_filtered(self, filters: Iterable[ET.Element]) -> Iterable[tuple[radicale_item.Item, bool]]:
+        """calendar-query candidates from the indexed start/end columns; Radicale then filters exactly
+        (recurring items are always candidates, so their instances are expanded there)."""
+        if self.kind != "calendar":
+            condition = sql_condition(filters)
+            if condition is None:
+                yield from ((item, False) for item in self.get_all())
+                return
+            actor = current_request().actor
+            for row in self._context.store.contact_candidates(self.row.id, condition, actor):
+                yield self._item(row), False
+            return
+        tag, start, end, _simple = radicale_filter.simplify_prefilters(filters, self.tag)
+        lower = None if start <= radicale_filter.TIMESTAMP_MIN else dt.datetime.fromtimestamp(start, dt.UTC)
+        upper = None if end >= radicale_filter.TIMESTAMP_MAX else dt.datetime.fromtimestamp(end, dt.UTC)
+        rows = self._context.store.calendar_candidates(self.row.id, lower, upper, tag, current_request().actor)
+        for row in rows:
+            yield self._item(row), False
 
     def get_multi(self, hrefs: Iterable[str]) -> Iterable[tuple[str, radicale_item.Item | None]]:
         return [(href, None) for href in hrefs]
@@ -199,8 +231,9 @@ class StoredCollection(radicale_storage.BaseCollection):
     @property
     def etag(self) -> str:
         # The CTag: changes with every item change (modseq) and every property change.
+        # updated_at moves with dead-property changes too (calendar-order, time zone …).
         meta = json.dumps(self.get_meta(), sort_keys=True)
-        digest = hashlib.sha256(f"{self.sync_token()}|{meta}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.sync_token()}|{meta}|{self.row.updated_at}".encode()).hexdigest()
         return f'"{digest}"'
 
     # -- items
@@ -253,18 +286,39 @@ class StoredCollection(radicale_storage.BaseCollection):
         if self.kind == "calendar" and allowed and item.component_name.upper() not in allowed:
             raise DavPrecondition(403, "C:supported-calendar-component",
                                   f"this calendar holds only {', '.join(allowed)}")
-        body = item.serialize().encode("utf-8")
+        body = self._client_bytes(href, item) or item.serialize().encode("utf-8")
         try:
             row, _created = self._context.store.put_item(
                 self.row.id, href, body, CONTENT_TYPE_OF_KIND[self.kind], actor=state.actor,
                 if_match=if_match, if_none_match=if_none_match,
-                max_size=self._context.settings.limits.max_dav_body_bytes)
+                max_size=self._context.settings.limits.max_dav_body_bytes, index=self._index(body))
         except AlreadyExists as exc:
             raise UidConflict(self.tag, str(exc)) from exc
         uploaded = radicale_item.Item(
             collection=self, href=href, text=item.serialize(), etag=row.etag,
             last_modified=http_date(row.updated_at), uid=row.ical_uid or None)
         return uploaded, None
+
+    def _client_bytes(self, href: str, item: radicale_item.Item) -> bytes | None:
+        """The PUT body as the client sent it, if it is this one object (see ``current_put_body``)."""
+        original = current_put_body()
+        if original is None or current_request().path.strip("/") != f"{self.path}/{href}":
+            return None
+        try:
+            components = radicale_item.read_components(original.decode("utf-8"))
+        except Exception:
+            return None
+        if len(components) != 1 or radicale_item.get_uid_from_object(components[0]) != (item.uid or ""):
+            return None
+        return original
+
+    def _index(self, body: bytes) -> ItemIndex:
+        index = index_for(CONTENT_TYPE_OF_KIND[self.kind], body)
+        if self.kind == "calendar" and not index.recurring and body.count(b"RECURRENCE-ID") > 0:
+            # Overridden instances may lie anywhere in time: such objects are always
+            # time-range candidates, like recurring ones.
+            index.recurring = True
+        return index
 
     def delete(self, href: str | None = None) -> None:
         actor = current_request().actor
@@ -295,7 +349,8 @@ class StoredCollection(radicale_storage.BaseCollection):
         return meta if key is None else meta.get(key)
 
     def set_meta(self, props: Mapping[str, str]) -> None:
-        """Store the properties Kantoor keeps; others are not persisted (no dead-property table yet)."""
+        """Radicale's PROPPATCH path; Kantoor answers PROPPATCH itself (see ``properties.proppatch``),
+        so this only keeps the column properties for any other Radicale caller."""
         if props.get("tag", self.tag) != self.tag:
                 raise PermissionDenied("a collection's type cannot change", "write")
         fields = {column: "" for column in ("display_name", "description", "color")}

@@ -13,19 +13,21 @@ from contextlib import AbstractContextManager, contextmanager
 
 from radicale import config as radicale_config
 from radicale import item as radicale_item
-from radicale import pathutils, types
+from radicale import pathutils, types, xmlutils
 from radicale import storage as radicale_storage
 
 from kantoor.davserver.caldav.context import DavContext, current_request
+from kantoor.davserver.caldav.properties import PROTECTED, text_property_xml
 from kantoor.davserver.caldav.resources import (
-    CONTENT_TYPE_OF_KIND,
     KIND_OF_TAG,
     PROPERTY_COLUMNS,
     TAG_OF_KIND,
+    DavPrecondition,
     PrincipalCollection,
     RootCollection,
     StoredCollection,
     StoredItem,
+    UidConflict,
 )
 from kantoor.storage import AlreadyExists, NotFound, PermissionDenied
 from kantoor.storage.models import Account, Collection
@@ -130,35 +132,39 @@ class Storage(radicale_storage.BaseStorage):
             raise AlreadyExists(f"{parts[1]} exists")
         fields = {column: props[name] for name, column in PROPERTY_COLUMNS.items()
                   if name in props and (kind == "calendar" or column != "components")}
-        row = self._context.store.create_collection(owner.principal_id, kind, parts[1],
-                                                    actor=current_request().actor, **fields)
+        # Every other property of the MKCALENDAR / extended MKCOL (calendar-timezone,
+        # calendar-order …) is kept as a dead property; protected ones are not settable.
+        dead = {}
+        for name, value in props.items():
+            if name == "tag" or name in PROPERTY_COLUMNS:
+                continue
+            clark_name = xmlutils.make_clark(name)
+            if clark_name not in PROTECTED:
+                dead[clark_name] = text_property_xml(clark_name, value)
+        store, actor = self._context.store, current_request().actor
+        row = store.create_collection(owner.principal_id, kind, parts[1], actor=actor, **fields)
+        if dead:
+            try:
+                store.set_properties(row.id, dead, actor=actor)
+            except Exception:
+                store.delete_collection(row.id, actor)  # nothing half-created
+                raise
         return StoredCollection(self._context, owner.login, row), {}, []
 
     def move(self, item: radicale_item.Item, to_collection: radicale_storage.BaseCollection, to_href: str) -> None:
-        """MOVE of one item (same or another collection of the same type).
-
-        The Store has no atomic move yet: across collections the copy is written
-        before the original is deleted, so a failure never loses the item.
-        """
+        """MOVE of one item (same or another collection of the same type), in one Store transaction."""
         source = item.collection
         assert isinstance(source, StoredCollection) and isinstance(to_collection, StoredCollection)
         assert item.href is not None
-        store, actor = self._context.store, current_request().actor
-        body = item.serialize().encode("utf-8")
-        content_type = CONTENT_TYPE_OF_KIND[to_collection.kind]
-        limit = self._context.settings.limits.max_dav_body_bytes
-        if source.row.id != to_collection.row.id:
-            to_collection.upload(to_href, item)  # checks the component set, maps a UID clash
-            store.delete_item(source.row.id, item.href, actor)
-            return
-        # A rename inside one collection: the UID may exist only once, so the old
-        # name goes first; if the new write fails the original is put back.
-        store.delete_item(source.row.id, item.href, actor)
+        allowed = [c.strip().upper() for c in to_collection.row.components.split(",") if c.strip()]
+        if to_collection.kind == "calendar" and allowed and (item.component_name or "").upper() not in allowed:
+            raise DavPrecondition(403, "C:supported-calendar-component",
+                                  f"this calendar holds only {', '.join(allowed)}")
         try:
-            store.put_item(to_collection.row.id, to_href, body, content_type, actor=actor, max_size=limit)
-        except Exception:
-            store.put_item(source.row.id, item.href, body, content_type, actor=actor)
-            raise
+            self._context.store.move_calendar_item(source.row.id, item.href, to_collection.row.id, to_href,
+                                                   actor=current_request().actor)
+        except AlreadyExists as exc:
+            raise UidConflict(to_collection.tag, str(exc)) from exc
 
     @contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args: object, **kwargs: object) -> Iterator[None]:

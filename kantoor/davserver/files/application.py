@@ -20,6 +20,7 @@ from kantoor.config import Settings
 from kantoor.davserver.files.authentication import DriveAuthenticator, DriveDomainController
 from kantoor.davserver.files.browser import DriveDirBrowser, redirect_bare_mount
 from kantoor.davserver.files.context import DriveContext
+from kantoor.davserver.files.locking import DatabaseLockManager
 from kantoor.davserver.files.provider import DriveProvider
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
@@ -31,6 +32,7 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
                     mount_path: str = MOUNT_PATH) -> WSGIApplication:
     """The WebDAV drive as a WSGI app; blocking (Store calls), so run it in worker threads."""
     ctx = DriveContext(settings=settings, store=store, authenticator=authenticator, quota=quota)
+    provider = DriveProvider(ctx)
     # wsgidav logs every request and warns about routine things (unread bodies,
     # Basic auth without TLS — TLS is the https listener's job); keep real errors only.
     logging.getLogger("wsgidav").setLevel(logging.ERROR)
@@ -38,7 +40,7 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
     wsgidav_util.public_wsgidav_info = "WsgiDAV"
     wsgidav_util.public_python_info = "Python"
     config = {
-        "provider_mapping": {"/": DriveProvider(ctx)},
+        "provider_mapping": {"/": provider},
         "mount_path": mount_path.rstrip("/") or None,
         # Not a wsgidav option: how DriveDomainController reaches the core (kept by reference).
         "kantoor": ctx,
@@ -51,9 +53,10 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
         },
         # No CORS middleware: the drive is for DAV clients, not for other sites' scripts.
         "middleware_stack": [ErrorPrinter, DriveAuthenticator, DriveDirBrowser, RequestResolver],
-        # Locks live in this process's memory for now (see the package docstring).
-        "lock_storage": True,
-        # No dead-property store yet: PROPPATCH of custom properties answers 403 per property.
+        # Locks: DatabaseLockManager, set below (wsgidav would build an in-memory one).
+        "lock_storage": False,
+        # Dead properties are kept by the resources themselves through the Store
+        # (keyed by collection/item, so they follow a MOVE), not by a URL-keyed manager.
         "property_manager": None,
         "block_size": 64 * 1024,
         "verbose": 1,
@@ -67,4 +70,8 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
             "libre_office_support": False,
         },
     }
-    return redirect_bare_mount(WsgiDAVApp(config))
+    app = WsgiDAVApp(config)
+    # Locks in the database, so that every server process honours them (ARCHITECTURE invariant 2).
+    app.lock_manager = DatabaseLockManager(store)
+    provider.set_lock_manager(app.lock_manager)
+    return redirect_bare_mount(app)

@@ -1,12 +1,13 @@
 """HTTP Basic authentication for the drive: a wsgidav domain controller on ``Authenticator.check``.
 
-WebWebDAV clients send the password with every request (Finder and Explorer issue
+WebDAV clients send the password with every request (Finder and Explorer issue
 dozens of PROPFINDs per folder view); ``Authenticator.check`` remembers recent
 successes so that stays cheap, and the plan's webdav gate is checked each time.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -76,6 +77,10 @@ class DriveAuthenticator(HTTPAuthenticator):
     """wsgidav's authenticator with a Basic parser that answers 401, never 500, to a malformed header."""
 
     def handle_basic_auth_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not _password_may_travel(environ, self.domain_controller.ctx.settings.auth.allow_plaintext_on_loopback):
+            # RFC 7617 §4 / RFC 8314: a password in clear text only on loopback; refused
+            # before it is even checked, with a reason the user can act on.
+            raise DAVError(HTTP_FORBIDDEN, "Passwords are not accepted over plain HTTP; use https:// for the drive")
         credentials = parse_basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
         if credentials is None:
             return self.send_basic_auth_response(environ, start_response)
@@ -86,3 +91,17 @@ class DriveAuthenticator(HTTPAuthenticator):
             environ["wsgidav.auth.user_name"] = environ[ACCOUNT_KEY].login
             return self.next_app(environ, start_response)
         return self.send_basic_auth_response(environ, start_response)
+
+
+def _password_may_travel(environ: dict, plaintext_on_loopback: bool) -> bool:
+    """True over TLS, or over plain HTTP from a loopback address when the settings allow it."""
+    if environ.get("wsgi.url_scheme") == "https":
+        return True
+    if not plaintext_on_loopback:
+        return False
+    try:
+        address = ipaddress.ip_address(environ.get("REMOTE_ADDR") or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)

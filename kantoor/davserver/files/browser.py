@@ -36,6 +36,9 @@ def redirect_bare_mount(app: WSGIApplication) -> WSGIApplication:
 
 class DriveDirBrowser(WsgiDavDirBrowser):
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            # Only GET/HEAD of a folder is the browser's; wsgidav's would resolve every request's path once more.
+            return self.next_app(environ, start_response)
         path = environ["PATH_INFO"]
         provider = environ.get("wsgidav.provider")
         if environ["REQUEST_METHOD"] == "GET" and not path.endswith("/") and provider is not None:

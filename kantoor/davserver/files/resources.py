@@ -1,5 +1,8 @@
-"""The drive's DAV resources: the ``/files/`` listing, folders (Store collections) and files (Store items).
+"""The drive's DAV resources: the ``/files/`` listing, folders (Store collections) and files (Store items),
+and the virtual ``Groups/`` and ``Shared with me/`` folders of a mount point.
 
+Dead properties are read and written through the Store per resource (a PROPPATCH
+in one transaction); lock keys are the resource's place in its owner's drive.
 Every Store call passes the request's principal as ``actor`` so the Store's ACL
 engine decides rights; Store errors become HTTP statuses through
 :func:`~kantoor.davserver.files.errors.store_errors`.
@@ -8,25 +11,41 @@ engine decides rights; Store errors become HTTP statuses through
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
-from wsgidav import util
-from wsgidav.dav_error import HTTP_CONFLICT, HTTP_FORBIDDEN, DAVError
+from wsgidav import util, xml_tools
+from wsgidav.dav_error import (
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_INSUFFICIENT_STORAGE,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from kantoor.davserver.files.context import ACCOUNT_KEY, DriveContext
 from kantoor.davserver.files.errors import store_errors
 from kantoor.davserver.files.upload import Upload
-from kantoor.storage import AlreadyExists
+from kantoor.storage import AlreadyExists, NotFound, Store
+from kantoor.storage.drive import SharedEntry
 from kantoor.storage.models import Account, Collection, Item
+from kantoor.storage.properties import MAX_PROPERTY_BYTES
 from kantoor.storage.store import validate_item_name
 
 if TYPE_CHECKING:
     from kantoor.davserver.files.provider import DriveProvider
 
 HREF_SAFE = "/!*'(),$-_|.~@:+=;&"
-WINDOWS_PROPERTY_PREFIX = "{urn:schemas-microsoft-com:}Win32"
+# The folders every mount point shows besides the user's own files (not names of real folders there).
+GROUPS = "Groups"
+SHARED = "Shared with me"
+RESERVED_NAMES = (GROUPS, SHARED)
+# First segment of a lock key: "/~<owner principal id>/…" (never a login: logins contain "@").
+LOCK_KEY_PREFIX = "/~"
+# Where a PROPPATCH's changes are collected between wsgidav's dry run and the real run.
+PROPPATCH_KEY = "kantoor.files.proppatch"
 QUOTA_PROPERTIES = ("{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes")
 # Item.content_type is a String(200) column, Collection.path a String(1024) one.
 MAX_CONTENT_TYPE = 200
@@ -41,12 +60,26 @@ def _epoch(value: dt.datetime | None) -> float | None:
     return value.timestamp()
 
 
+def folder_key(collection: Collection) -> str:
+    """A folder's lock key: ``/~<owner principal>/<path in the owner's drive>`` (see get_ref_url)."""
+    return f"{LOCK_KEY_PREFIX}{collection.owner_id}" + (f"/{collection.path}" if collection.path else "")
+
+
+def _stored_name(name: str) -> str:
+    """A property name as the Store keeps it: Clark notation, ``{}name`` for the null namespace."""
+    return name if name.startswith("{") else "{}" + name
+
+
+def _wire_name(name: str) -> str:
+    return name[2:] if name.startswith("{}") else name
+
+
 def child_path(parent: str, name: str) -> str:
     """A Store folder path below ``parent`` ("" is the drive root)."""
     return f"{parent}/{name}" if parent else name
 
 
-class _DriveResource:
+class DriveResource:
     """Shortcuts to the core and the request's account, shared by every resource class."""
 
     provider: DriveProvider
@@ -59,12 +92,100 @@ class _DriveResource:
         return quote(self.provider.mount_path + self.provider.share_path + self.get_preferred_path(),
                      safe=HREF_SAFE)
 
+    def get_ref_url(self) -> str:
+        """The key locks are kept under (wsgidav's "ref URL"): one per resource, however it is reached.
+
+        A group's file is ``/<login>/Groups/<group>/f`` for every member and a shared
+        folder is under each grantee's ``Shared with me/``; keyed by its place in the
+        owner's drive (``/~<owner principal>/<folder path>/<name>``), a lock one user
+        takes binds every other path to the same resource. Virtual folders keep their URL.
+        """
+        key = self.lock_key()
+        return quote(key, safe=HREF_SAFE) if key is not None else super().get_ref_url()  # type: ignore[misc]
+
+    def lock_key(self) -> str | None:
+        return None
+
+    # -- dead properties (RFC 4918 §4.2), kept by the Store per collection or item
+    def property_target(self) -> tuple[int, str | None] | None:
+        """(collection id, item name or None) the Store keeps this resource's dead properties under."""
+        return None
+
+    def dead_properties(self) -> dict[str, str]:
+        cached = getattr(self, "_dead_properties", None)
+        if cached is None:
+            target = self.property_target()
+            cached = {}
+            if target is not None:
+                with store_errors():
+                    cached = self.ctx.store.get_properties(target[0], target[1], actor=self.actor)
+            self._dead_properties = cached
+        return cached
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = super().get_property_names(is_allprop=is_allprop)  # type: ignore[misc]
+        return names + [_wire_name(name) for name in self.dead_properties()]
+
+    def get_property_value(self, name: str):  # type: ignore[no-untyped-def]
+        if name.startswith("{DAV:}"):
+            return super().get_property_value(name)  # type: ignore[misc]
+        value = self.dead_properties().get(_stored_name(name))
+        if value is None:
+            raise DAVError(HTTP_NOT_FOUND)
+        return xml_tools.string_to_xml(value)
+
     def set_property_value(self, name: str, value, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
-        if name.startswith(WINDOWS_PROPERTY_PREFIX):
-            # Explorer PROPPATCHes Win32 times/attributes after every upload and
-            # reports an error when refused; the Store keeps its own timestamps.
-            return True
-        return super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
+        """Dead properties (Win32 ones from Windows Explorer included) go to the Store.
+
+        wsgidav calls this once per property with ``dry_run`` (to validate), then once
+        per property for real; the first real call applies the whole PROPPATCH in one
+        Store transaction, so it succeeds or fails as a whole (RFC 4918 §9.2).
+        """
+        target = self.property_target()
+        if name.startswith("{DAV:}") or target is None:
+            return super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
+        patch = self.environ.setdefault(PROPPATCH_KEY, {"changes": {}, "applied": False, "error": None})
+        if dry_run:
+            xml = None if value is None else xml_tools.etree.tostring(value, encoding="unicode")
+            if xml is not None and len(xml.encode()) > MAX_PROPERTY_BYTES:
+                raise DAVError(HTTP_INSUFFICIENT_STORAGE, f"A property value may hold {MAX_PROPERTY_BYTES} bytes")
+            if "write" not in self.rights():
+                raise DAVError(HTTP_FORBIDDEN, "You may not change the properties of this resource")
+            patch["changes"][_stored_name(name)] = xml
+            return None
+        if not patch["applied"]:
+            patch["applied"] = True
+            try:
+                with store_errors():
+                    self.ctx.store.set_properties(target[0], patch["changes"], target[1], actor=self.actor)
+            except DAVError as exc:
+                patch["error"] = exc
+            self._dead_properties = None
+        if patch["error"] is not None:
+            raise patch["error"]
+        return None
+
+    def remove_all_properties(self, *, recursive: bool) -> None:
+        return None  # the Store removes an item's or folder's properties with it
+
+    def rights(self) -> frozenset[str]:
+        """The request account's rights on this resource (``kantoor.auth.rights`` vocabulary)."""
+        target = self.property_target()
+        if target is None:
+            return frozenset()
+        cached = getattr(self, "_rights", None)
+        if cached is None:
+            with store_errors():
+                cached = self.ctx.store.drive_rights(target[0], target[1], actor=self.actor)
+            self._rights = cached
+        return cached
+
+    def copy_dead_properties_to(self, collection_id: int, item_name: str | None) -> None:
+        """COPY takes the dead properties along (RFC 4918 §9.8.2)."""
+        properties = self.dead_properties()
+        if properties:
+            with store_errors():
+                self.ctx.store.set_properties(collection_id, dict(properties), item_name, actor=self.actor)
 
     @property
     def ctx(self) -> DriveContext:
@@ -78,18 +199,107 @@ class _DriveResource:
     def actor(self) -> int:
         return self.account.principal_id
 
-    def _drive_quota(self) -> tuple[int, int]:
-        """(used, available) bytes of the account's documents capacity, once per request."""
-        cached = self.environ.get("kantoor.files.quota")
-        if cached is None:
-            used = self.ctx.store.usage(self.account.principal_id).get("documents", 0)
-            capacity = self.ctx.quota.plan(self.account.plan).capacity("documents")
-            cached = (used, max(capacity - used, 0))
-            self.environ["kantoor.files.quota"] = cached
-        return cached
+    def _drive_quota(self, owner_id: int | None = None) -> tuple[int, int]:
+        """(used, available) bytes of a drive owner's documents capacity (a group's drive counts
+        against the group), once per owner and request."""
+        owner_id = self.actor if owner_id is None else owner_id
+        cache = self.environ.setdefault("kantoor.files.quota", {})
+        if owner_id not in cache:
+            store = self.ctx.store
+            used = store.usage(owner_id).get("documents", 0)
+            plan = self.account.plan if owner_id == self.actor else store.drive_plan(owner_id)
+            capacity = self.ctx.quota.plan(plan).capacity("documents")
+            cache[owner_id] = (used, max(capacity - used, 0))
+        return cache[owner_id]
 
 
-class DriveListing(_DriveResource, DAVCollection):
+class VirtualFolder(DriveResource, DAVCollection):
+    """A read-only folder made up by the drive (``Groups``, ``Shared with me``); its members are real."""
+
+    def get_used_bytes(self) -> int | None:
+        return self._drive_quota()[0]
+
+    def get_available_bytes(self) -> int | None:
+        return self._drive_quota()[1]
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = super().get_property_names(is_allprop=is_allprop)
+        return [n for n in names if n not in QUOTA_PROPERTIES] if is_allprop else names
+
+    def get_member_names(self) -> list[str]:
+        return [util.get_uri_name(m.path) for m in self.get_member_list()]
+
+    def create_collection(self, name: str) -> None:
+        raise DAVError(HTTP_FORBIDDEN, f"{self.name} is made by the server; nothing can be created in it")
+
+    def create_empty_resource(self, name: str) -> None:
+        raise DAVError(HTTP_FORBIDDEN, f"{self.name} is made by the server; nothing can be put in it")
+
+    def delete(self) -> None:
+        raise DAVError(HTTP_FORBIDDEN, f"{self.name} cannot be deleted")
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list:
+        raise DAVError(HTTP_FORBIDDEN, f"{self.name} cannot be moved")
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        raise DAVError(HTTP_FORBIDDEN, f"{self.name} cannot be copied or moved")
+
+
+class GroupsFolder(VirtualFolder):
+    """``Groups/``: the drive of every group the user belongs to."""
+
+    def get_member_list(self) -> list[DriveResource]:
+        members: list[DriveResource] = []
+        with store_errors():
+            for name, owner in self.ctx.store.drive_groups(self.actor):
+                root = group_root(self.ctx.store, owner, self.actor)
+                if root is not None:
+                    members.append(Folder(util.join_uri(self.path, name), self.environ, root))
+        return members
+
+
+class SharedFolder(VirtualFolder):
+    """``Shared with me/``: folders and files others shared with the user or a group of theirs."""
+
+    def get_member_list(self) -> list[DriveResource]:
+        members: list[DriveResource] = []
+        for name, entry in shared_entries(self.ctx.store, self.actor):
+            url = util.join_uri(self.path, name)
+            if entry.item is not None:
+                members.append(File(url, self.environ, entry.collection, entry.item))
+            else:
+                members.append(Folder(url, self.environ, entry.collection))
+        return members
+
+
+def group_root(store: Store, owner: int, actor: int) -> Collection | None:
+    """The root folder of a group's drive, or None if the actor may not see it."""
+    try:
+        return store.find_collection(owner, "folder", "", actor)
+    except NotFound:
+        return None
+
+
+def shared_entries(store: Store, actor: int) -> list[tuple[str, SharedEntry]]:
+    """"Shared with me" as (name, entry): a name two entries share gets the owner added, ``report (ann@x)``."""
+    with store_errors():
+        entries = store.shared_with_me(actor)
+    counts = Counter(entry.name for entry in entries)
+    named: list[tuple[str, SharedEntry]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        name = entry.name if counts[entry.name] == 1 else f"{entry.name} ({entry.owner_name})"
+        if name in seen:
+            name = f"{entry.name} ({entry.owner_name}, {entry.collection.id})"
+        seen.add(name)
+        named.append((name, entry))
+    return named
+
+
+class DriveListing(DriveResource, DAVCollection):
     """``/files/`` itself: lists the drives the user can reach (for now only their own)."""
 
     def __init__(self, path: str, environ: dict) -> None:
@@ -111,14 +321,25 @@ class DriveListing(_DriveResource, DAVCollection):
         raise DAVError(HTTP_FORBIDDEN, "The list of drives cannot be deleted")
 
 
-class Folder(_DriveResource, DAVCollection):
+class Folder(DriveResource, DAVCollection):
     """A drive folder: a Store collection of kind ``folder``."""
 
-    def __init__(self, path: str, environ: dict, collection: Collection) -> None:
+    def __init__(self, path: str, environ: dict, collection: Collection, *, mount_root: bool = False,
+                 drop_only: bool = False) -> None:
         super().__init__(path, environ)
         self.collection = collection
+        # /files/<login>/ itself, which also shows "Groups" and "Shared with me".
+        self.mount_root = mount_root
+        # Another member's Drop folder: the user may add files, never list, read or replace them.
+        self.drop_only = drop_only
 
     # -- properties
+    def lock_key(self) -> str | None:
+        return folder_key(self.collection)
+
+    def property_target(self) -> tuple[int, str | None] | None:
+        return self.collection.id, None
+
     def get_creation_date(self) -> float | None:
         return _epoch(self.collection.created_at)
 
@@ -126,10 +347,16 @@ class Folder(_DriveResource, DAVCollection):
         return _epoch(self.collection.updated_at)
 
     def get_used_bytes(self) -> int | None:
-        return self._drive_quota()[0]
+        return None if self.drop_only else self._drive_quota(self.collection.owner_id)[0]
 
     def get_available_bytes(self) -> int | None:
-        return self._drive_quota()[1]
+        return None if self.drop_only else self._drive_quota(self.collection.owner_id)[1]
+
+    def check_new_name(self, name: str) -> None:
+        """Refuse names a member of this folder may not get (invalid, or one of the mount point's own)."""
+        _check_name(name)
+        if self.mount_root and name in RESERVED_NAMES:
+            raise DAVError(HTTP_FORBIDDEN, f"{name!r} is reserved at the top of your drive")
 
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
         names = super().get_property_names(is_allprop=is_allprop)
@@ -148,22 +375,36 @@ class Folder(_DriveResource, DAVCollection):
 
     def get_member_names(self) -> list[str]:
         folders, items = self._members()
-        return [f.path.rsplit("/", 1)[-1] for f in folders] + [i.name for i in items]
+        virtual = list(RESERVED_NAMES) if self.mount_root else []
+        return virtual + [f.path.rsplit("/", 1)[-1] for f in folders if f.path.rsplit("/", 1)[-1] not in virtual] + [
+            i.name for i in items if i.name not in virtual]
 
-    def get_member_list(self) -> list[Folder | File]:
+    def get_member_list(self) -> list[DriveResource]:
         # One query per kind instead of one resolution per member.
         folders, items = self._members()
-        members: list[Folder | File] = []
+        members: list[DriveResource] = []
+        if self.mount_root:
+            members += [GroupsFolder(util.join_uri(self.path, GROUPS), self.environ),
+                        SharedFolder(util.join_uri(self.path, SHARED), self.environ)]
         for folder in folders:
             name = folder.path.rsplit("/", 1)[-1]
             members.append(Folder(util.join_uri(self.path, name), self.environ, folder))
+        properties: dict[str, dict[str, str]] = {}
+        if self.environ.get("REQUEST_METHOD") == "PROPFIND" and items:
+            # PROPFIND Depth 1: every file's dead properties in one query, not one per file.
+            with store_errors():
+                properties = self.ctx.store.item_properties(self.collection.id, actor=self.actor)
+            self.provider.prefetch_locks(self.get_ref_url())
         for item in items:
-            members.append(File(util.join_uri(self.path, item.name), self.environ, self.collection, item))
+            member = File(util.join_uri(self.path, item.name), self.environ, self.collection, item)
+            if self.environ.get("REQUEST_METHOD") == "PROPFIND":
+                member._dead_properties = properties.get(item.name, {})
+            members.append(member)
         return members
 
     # -- writes
     def create_collection(self, name: str) -> None:
-        _check_name(name)
+        self.check_new_name(name)
         path = child_path(self.collection.path, name)
         if len(path) > MAX_FOLDER_PATH:
             raise DAVError(HTTP_FORBIDDEN, f"Folder paths are limited to {MAX_FOLDER_PATH} characters")
@@ -171,7 +412,11 @@ class Folder(_DriveResource, DAVCollection):
             self.ctx.store.create_collection(self.collection.owner_id, "folder", path, actor=self.actor)
 
     def create_empty_resource(self, name: str) -> File:
-        _check_name(name)
+        self.check_new_name(name)
+        if self.drop_only:
+            if self.environ.get("REQUEST_METHOD") != "PUT":
+                raise DAVError(HTTP_FORBIDDEN, "Files are added to another's Drop folder with PUT only")
+            return File(util.join_uri(self.path, name), self.environ, self.collection, None, name, drop=True)
         if self.environ.get("REQUEST_METHOD") == "LOCK":
             # LOCK on an unmapped URL creates an empty resource (RFC 4918 §7.3).
             with store_errors():
@@ -204,7 +449,7 @@ class Folder(_DriveResource, DAVCollection):
             raise DAVError(HTTP_FORBIDDEN, "This folder cannot be moved or renamed")
         parent = _destination_folder(self, dest_path)
         name = util.get_uri_name(dest_path)
-        _check_name(name)
+        parent.check_new_name(name)
         if len(child_path(parent.collection.path, name)) > MAX_FOLDER_PATH:
             raise DAVError(HTTP_FORBIDDEN, f"Folder paths are limited to {MAX_FOLDER_PATH} characters")
         with store_errors():
@@ -217,27 +462,36 @@ class Folder(_DriveResource, DAVCollection):
         # Members are copied one by one by wsgidav; here only the folder itself.
         parent = _destination_folder(self, dest_path)
         name = util.get_uri_name(dest_path)
-        _check_name(name)
+        parent.check_new_name(name)
         with store_errors():
             try:
-                self.ctx.store.create_collection(parent.collection.owner_id, "folder",
-                                                 child_path(parent.collection.path, name), actor=self.actor)
+                created = self.ctx.store.create_collection(parent.collection.owner_id, "folder",
+                                                           child_path(parent.collection.path, name), actor=self.actor)
             except AlreadyExists:
-                pass  # COPY onto an existing folder merges (RFC 4918 §9.8.4)
+                return  # COPY onto an existing folder merges (RFC 4918 §9.8.4)
+        self.copy_dead_properties_to(created.id, None)
 
 
-class File(_DriveResource, DAVNonCollection):
+class File(DriveResource, DAVNonCollection):
     """A file: a Store item in its folder's collection; ``item`` None while a PUT is pending."""
 
     def __init__(self, path: str, environ: dict, collection: Collection, item: Item | None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, *, drop: bool = False) -> None:
         super().__init__(path, environ)
         self.collection = collection
         self.item = item
         self.item_name = item.name if item is not None else (name or self.name)
         self.upload: Upload | None = None
+        # A PUT into another's Drop folder: stored under a free name, never replacing a file.
+        self.drop = drop
 
     # -- properties
+    def lock_key(self) -> str | None:
+        return folder_key(self.collection) + "/" + self.item_name
+
+    def property_target(self) -> tuple[int, str | None] | None:
+        return (self.collection.id, self.item_name) if self.item is not None else None
+
     def get_content_length(self) -> int:
         return int(self.item.size) if self.item is not None else 0
 
@@ -295,7 +549,7 @@ class File(_DriveResource, DAVNonCollection):
         assert self.item is not None
         parent = _destination_folder(self, dest_path)
         name = util.get_uri_name(dest_path)
-        _check_name(name)
+        parent.check_new_name(name)
         with store_errors():
             self.ctx.store.move_item(self.collection.id, self.item_name, parent.collection.id, name,
                                      actor=self.actor)
@@ -315,10 +569,11 @@ class File(_DriveResource, DAVNonCollection):
             raise DAVError(HTTP_CONFLICT, "The file is still being written")
         parent = _destination_folder(self, dest_path)
         name = util.get_uri_name(dest_path)
-        _check_name(name)
+        parent.check_new_name(name)
         with store_errors(), self.ctx.store.open_body(self.item) as body:
             self.ctx.store.put_item(parent.collection.id, name, body, self.item.content_type, actor=self.actor,
                                     max_size=self.ctx.settings.limits.max_upload_bytes)
+        self.copy_dead_properties_to(parent.collection.id, name)
 
 
 def _check_name(name: str) -> None:
@@ -328,7 +583,7 @@ def _check_name(name: str) -> None:
         raise DAVError(HTTP_FORBIDDEN, f"Not a valid name: {exc}") from None
 
 
-def _destination_folder(source: _DriveResource, dest_path: str) -> Folder:
+def _destination_folder(source: DriveResource, dest_path: str) -> Folder:
     parent = source.provider.get_resource_inst(util.get_uri_parent(dest_path), source.environ)
     if not isinstance(parent, Folder):
         raise DAVError(HTTP_CONFLICT, "The destination's parent must be an existing folder")

@@ -45,11 +45,16 @@ class Upload:
     def writelines(self, chunks: Iterable[bytes]) -> None:
         target = self.target
         store = target.ctx.store
+        body = small_or_stream(chunks, store.inline_limit)
+        max_size = target.ctx.settings.limits.max_upload_bytes
         try:
-            item, _created = store.put_item(
-                target.collection.id, target.item_name, small_or_stream(chunks, store.inline_limit), self.content_type,
-                actor=target.actor, max_size=target.ctx.settings.limits.max_upload_bytes,
-            )
+            if target.drop:
+                # Another's Drop folder: a taken name gets a new one, nothing is replaced.
+                item = store.drop_item(target.collection.id, target.item_name, body, self.content_type,
+                                       actor=target.actor, max_size=max_size)
+            else:
+                item, _created = store.put_item(target.collection.id, target.item_name, body, self.content_type,
+                                                actor=target.actor, max_size=max_size)
         except Exception as exc:
             mapped = as_dav_error(exc)
             if mapped is None:

@@ -7,15 +7,66 @@ fetches answer ``BODY[...]<origin>`` as the RFC says.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
-from twisted.mail.imap4 import IMAP4Server, _FetchParser, _literal, collapseNestedLists
+from twisted.mail.imap4 import (
+    IllegalClientResponse,
+    IMAP4Server,
+    MessageSet,
+    _FetchParser,
+    _literal,
+    collapseNestedLists,
+)
 from twisted.python.failure import Failure
 
 from kantoor.imapd.bodystructure import body_structure
 from kantoor.imapd.message import StoredMessage, filter_header_lines
+
+_CHANGEDSINCE = re.compile(rb"\s*\(\s*CHANGEDSINCE\s+(\d{1,19})(\s+VANISHED)?\s*\)\s*\Z", re.IGNORECASE)
+_MODSEQ_ITEM = re.compile(rb"(?<![^\s(])MODSEQ(?![^\s)])", re.IGNORECASE)
+
+
+class FetchQuery(list):  # type: ignore[type-arg]
+    """Twisted's parsed fetch items plus RFC 7162's MODSEQ item and CHANGEDSINCE modifier."""
+
+    changed_since: int | None = None
+    vanished = False  # QRESYNC's VANISHED modifier (RFC 7162 3.2.6)
+    wants_modseq = False
+
+
+class ModseqItem:
+    """The MODSEQ fetch item (RFC 7162 3.1.4): ``spewMessage`` calls ``spew_modseq`` for it."""
+
+    type = "modseq"
+
+
+def parse_fetch_items(line: bytes) -> FetchQuery:
+    """FETCH's items and modifiers; MODSEQ and CHANGEDSINCE are taken out before Twisted parses the rest."""
+    changed_since = None
+    match = _CHANGEDSINCE.search(line)
+    vanished = False
+    if match is not None:
+        changed_since = int(match.group(1))
+        vanished = match.group(2) is not None
+        line = line[:match.start()]
+    line, count = _MODSEQ_ITEM.subn(b"", line)
+    line = re.sub(rb"\(\s+", b"(", re.sub(rb"\s+\)", b")", re.sub(rb"  +", b" ", line))).strip()
+    query = FetchQuery()
+    if line not in (b"", b"()"):
+        parser = _FetchParser()
+        parser.parseString(line)
+        query.extend(parser.result)
+    elif not count:
+        raise IllegalClientResponse("missing FETCH items")
+    query.changed_since = changed_since
+    query.vanished = vanished
+    query.wants_modseq = bool(count) or changed_since is not None
+    if query.wants_modseq:
+        query.append(ModseqItem())
+    return query
 
 
 def bytes_needed(query: list[Any]) -> str | None:
@@ -55,8 +106,37 @@ def _section_label(part: Any) -> bytes:
 
 
 class FetchCommand:
+    def arg_fetch_items(self, line: bytes) -> tuple[FetchQuery, bytes]:
+        return parse_fetch_items(line), b""
+
+    def spew_modseq(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
+        _w(b"MODSEQ (%d)" % msg.item.modseq)
+
     def do_FETCH(self, tag: bytes, messages: Any, query: list[Any], uid: int = 0) -> None:  # noqa: N802
         mbox = self.mbox
+        if getattr(query, "wants_modseq", False):
+            self.condstore = True  # RFC 7162 3.1: MODSEQ and CHANGEDSINCE enable CONDSTORE
+        changed_since = getattr(query, "changed_since", None)
+        if getattr(query, "vanished", False):
+            if not (uid and self.qresync):
+                self.sendBadResponse(tag, b"VANISHED needs UID FETCH and ENABLE QRESYNC")
+                return
+            query.vanished = False
+            self._hold()  # the FETCH below releases the commands held behind it
+            d = self._fetch_vanished(mbox, messages, changed_since)
+            d.addCallback(lambda _: self.do_FETCH(tag, messages, query, uid))
+            d.addErrback(lambda failure: (self._refuse(failure, tag), self._release()))
+            return
+        if changed_since is not None:
+            numbers = [m.uid if uid else seq for seq, m in mbox.select(messages, bool(uid))
+                       if m.item.modseq > changed_since]
+            if not numbers:
+                self.sendPositiveResponse(tag, b"FETCH completed")
+                self._release()  # in case a VANISHED look-up held later commands
+                return
+            messages = MessageSet()
+            for number in numbers:
+                messages.add(number)
         if not (query and mbox.isWriteable() and marks_seen(query)):
             super().do_FETCH(tag, messages, query, uid)
             return
@@ -67,12 +147,9 @@ class FetchCommand:
         if not any(p.type == "flags" for p in query):
             query = [*query, _FetchParser.Flags()]  # tell the client about the new \Seen
         self._hold()
-        d = deferToThread(self.context.store.set_flags, mbox.id, unseen, ["\\Seen"], "add", mbox.actor)
+        d = mbox.mark_seen(unseen)
 
-        def marked(new_flags: dict[int, list[str]]) -> None:
-            for message in mbox.messages:
-                if message.uid in new_flags:
-                    message.item.flags = " ".join(new_flags[message.uid])
+        def marked(_: object) -> None:
             # Twisted's FETCH keeps holding later commands and releases them when it is done.
             super(FetchCommand, self).do_FETCH(tag, messages, query, uid)
 
@@ -82,7 +159,7 @@ class FetchCommand:
 
         d.addCallbacks(marked, failed)
 
-    select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, IMAP4Server.arg_fetchatt)
+    select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, arg_fetch_items)
 
     def spewMessage(self, id: int, msg: StoredMessage, query: list[Any], uid: int) -> Deferred:  # noqa: N802, A002
         need = bytes_needed(query)

@@ -1,12 +1,14 @@
-"""Mailbox commands: SELECT/EXAMINE, CLOSE, UNSELECT (RFC 3691), CREATE, DELETE, RENAME, STATUS."""
+"""Mailbox commands: SELECT/EXAMINE (with CONDSTORE, QRESYNC), CLOSE, UNSELECT (RFC 3691), CREATE, DELETE, STATUS."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.mail.imap4 import IMAP4Server, _parseMbox, collapseNestedLists
 
 from kantoor.imapd.account import canonical_name
+from kantoor.imapd.commands.qresync import Resync, SelectParams, parse_select_params
 from kantoor.imapd.mailbox import SYSTEM_FLAGS, SelectedMailbox
 
 
@@ -21,13 +23,25 @@ class MailboxCommands:
         if self.state == "select":
             self.state = "auth"
 
-    def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:  # noqa: N802, N803
+    def arg_select_params(self, line: bytes) -> tuple[SelectParams, bytes]:
+        return parse_select_params(line)
+
+    def _selectWork(self, tag: bytes, name: bytes, params: SelectParams, rw: int,  # noqa: N802
+                    cmdName: bytes) -> None:  # noqa: N803
+        if params.qresync is not None and not self.qresync:
+            self.sendBadResponse(tag, b"ENABLE QRESYNC first")  # RFC 7162 3.2.5
+            return
+        if params.condstore:
+            self.condstore = True  # RFC 7162 3.1.8
+        if self.qresync and self.mbox is not None:
+            self.sendPositiveResponse(None, b"[CLOSED] previous mailbox closed")  # RFC 7162 3.2.11
         self._leave_mailbox()
         mailbox = _parseMbox(name)
         self._run(tag, lambda: self.account.select(mailbox, rw),
-                  lambda mbox: self._cbSelectWork(mbox, cmdName, tag))
+                  lambda mbox: self._cbSelectWork(mbox, cmdName, tag, params.qresync))
 
-    def _cbSelectWork(self, mbox: SelectedMailbox | None, cmdName: bytes, tag: bytes) -> None:  # noqa: N802, N803
+    def _cbSelectWork(self, mbox: SelectedMailbox | None, cmdName: bytes, tag: bytes,  # noqa: N802, N803
+                      resync: Resync | None = None) -> Deferred | None:
         if mbox is None:
             self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
             return
@@ -42,16 +56,22 @@ class MailboxCommands:
         self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + permanent + b")] flags you can change")
         self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         self.sendPositiveResponse(None, b"[UIDNEXT %d] predicted next UID" % mbox.getUIDNext())
+        self.sendPositiveResponse(None, b"[HIGHESTMODSEQ %d] highest modseq" % mbox.highest_modseq)
         mode = b"[READ-WRITE]" if mbox.isWriteable() else b"[READ-ONLY]"
         self.mbox = mbox
         self.state = "select"
         mbox.addListener(self)
         self._watch(mbox)
-        self.sendPositiveResponse(tag, mode + b" " + cmdName + b" completed")
+        done = mode + b" " + cmdName + b" completed"
+        resynced = self._resync(mbox, resync) if resync is not None else None
+        if resynced is None:
+            self.sendPositiveResponse(tag, done)
+            return None
+        return resynced.addCallback(lambda _: self.sendPositiveResponse(tag, done))
 
-    auth_SELECT = (_selectWork, IMAP4Server.arg_astring, 1, b"SELECT")
+    auth_SELECT = (_selectWork, IMAP4Server.arg_astring, arg_select_params, 1, b"SELECT")
     select_SELECT = auth_SELECT
-    auth_EXAMINE = (_selectWork, IMAP4Server.arg_astring, 0, b"EXAMINE")
+    auth_EXAMINE = (_selectWork, IMAP4Server.arg_astring, arg_select_params, 0, b"EXAMINE")
     select_EXAMINE = auth_EXAMINE
 
     def do_CLOSE(self, tag: bytes) -> None:  # noqa: N802
@@ -93,16 +113,10 @@ class MailboxCommands:
     auth_DELETE = (do_DELETE, IMAP4Server.arg_finalastring)
     select_DELETE = auth_DELETE
 
-    def do_RENAME(self, tag: bytes, old: bytes, new: bytes) -> None:  # noqa: N802
-        self.sendNegativeResponse(tag, b"[CANNOT] RENAME is not supported yet")
-
-    auth_RENAME = (do_RENAME, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)
-    select_RENAME = auth_RENAME
-
     def do_STATUS(self, tag: bytes, name: bytes, names: list[Any]) -> None:  # noqa: N802
         mailbox = _parseMbox(name)
         items = [n.decode("ascii", "replace").upper() for n in names if isinstance(n, bytes)]
-        unknown = set(items) - {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"}
+        unknown = set(items) - {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ"}
         if unknown or not items:
             self.sendBadResponse(tag, b"unknown STATUS item")
             return

@@ -7,13 +7,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
-from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, LiteralString
+from twisted.mail.imap4 import IMAP4Server, LiteralString
 from twisted.python.failure import Failure
 
 from kantoor.imapd import search_keys
 
 _TRAILING_LITERAL = re.compile(rb"\{(\d{1,9})\}\Z")
-_ATOM_THEN_ANYTHING = re.compile(IMAP4Server.atomre.pattern, re.DOTALL)
 
 
 def _is_search(line: bytes) -> bool:
@@ -59,21 +58,26 @@ class SearchCommand:
         store = self.context.store
         searcher = search_keys.Searcher(len(messages), messages[-1][1].uid if messages else 0)
 
-        def work() -> list[int]:
+        def work() -> list[tuple[int, int]]:
             hits = []
             for seq, message in messages:
                 if need is not None:
                     message.load(store, need == "headers")
                 try:
                     if searcher.matches(query, seq, message):
-                        hits.append(message.uid if uid else seq)
+                        hits.append((message.uid if uid else seq, int(message.item.modseq)))
                 finally:
                     if need is not None:
                         message.unload()
             return hits
 
-        def done(hits: list[int]) -> None:
-            self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % h for h in hits)]))
+        def done(hits: list[tuple[int, int]]) -> None:
+            words = [b"SEARCH", *(b"%d" % number for number, _ in hits)]
+            if searcher.used_modseq:
+                self.condstore = True  # RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE
+                if hits:
+                    words.append(b"(MODSEQ %d)" % max(modseq for _, modseq in hits))
+            self.sendUntaggedResponse(b" ".join(words))
             self.sendPositiveResponse(tag, b"SEARCH completed")
 
         def bad(failure: Failure) -> Failure | None:
@@ -83,14 +87,5 @@ class SearchCommand:
             return failure
 
         self._run(tag, lambda: deferToThread(work).addCallbacks(done, bad), lambda _: None)
-
-    def arg_command_atom(self, line: bytes) -> tuple[bytes, bytes]:
-        """UID's sub-command; the rest may hold an inline search literal with CRLF in it."""
-        match = _ATOM_THEN_ANYTHING.match(line or b"")
-        if match is None:
-            raise IllegalClientResponse("Malformed ATOM")
-        return match.group("atom"), match.group("rest") or b""
-
-    select_UID = (IMAP4Server.do_UID, arg_command_atom, IMAP4Server.arg_line)
 
     select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)

@@ -99,7 +99,8 @@ def test_plan_without_caldav_gets_403_with_reason_and_quota_gives_507(start_serv
     full = dav.request("PUT", f"/dav/{login}/calendar/2.ics", small, make_event("two@example.org"),
                        {"Content-Type": "text/calendar"})
     assert full.status == 507
-    assert "capacity" in full.text
+    assert "quota-not-exceeded" in full.text  # RFC 4331 §6
+    assert dav.request("GET", f"/dav/{login}/calendar/2.ics", small).status == 404  # nothing stored
 
 
 def test_changed_password_and_disabled_account_stop_working_at_once(server, dav, user):

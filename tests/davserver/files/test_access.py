@@ -72,3 +72,22 @@ def test_browser_gets_an_html_listing_and_slash_redirects_keep_the_mount(drive, 
     assert page.headers["Content-Type"].startswith("text/html")
     assert b"Drop folder" in page.body
     assert drive.request("GET", "/files", auth=user).headers["Location"].endswith("/files/")
+
+
+def test_rfc7617_4_basic_password_refused_over_plain_http_unless_loopback_is_allowed(start_server):
+    import http.client
+    import ssl
+
+    server = start_server(KANTOOR_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK="false")
+    login, password = server.make_user()
+    token = base64.b64encode(f"{login}:{password}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Depth": "0"}
+    plain = http.client.HTTPConnection(server.host, server.ports["http"], timeout=30)
+    plain.request("PROPFIND", f"/files/{login}/", headers=headers)
+    reply = plain.getresponse()
+    assert reply.status == 403 and b"https" in reply.read()
+    context = ssl.create_default_context(cafile=str(server.certificate))
+    context.check_hostname = False
+    secure = http.client.HTTPSConnection(server.host, server.ports["https"], timeout=30, context=context)
+    secure.request("PROPFIND", f"/files/{login}/", headers=headers)
+    assert secure.getresponse().status == 207

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def test_rclone_copies_a_tree_up_and_back(drive, user, tmp_path: Path):
     (source / "sub dir").mkdir(parents=True)
     (source / "a.txt").write_text("alpha")
     (source / "sub dir" / "ünï.bin").write_bytes(os.urandom(300_000))
+    # Mixed sizes, 0 bytes to 20 MiB (the 200 MiB case belongs to bench/webdav.py).
+    (source / "leer ø.txt").write_bytes(b"")
+    (source / "größer 日本").mkdir()
+    (source / "größer 日本" / "zwanzig.bin").write_bytes(os.urandom(20 * 1024 * 1024))
 
     def run(*args: str) -> str:
         result = subprocess.run([rclone, *args], env=env, capture_output=True, text=True, timeout=120)
@@ -39,10 +44,11 @@ def test_rclone_copies_a_tree_up_and_back(drive, user, tmp_path: Path):
 
     run("copy", str(source), "kantoor:from-rclone")
     listed = {entry["Path"] for entry in json.loads(run("lsjson", "-R", "kantoor:from-rclone"))}
-    assert {"a.txt", "sub dir", "sub dir/ünï.bin"} <= listed
+    assert {"a.txt", "sub dir", "sub dir/ünï.bin", "leer ø.txt", "größer 日本/zwanzig.bin"} <= listed
     run("copy", "kantoor:from-rclone", str(tmp_path / "back"))
     assert (tmp_path / "back" / "sub dir" / "ünï.bin").read_bytes() == (source / "sub dir" / "ünï.bin").read_bytes()
     run("check", str(source), "kantoor:from-rclone")
+    run("check", str(source), str(tmp_path / "back"))
 
 
 def test_cadaver_makes_a_folder_and_puts_a_file(drive, user, tmp_path: Path):
@@ -72,14 +78,12 @@ def _litmus(drive, user, tmp_path: Path, suites: str) -> subprocess.CompletedPro
                           timeout=300)
 
 
-def test_litmus_basic_copymove_and_http_suites_pass(drive, user, tmp_path: Path):
-    result = _litmus(drive, user, tmp_path, "basic copymove http")
+def test_litmus_passes_every_test_of_all_five_suites(drive, user, tmp_path: Path):
+    # RFC 4918 class 1 and 2 as litmus checks it: basic, copymove, props (dead
+    # properties in the database), locks (the lock table in the database), http.
+    suites = ("basic", "copymove", "props", "locks", "http")
+    result = _litmus(drive, user, tmp_path, " ".join(suites))
+    summaries = dict(re.findall(r"<- summary for `(\w+)': of \d+ tests run: \d+ passed, (\d+) failed", result.stdout))
+    assert set(summaries) == set(suites), result.stdout
+    assert all(failed == "0" for failed in summaries.values()), result.stdout
     assert result.returncode == 0, result.stdout
-
-
-def test_litmus_locks_suite_passes_except_dead_property_writes(drive, user, tmp_path: Path):
-    # Dead properties are not stored yet, so litmus' PROPPATCH on a locked file
-    # ("owner_modify") is refused with 403; every locking behaviour itself passes.
-    result = _litmus(drive, user, tmp_path, "locks")
-    failures = [line for line in result.stdout.splitlines() if "FAIL" in line]
-    assert failures and all("owner_modify" in line for line in failures), result.stdout

@@ -1,0 +1,69 @@
+"""Authentication-Results (RFC 8601) for mail arriving at the MX: SPF, DKIM and DMARC.
+
+The checks are authheaders' (SPF by pyspf, DKIM by dkimpy, DMARC policy with the
+public suffix list), all resolving through dnspython's default resolver — which
+:func:`use_name_servers` points at the configured name servers (a test's fake zone).
+A header with our own authserv-id that arrives with the message is a forgery
+(RFC 8601 section 5) and is removed. Runs in a worker thread: DNS lookups block.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import dns.resolver
+
+from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
+from kantoor.smtpd.trace import header_safe
+
+log = logging.getLogger("kantoor.smtpd")
+
+_FIELD = re.compile(rb"^Authentication-Results:\s*([^;\s]+)", re.IGNORECASE)
+
+
+def use_name_servers(delivery: DeliverySettings) -> None:
+    """Make dnspython's default resolver (used by pyspf, dkimpy, authheaders) ask the configured servers."""
+    if not delivery.dns_nameservers.strip():
+        return
+    resolver = dns.resolver.Resolver(configure=False)
+    servers = [host_port(s, 53) for s in delivery.dns_nameservers.split(",") if s.strip()]
+    resolver.nameservers = [host for host, _ in servers]
+    resolver.nameserver_ports = {host: port for host, port in servers}
+    resolver.lifetime = 10.0
+    dns.resolver.default_resolver = resolver
+
+
+def strip_forged(message: bytes, authserv_id: str) -> bytes:
+    """``message`` without Authentication-Results fields that claim to be ours."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if not sep:
+        return message
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation belongs to the field before it
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _FIELD.match(line)
+        dropping = bool(match and match.group(1).decode("ascii", "replace").lower() == authserv_id.lower())
+        if not dropping:
+            kept.append(line)
+    return b"\r\n".join(kept) + sep + body
+
+
+def authentication_results(message: bytes, *, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
+    """The ``Authentication-Results:`` field (CRLF-terminated) for a message received from ``ip``."""
+    import authheaders
+
+    sender = "" if mail_from in ("", "<>") else mail_from
+    try:
+        field = authheaders.authenticate_message(message, authserv_id, spf=True, dkim=True, dmarc=True, ip=ip,
+                                                 mail_from=sender or f"postmaster@{helo}", helo=helo)
+    except Exception as exc:  # a message or a DNS answer the checks cannot digest: say so, still deliver
+        log.info("authentication checks failed: %s", exc.__class__.__name__)
+        field = f"Authentication-Results: {header_safe(authserv_id)}; none (checks failed: temporary error)"
+    # One line per result, folded, never a bare LF (the library joins with "\n" or spaces).
+    field = re.sub(r"\r?\n", "\r\n", field.strip())
+    return field.encode("utf-8", "replace") + b"\r\n"

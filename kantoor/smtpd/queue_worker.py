@@ -1,0 +1,212 @@
+"""The delivery worker: takes due messages from the outbound queue and delivers them.
+
+Runs as one task on the server's loop; every Store call goes to a worker thread.
+Local recipients (a bounce to one of our users, for instance) go straight into
+their INBOX; remote ones are grouped by domain and sent to the domain's MX (or
+the smarthost). Temporary failures are retried with exponential back-off until
+the message expires; permanent failures and expiry send a DSN (RFC 3464) to the
+sender, through this same queue. With several server processes, each message is
+claimed by exactly one worker (see :mod:`kantoor.storage.outbound`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+
+from kantoor.config import Settings
+from kantoor.smtpd.bounce import delivery_status_notification
+from kantoor.smtpd.mx import NoMailHost, mail_hosts, make_resolver
+from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
+from kantoor.smtpd.remote import AttemptResult, Relay, deliver_remote
+from kantoor.smtpd.trace import trace_headers
+from kantoor.storage import NotFound, QuotaExceeded, StorageError, Store
+from kantoor.storage.models import OutboundMessage
+from kantoor.storage.outbound import DELIVERED, FAILED, NewOutbound, recipients_of
+
+log = logging.getLogger("kantoor.smtpd.outbound")
+
+
+def retry_delay(attempts: int, delivery: DeliverySettings) -> float:
+    """Seconds before the next try after ``attempts`` tries: doubling from the base, capped."""
+    return min(delivery.retry_base_seconds * (2 ** max(attempts - 1, 0)), delivery.retry_max_seconds)
+
+
+class DeliveryWorker:
+    def __init__(self, settings: Settings, store: Store, delivery: DeliverySettings) -> None:
+        self.settings = settings
+        self.store = store
+        self.delivery = delivery
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._resolver = make_resolver(delivery)
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="smtp-delivery")
+
+    def wake(self) -> None:
+        """Something was queued in this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop claiming; give deliveries in flight a moment, then cancel them and release their claims."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()), timeout=grace_seconds)
+        for message_id, task in list(self._in_flight.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            # Released, not failed: the next start (of any process) tries it again at once.
+            with contextlib.suppress(StorageError):
+                await asyncio.to_thread(self.store.release_outbound, message_id, self.name)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            room = self.delivery.concurrency - len(self._in_flight)
+            if room > 0:
+                try:
+                    claimed = await asyncio.to_thread(self.store.claim_outbound, self.name,
+                                                      self.delivery.lease_seconds, room)
+                except Exception:
+                    log.exception("claiming queued mail failed")
+                    claimed = []
+                for message in claimed:
+                    task = asyncio.get_running_loop().create_task(self._process(message))
+                    self._in_flight[message.id] = task
+                    task.add_done_callback(lambda _t, mid=message.id: self._done(mid))
+                if len(claimed) == room:
+                    continue  # more may be due
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval())
+
+    def _done(self, message_id: int) -> None:
+        self._in_flight.pop(message_id, None)
+        self._wake.set()  # room for more
+
+    def _poll_interval(self) -> float:
+        return max(min(self.delivery.poll_seconds, self.delivery.retry_base_seconds), 0.05)
+
+    # ------------------------------------------------------------------ one message
+    async def _process(self, message: OutboundMessage) -> None:
+        heartbeat = asyncio.get_running_loop().create_task(self._keep_claim(message.id))
+        try:
+            await self._attempt(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Leave the claim to expire: the lease makes sure it is tried again later.
+            log.exception("delivery of queued message %d failed unexpectedly", message.id)
+        finally:
+            heartbeat.cancel()
+
+    async def _keep_claim(self, message_id: int) -> None:
+        """Renew the lease while a slow delivery (many hosts, slow servers) runs, so no one else takes it."""
+        while True:
+            await asyncio.sleep(self.delivery.lease_seconds / 3)
+            try:
+                if not await asyncio.to_thread(self.store.extend_outbound_claim, message_id, self.name,
+                                               self.delivery.lease_seconds):
+                    log.warning("queued message %d: lease lost during delivery", message_id)
+                    return
+            except StorageError:
+                log.exception("renewing the claim on queued message %d failed", message_id)
+
+    async def _attempt(self, message: OutboundMessage) -> None:
+        body = await asyncio.to_thread(self.store.outbound_body, message)
+        recipients = recipients_of(message)
+        result = AttemptResult()
+        remote: dict[str, list[str]] = {}
+        for recipient in recipients:
+            local = await asyncio.to_thread(self._deliver_locally, message.sender, recipient, body)
+            if local is None:
+                remote.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
+            elif local == "":
+                result.delivered.append(recipient)
+            elif local.startswith("5"):
+                result.permanent[recipient] = local
+            else:
+                result.temporary[recipient] = local
+        if remote:
+            result.merge(await self._deliver_remotely(message.sender, remote, body))
+        await self._record(message, body, result)
+
+    def _deliver_locally(self, sender: str, recipient: str, body: bytes) -> str | None:
+        """"" when delivered here, an SMTP reply when it failed, None when the recipient is not ours."""
+        account = self.store.resolve_recipient(recipient)
+        if account is None:
+            domain = recipient.rpartition("@")[2]
+            return "550 5.1.1 No such mailbox here" if self.store.is_local_domain(domain) else None
+        trace = trace_headers(mail_from=sender or "<>", helo=self.settings.server.hostname, peer_ip="127.0.0.1",
+                              hostname=self.settings.server.hostname, protocol="local", recipient=recipient)
+        try:
+            inbox = self.store.mailbox(account.principal_id, "INBOX")
+            self.store.deliver_message(inbox.id, trace + body)
+        except NotFound:
+            return "550 5.1.1 Mailbox unavailable"
+        except QuotaExceeded:
+            return "452 4.2.2 Mailbox full"
+        return ""
+
+    async def _deliver_remotely(self, sender: str, by_domain: dict[str, list[str]], body: bytes) -> AttemptResult:
+        result = AttemptResult()
+        helo = self.settings.server.hostname
+        timeout = self.delivery.connect_timeout_seconds
+        if self.delivery.smarthost:
+            relay = Relay(self.delivery.smarthost_login, self.delivery.smarthost_password)
+            everyone = [r for rs in by_domain.values() for r in rs]
+            host = host_port(self.delivery.smarthost, 587 if relay.login else 25)
+            return await deliver_remote([host], sender, everyone, body, helo=helo, timeout=timeout, relay=relay)
+        for domain, recipients in by_domain.items():
+            try:
+                hosts = await mail_hosts(domain, self.delivery, self._resolver)
+            except NoMailHost as exc:
+                target = result.permanent if exc.permanent else result.temporary
+                target.update(dict.fromkeys(recipients, exc.reply))
+                continue
+            result.merge(await deliver_remote(hosts, sender, recipients, body, helo=helo, timeout=timeout))
+        return result
+
+    async def _record(self, message: OutboundMessage, body: bytes, result: AttemptResult) -> None:
+        now = dt.datetime.now(dt.UTC)
+        retry_at = now + dt.timedelta(seconds=retry_delay(message.attempts + 1, self.delivery))
+        expired = bool(result.temporary) and retry_at > message.expires_at
+        failures = dict(result.permanent)
+        if expired:
+            failures.update(result.temporary)
+        bounce = None
+        if failures and message.sender:  # never bounce a bounce (RFC 5321 section 6.1)
+            report = delivery_status_notification(
+                hostname=self.settings.server.hostname, sender=message.sender, failures=failures, original=body,
+                arrival=message.created_at, expired=expired and not result.permanent,
+                remote_mta=result.remote_mta, envid=message.dsn_envid, ret=message.dsn_ret)
+            bounce = NewOutbound("", [message.sender], report,
+                                 expires_in=dt.timedelta(seconds=self.delivery.expire_seconds))
+        log.info("queued message %d: delivered %d, failed %d, deferred %d", message.id, len(result.delivered),
+                 len(failures), 0 if expired else len(result.temporary))
+        if result.temporary and not expired:
+            error = "; ".join(f"<{r}>: {reply}" for r, reply in result.temporary.items())
+            await asyncio.to_thread(self.store.defer_outbound, message.id, self.name, list(result.temporary),
+                                    error, retry_at, bounce)
+            if bounce is not None:
+                self.wake()
+            return
+        state = FAILED if failures and not result.delivered else DELIVERED
+        error = "; ".join(f"<{r}>: {reply}" for r, reply in failures.items())
+        await asyncio.to_thread(self.store.finish_outbound, message.id, self.name, state, error, bounce)
+        if bounce is not None:
+            self.wake()

@@ -1,0 +1,155 @@
+"""WebDAV locks (RFC 4918 §6, §7) in the database, so every server process honours the same locks.
+
+A lock is keyed by the URL path it covers (``root``, e.g. ``/ann@example.org/a/b``),
+not by a collection or item: RFC 4918 locks a URL, and LOCK may create the resource
+it names (§7.3). Depth-infinity locks cover every path below ``root``.
+
+The frontend decides whether the principal may write the resource before it asks
+for a lock; these operations only keep the lock table consistent:
+:meth:`LocksMixin.acquire_lock` checks for conflicting locks and inserts the new one
+in ONE serialised transaction, so two processes cannot both grant conflicting locks.
+Expired locks are invisible to every read and removed by the next write that meets
+them (and by :meth:`LocksMixin.purge_expired_locks`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.orm import Session
+
+from kantoor.storage.errors import StorageError
+from kantoor.storage.models import Lock, utcnow
+from kantoor.storage.transactions import StoreBase
+
+# Longest lock lifetime granted: a client asking for more (or "Infinite") gets this
+# (RFC 4918 §10.7 lets the server choose); an abandoned lock frees itself within a day.
+MAX_LOCK_SECONDS = 24 * 3600
+DEFAULT_LOCK_SECONDS = 3600
+# Any constant: the key of the PostgreSQL advisory lock that serialises lock grants.
+_ADVISORY_KEY = 0x6B616E746C6F636B  # "kantlock"
+
+
+class LockConflict(StorageError):
+    """Granting the lock would conflict with existing locks; ``roots`` are their URL paths."""
+
+    def __init__(self, roots: Sequence[str]) -> None:
+        super().__init__("locked: " + ", ".join(roots))
+        self.roots = list(roots)
+
+
+def lock_ancestors(root: str) -> list[str]:
+    """``root`` and every path above it: ``/a/b`` → ``["/a/b", "/a", "/"]``."""
+    parts = [p for p in root.split("/") if p]
+    return ["/" + "/".join(parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def normalize_root(root: str) -> str:
+    return "/" + root.strip("/")
+
+
+def _lifetime(timeout: int | None) -> int:
+    if timeout is None:
+        return DEFAULT_LOCK_SECONDS
+    if timeout <= 0 or timeout > MAX_LOCK_SECONDS:
+        return MAX_LOCK_SECONDS
+    return int(timeout)
+
+
+class LocksMixin(StoreBase):
+    def _live_locks(self, s: Session, *conditions) -> list[Lock]:  # type: ignore[no-untyped-def]
+        return list(s.scalars(select(Lock).where(Lock.expires_at > utcnow(), *conditions).order_by(Lock.created_at)))
+
+    def acquire_lock(self, root: str, *, scope: str, depth: str, principal: str, owner: str = "",
+                     timeout: int | None = None) -> Lock:
+        """Grant a write lock on ``root`` or raise :class:`LockConflict`.
+
+        Conflicts (RFC 4918 §6.1, §7): a lock on ``root`` itself, a depth-infinity lock
+        on a path above it, or (for a depth-infinity request) a lock below it — unless
+        both are shared. ``timeout`` in seconds (None: default, <=0: as long as allowed).
+        """
+        if scope not in ("exclusive", "shared"):
+            raise ValueError(f"lock scope is exclusive or shared, not {scope!r}")
+        if depth not in ("0", "infinity"):
+            raise ValueError(f"lock depth is 0 or infinity, not {depth!r}")
+        root = normalize_root(root)
+        lifetime = _lifetime(timeout)
+        with self.write() as s:
+            if not self._is_sqlite:
+                # SQLite write transactions are already serialised (BEGIN IMMEDIATE);
+                # on PostgreSQL, check-then-insert must not interleave with another process's.
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+            s.execute(delete(Lock).where(Lock.expires_at <= utcnow()))
+            ancestors = lock_ancestors(root)
+            conditions = [Lock.root == root,
+                          (Lock.root.in_(ancestors[1:])) & (Lock.depth == "infinity")]
+            if depth == "infinity":
+                conditions.append(Lock.root.startswith(root.rstrip("/") + "/", autoescape=True))
+            conflicts = [lock.root for lock in s.scalars(select(Lock).where(or_(*conditions)))
+                         if not (lock.scope == "shared" and scope == "shared")]
+            if conflicts:
+                raise LockConflict(sorted(set(conflicts)))
+            now = utcnow()
+            lock = Lock(token="opaquelocktoken:" + secrets.token_hex(32), root=root, scope=scope, type="write",
+                        depth=depth, owner=owner, principal=principal, timeout_seconds=lifetime,
+                        expires_at=now + dt.timedelta(seconds=lifetime), created_at=now)
+            s.add(lock)
+            s.flush()
+            return lock
+
+    def get_lock(self, token: str) -> Lock | None:
+        """The live lock with this token, or None (unknown or expired)."""
+        with self.read() as s:
+            found = self._live_locks(s, Lock.token == token)
+            return found[0] if found else None
+
+    def refresh_lock(self, token: str, timeout: int | None = None) -> Lock | None:
+        """Restart a live lock's timeout (RFC 4918 §9.10.2); None if the lock is gone."""
+        lifetime = _lifetime(timeout)
+        with self.write() as s:
+            lock = s.get(Lock, token)
+            if lock is None or lock.expires_at <= utcnow():
+                return None
+            lock.timeout_seconds = lifetime
+            lock.expires_at = utcnow() + dt.timedelta(seconds=lifetime)
+            s.flush()
+            return lock
+
+    def release_lock(self, token: str) -> bool:
+        """Remove a lock (UNLOCK); False if there was no live lock with this token."""
+        with self.write() as s:
+            lock = s.get(Lock, token)
+            if lock is None:
+                return False
+            live = lock.expires_at > utcnow()
+            s.delete(lock)
+            return live
+
+    def locks_on(self, roots: Sequence[str]) -> list[Lock]:
+        """Live locks whose root is one of ``roots`` (a path and its ancestors in one query)."""
+        if not roots:
+            return []
+        with self.read() as s:
+            return self._live_locks(s, Lock.root.in_([normalize_root(r) for r in roots]))
+
+    def locks_below(self, root: str) -> list[Lock]:
+        """Live locks on paths strictly below ``root``."""
+        prefix = normalize_root(root).rstrip("/") + "/"
+        with self.read() as s:
+            return self._live_locks(s, Lock.root.startswith(prefix, autoescape=True))
+
+    def release_locks_at(self, root: str, recursive: bool = False) -> int:
+        """Remove the locks on ``root`` (and below it if ``recursive``): the resource is gone or moved."""
+        root = normalize_root(root)
+        condition = Lock.root == root
+        if recursive:
+            condition = or_(condition, Lock.root.startswith(root.rstrip("/") + "/", autoescape=True))
+        with self.write() as s:
+            return s.execute(delete(Lock).where(condition)).rowcount or 0
+
+    def purge_expired_locks(self) -> int:
+        with self.write() as s:
+            return s.execute(delete(Lock).where(Lock.expires_at <= utcnow())).rowcount or 0

@@ -1,0 +1,224 @@
+"""The outbound mail queue: enqueue, claim, record results, inspect (``OutboundMessage``).
+
+A queued message's body is stored like an item's (inline when small, else a
+reference-counted blob), so the blob collector never removes a body the queue
+still needs. A delivery worker *claims* due rows for a lease (``claimed_by`` /
+``claimed_until``): on PostgreSQL ``SELECT … FOR UPDATE SKIP LOCKED`` lets two
+processes claim different rows at once; on SQLite the write transaction (BEGIN
+IMMEDIATE) already serialises claims. Results are recorded only by the worker
+that still holds the claim, so a message whose lease ran out and was taken over
+by another process is never recorded twice. A permanent failure and the bounce
+it causes are written in ONE transaction: no bounce is lost, none is doubled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from kantoor.storage.errors import NotFound
+from kantoor.storage.models import Blob, OutboundMessage, utcnow
+from kantoor.storage.transactions import Body, StoreBase
+
+QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
+
+
+@dataclass(frozen=True)
+class NewOutbound:
+    """A message to put in the queue (e.g. the bounce written together with a failure)."""
+
+    sender: str  # envelope MAIL FROM, "" for a bounce
+    recipients: list[str]
+    body: bytes
+    account_id: int | None = None
+    expires_in: dt.timedelta = dt.timedelta(days=5)
+    dsn_envid: str = ""
+    dsn_ret: str = ""
+
+
+def recipients_of(message: OutboundMessage) -> list[str]:
+    """The envelope recipients still to deliver."""
+    value = json.loads(message.recipients or "[]")
+    return [str(r) for r in value] if isinstance(value, list) else []
+
+
+class OutboundMixin(StoreBase):
+    # ------------------------------------------------------------------ queue writes
+    def enqueue_outbound(self, message: NewOutbound) -> OutboundMessage:
+        """Queue a message for delivery now; returns the row (body columns included)."""
+        stored, _sha, _ = self._store_body(message.body, None)
+        with self.write() as s:
+            row = self._add_outbound(s, message, stored)
+        return row
+
+    def _add_outbound(self, s: Session, message: NewOutbound, stored: Body) -> OutboundMessage:
+        if not message.recipients:
+            raise ValueError("a queued message needs at least one recipient")
+        self._reference_blob(s, stored)
+        now = utcnow()
+        row = OutboundMessage(
+            sender=message.sender, recipients=json.dumps(list(message.recipients)),
+            blob_sha256=stored.blob_sha256, inline_body=stored.inline, size=stored.size,
+            account_id=message.account_id, state=QUEUED, attempts=0, next_attempt_at=now,
+            expires_at=now + message.expires_in, last_error="", claimed_by="", claimed_until=None,
+            dsn_envid=message.dsn_envid, dsn_ret=message.dsn_ret, created_at=now)
+        s.add(row)
+        s.flush()
+        return row
+
+    def _reference_blob(self, s: Session, stored: Body) -> None:
+        if stored.blob_sha256 is None:
+            return
+        blob = s.get(Blob, stored.blob_sha256)
+        if blob is None:
+            s.add(Blob(sha256=stored.blob_sha256, size=stored.size, refcount=1, updated_at=utcnow()))
+        else:
+            blob.refcount += 1
+            blob.updated_at = utcnow()
+        s.flush()
+
+    def _release_outbound_body(self, s: Session, row: OutboundMessage) -> None:
+        # A finished message keeps its row (for `kantoor queue list`) but not its body.
+        if row.blob_sha256 is not None:
+            self._release_blobs(s, select(OutboundMessage.blob_sha256).where(OutboundMessage.id == row.id))
+        row.blob_sha256 = None
+        row.inline_body = None
+
+    def claim_outbound(self, worker: str, lease_seconds: float, limit: int = 10,
+                       now: dt.datetime | None = None) -> list[OutboundMessage]:
+        """Claim up to ``limit`` due messages for ``worker`` until the lease ends; each goes to one worker."""
+        now = now or utcnow()
+        query = (select(OutboundMessage)
+                 .where(OutboundMessage.state == QUEUED, OutboundMessage.next_attempt_at <= now,
+                        or_(OutboundMessage.claimed_until.is_(None), OutboundMessage.claimed_until < now))
+                 .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+                 .limit(limit))
+        if not self._is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        with self.write() as s:
+            rows = list(s.scalars(query))
+            for row in rows:
+                row.claimed_by = worker
+                row.claimed_until = now + dt.timedelta(seconds=lease_seconds)
+        return rows
+
+    def _claimed(self, s: Session, message_id: int, worker: str) -> OutboundMessage | None:
+        query = select(OutboundMessage).where(OutboundMessage.id == message_id)
+        if not self._is_sqlite:
+            query = query.with_for_update()
+        row = s.scalar(query)
+        if row is None or row.state != QUEUED or row.claimed_by != worker:
+            return None  # the lease was lost (or the row deleted): someone else decides now
+        return row
+
+    def defer_outbound(self, message_id: int, worker: str, remaining: Iterable[str], error: str,
+                       retry_at: dt.datetime, bounce: NewOutbound | None = None) -> bool:
+        """After an attempt with temporary failures: keep ``remaining`` recipients, try again at ``retry_at``
+        (and queue ``bounce`` about recipients that failed for good, in the same transaction)."""
+        stored = self._store_body(bounce.body, None)[0] if bounce is not None else None
+        with self.write() as s:
+            row = self._claimed(s, message_id, worker)
+            if row is None:
+                return False
+            row.recipients = json.dumps(list(remaining))
+            row.attempts += 1
+            row.last_error = error[:2000]
+            row.next_attempt_at = retry_at
+            row.claimed_by = ""
+            row.claimed_until = None
+            if bounce is not None and stored is not None:
+                self._add_outbound(s, bounce, stored)
+        return True
+
+    def finish_outbound(self, message_id: int, worker: str, state: str, error: str = "",
+                        bounce: NewOutbound | None = None, attempted: bool = True) -> bool:
+        """Record the end of a message (``delivered`` or ``failed``), queueing ``bounce`` in the same transaction."""
+        if state not in (DELIVERED, FAILED):
+            raise ValueError(f"unknown final state {state!r}")
+        stored = self._store_body(bounce.body, None)[0] if bounce is not None else None
+        with self.write() as s:
+            row = self._claimed(s, message_id, worker)
+            if row is None:
+                return False
+            row.state = state
+            row.attempts += 1 if attempted else 0
+            row.last_error = error[:2000]
+            row.claimed_by = ""
+            row.claimed_until = None
+            self._release_outbound_body(s, row)
+            if bounce is not None and stored is not None:
+                self._add_outbound(s, bounce, stored)
+        return True
+
+    def extend_outbound_claim(self, message_id: int, worker: str, lease_seconds: float) -> bool:
+        """Renew a claim while a long delivery is still running; False if the lease was already lost."""
+        with self.write() as s:
+            row = self._claimed(s, message_id, worker)
+            if row is None:
+                return False
+            row.claimed_until = utcnow() + dt.timedelta(seconds=lease_seconds)
+        return True
+
+    def release_outbound(self, message_id: int, worker: str) -> bool:
+        """Give a claim back untried (e.g. the server is stopping): due again at once, for anyone."""
+        with self.write() as s:
+            row = self._claimed(s, message_id, worker)
+            if row is None:
+                return False
+            row.claimed_by = ""
+            row.claimed_until = None
+        return True
+
+    # ------------------------------------------------------------------ administration
+    def retry_outbound(self, message_id: int) -> OutboundMessage:
+        """Make a queued message due now (``kantoor queue retry``)."""
+        with self.write() as s:
+            row = s.get(OutboundMessage, message_id)
+            if row is None or row.state != QUEUED:
+                raise NotFound(f"no queued message {message_id}")
+            row.next_attempt_at = utcnow()
+        return row
+
+    def delete_outbound(self, message_id: int) -> None:
+        """Remove a message from the queue without delivering it (``kantoor queue delete``)."""
+        with self.write() as s:
+            row = s.get(OutboundMessage, message_id)
+            if row is None:
+                raise NotFound(f"no queued message {message_id}")
+            self._release_outbound_body(s, row)
+            s.execute(delete(OutboundMessage).where(OutboundMessage.id == message_id))
+
+    # ------------------------------------------------------------------ reads
+    def list_outbound(self, state: str | None = QUEUED) -> list[OutboundMessage]:
+        """Queue rows (without bodies), oldest first; ``state`` None lists every state."""
+        query = select(OutboundMessage).order_by(OutboundMessage.id)
+        if state is not None:
+            query = query.where(OutboundMessage.state == state)
+        with self.read() as s:
+            return list(s.scalars(query))
+
+    def get_outbound(self, message_id: int) -> OutboundMessage:
+        with self.read() as s:
+            row = s.get(OutboundMessage, message_id)
+            if row is None:
+                raise NotFound(f"no queued message {message_id}")
+            return row
+
+    def outbound_body(self, message: OutboundMessage) -> bytes:
+        """The bytes of a queued message."""
+        if message.inline_body is not None:
+            return message.inline_body
+        if message.blob_sha256 is None:
+            return b""
+        return self.blobs.read(message.blob_sha256)
+
+    def count_outbound_since(self, account_id: int, since: dt.datetime) -> int:
+        """How many messages an account queued since ``since`` (the sending rate limit)."""
+        with self.read() as s:
+            return int(s.scalar(select(func.count()).select_from(OutboundMessage).where(
+                OutboundMessage.account_id == account_id, OutboundMessage.created_at >= since)) or 0)

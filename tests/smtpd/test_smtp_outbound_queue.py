@@ -1,0 +1,358 @@
+"""Outbound mail (RFC 5321 sections 4.5.4 and 5, RFC 3464, RFC 6376): submitted mail for other
+domains goes through the database queue to the domain's MX — here a fake MX in the test
+process, reached through the static MX map (``KANTOOR_DELIVERY_STATIC_MX``)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from typing import Any
+
+import dkim
+import pytest
+from harness import launch_server, require_tool
+
+REMOTE = "remote.test"
+SIGNING_DOMAIN = "kantoor.test"
+FAST_RETRIES = {
+    "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "0.3",
+    "KANTOOR_DELIVERY_RETRY_MAX_SECONDS": "0.6",
+    "KANTOOR_DELIVERY_POLL_SECONDS": "0.2",
+    "KANTOOR_DELIVERY_CONNECT_TIMEOUT_SECONDS": "5",
+}
+
+
+@pytest.fixture(scope="module")
+def relay(fake_mx: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kantoor whose outbound mail for remote.test goes to the fake MX, retrying within a second."""
+    proc = launch_server(tmp_path_factory.mktemp("relay") / "data",
+                         KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}", **FAST_RETRIES)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def dns_records(relay: Any) -> str:
+    """What `kantoor domain add` prints for the signing domain (the records to publish)."""
+    return relay.cli("domain", "add", SIGNING_DOMAIN).stdout
+
+
+def _submit(mail: Any, login: str, password: str, recipients: list[str], subject: str) -> dict:  # type: ignore[type-arg]
+    with mail.submission() as client:
+        client.login(login, password)
+        return client.sendmail(login, recipients, mail.compose(subject, sender=login))
+
+
+def _remote(name: str) -> str:
+    return f"{name}@{REMOTE}"
+
+
+def _wait(predicate: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_domain_add_prints_mx_spf_dkim_and_dmarc_records(dns_records: str) -> None:
+    assert re.search(rf"^{SIGNING_DOMAIN}\.\s+IN\s+MX\s+10 ", dns_records, re.MULTILINE)
+    assert '"v=spf1 ' in dns_records
+    assert re.search(rf"^kantoor\._domainkey\.{SIGNING_DOMAIN}\.\s+IN\s+TXT\s+\( \"v=DKIM1; k=rsa; p=", dns_records,
+                     re.MULTILINE)
+    assert f"_dmarc.{SIGNING_DOMAIN}." in dns_records and "v=DMARC1" in dns_records
+
+
+def test_submitted_mail_reaches_the_remote_mx_dkim_signed_rfc6376(relay, mail_for, fake_mx, dns_records) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    login, password = relay.make_user(f"{mail.unique('ann')}@{SIGNING_DOMAIN}")
+    friend = _remote(mail.unique("friend"))
+    assert _submit(mail, login, password, [friend], mail.unique("signed-")) == {}
+    [delivered] = fake_mx.wait_for(friend)
+    assert delivered.mail_from == login
+    assert delivered.content.startswith(b"Received: from laptop.example.org")
+    # The public key exactly as the administrator was told to publish it.
+    record = re.search(r"_domainkey\.\S+\s+IN\s+TXT\s+\((.*)\)", dns_records).group(1)  # type: ignore[union-attr]
+    txt = "".join(re.findall(r'"([^"]*)"', record)).encode()
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == f"kantoor._domainkey.{SIGNING_DOMAIN}.".encode()
+        return txt
+
+    assert b"DKIM-Signature:" in delivered.content
+    assert dkim.verify(delivered.content, dnsfunc=dnsfunc)
+
+
+def test_local_and_remote_recipients_in_one_transaction(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    (ann, ann_pw), (bob, bob_pw) = relay.make_user(), relay.make_user()
+    friend = _remote(mail.unique("friend"))
+    subject = mail.unique("mixed-")
+    assert _submit(mail, ann, ann_pw, [bob, friend], subject) == {}
+    assert mail.received(bob, bob_pw, subject)
+    [delivered] = fake_mx.wait_for(friend)
+    assert delivered.rcpt_tos == [friend]
+
+
+def test_4xx_is_retried_with_back_off_and_delivered_once_rfc5321_4_5_4_1(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    friend = _remote(mail.unique("busy"))
+    fake_mx.handler.script[friend] = ["451 4.3.0 Busy, come back later", "452 4.2.2 Still busy"]
+    assert _submit(mail, ann, ann_pw, [friend], mail.unique("retried-")) == {}
+    fake_mx.wait_for(friend)
+    time.sleep(1.0)  # longer than the back-off: a second copy would have arrived by now
+    assert len(fake_mx.messages_for(friend)) == 1
+    listing = relay.cli("queue", "list", "--all").stdout
+    [line] = [line for line in listing.splitlines() if friend in line]
+    assert "\tdelivered\t" in line and "attempts 3" in line
+
+
+def test_5xx_bounces_to_the_senders_inbox_rfc3464(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    gone = _remote(mail.unique("gone"))
+    fake_mx.handler.script[gone] = ["550 5.1.1 No such user here"]
+    subject = mail.unique("bounced-")
+    assert _submit(mail, ann, ann_pw, [gone], subject) == {}
+
+    def bounce() -> bytes | None:
+        found = [m for m in mail.inbox(ann, ann_pw) if b"Undelivered Mail Returned" in m]
+        return found[0] if found else None
+
+    raw = _wait(bounce)
+    assert raw.startswith(b"Return-Path: <>\r\n")  # a bounce has the null sender (RFC 5321 section 4.5.5)
+    report = message_from_bytes(raw)
+    assert report.get_content_type() == "multipart/report"
+    assert report.get_param("report-type") == "delivery-status"
+    human, status, original = report.get_payload()
+    assert status.get_content_type() == "message/delivery-status"
+    text = status.as_bytes().decode()
+    assert f"Final-Recipient: rfc822; {gone}" in text
+    assert "Action: failed" in text and "Status: 5.1.1" in text
+    assert "Diagnostic-Code: smtp; 550 5.1.1 No such user here" in text
+    assert original.get_content_type() == "message/rfc822"
+    assert subject in original.as_string()
+    assert fake_mx.messages_for(gone) == []
+
+
+def test_dsn_ret_hdrs_and_envid_shape_the_bounce_rfc3461_section_4(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    gone = _remote(mail.unique("gone"))
+    fake_mx.handler.script[gone] = ["550 5.1.1 No such user here"]
+    subject = mail.unique("dsn-")
+    with mail.submission() as client:
+        assert client.has_extn("dsn")
+        client.login(ann, ann_pw)
+        assert client.docmd("MAIL", f"FROM:<{ann}> RET=HDRS ENVID=Env-{subject}")[0] == 250
+        assert client.docmd("RCPT", f"TO:<{gone}> NOTIFY=FAILURE,DELAY ORCPT=rfc822;{gone}")[0] == 250
+        assert client.data(mail.compose(subject, body="the secret body", sender=ann))[0] == 250
+        client.rset()
+        code, text = client.docmd("MAIL", f"FROM:<{ann}> RET=EVERYTHING")
+        assert (code, text[:5]) == (501, b"5.5.4")
+    raw = _wait(lambda: [m for m in mail.inbox(ann, ann_pw) if b"Undelivered Mail Returned" in m])[0]
+    human, status, returned = message_from_bytes(raw).get_payload()
+    assert f"Original-Envelope-Id: Env-{subject}" in status.as_bytes().decode()
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert subject.encode() in raw and b"the secret body" not in raw
+
+
+def test_partial_failure_delivers_the_rest_and_bounces_only_the_refused(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    ok, gone = _remote(mail.unique("ok")), _remote(mail.unique("gone"))
+    fake_mx.handler.script[gone] = ["550 5.1.1 Unknown"]
+    assert _submit(mail, ann, ann_pw, [ok, gone], mail.unique("partial-")) == {}
+    assert fake_mx.wait_for(ok)[0].rcpt_tos == [ok]
+    raw = _wait(lambda: [m for m in mail.inbox(ann, ann_pw) if b"Undelivered Mail Returned" in m])[0]
+    assert f"Final-Recipient: rfc822; {gone}".encode() in raw and ok.encode() not in raw.split(b"\r\n\r\n")[0]
+
+
+def test_unauthenticated_mx_still_never_relays(relay, mail_for) -> None:  # type: ignore[no-untyped-def]
+    with mail_for(relay).mx() as client:
+        client.mail("sender@example.org")
+        code, text = client.rcpt(_remote("victim"))
+    assert (code, text[:5]) == (550, b"5.7.1")
+
+
+def _queued(srv: Any) -> dict[str, tuple[int, int]]:
+    """The queue as `kantoor queue list` shows it: recipient → (queue id, attempts)."""
+    rows = [line.split("\t") for line in srv.cli("queue", "list").stdout.splitlines() if "\t" in line]
+    return {row[3]: (int(row[0]), int(row[5].split()[1])) for row in rows}
+
+
+def _attempts(srv: Any) -> dict[str, int]:
+    """recipient → attempts of the queued messages, read in-process (cheaper than the CLI when polling)."""
+    from kantoor.config import load_settings
+    from kantoor.core import open_core
+    from kantoor.storage.outbound import recipients_of
+
+    core = open_core(load_settings(path=None, environ={"KANTOOR_STORAGE_DATA_DIR": str(srv.data_dir)}), migrate=False)
+    try:
+        return {r: m.attempts for m in core.store.list_outbound() for r in recipients_of(m)}
+    finally:
+        core.close()
+
+
+def test_restart_mid_queue_loses_and_duplicates_nothing(start_server, mail_for, fake_mx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**FAST_RETRIES, "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "3600", "KANTOOR_DELIVERY_RETRY_MAX_SECONDS": "3600",
+           "KANTOOR_DELIVERY_STATIC_MX": f"{REMOTE}=127.0.0.1:{fake_mx.port}"}
+    srv = start_server(tmp_path / "restarted", **env)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    held = [_remote(mail.unique("held")) for _ in range(3)]
+    dropped = _remote(mail.unique("dropped"))
+    fake_mx.handler.held |= {*held, dropped}
+    for recipient in [*held, dropped]:
+        assert _submit(mail, ann, ann_pw, [recipient], mail.unique("queued-")) == {}
+    # Each was tried once, got 451, and now waits an hour.
+    _wait(lambda: all(_attempts(srv).get(r) == 1 for r in [*held, dropped]))
+    queued = _queued(srv)
+    assert srv.stop() == 0
+    fake_mx.handler.held -= {*held, dropped}
+    srv = start_server(tmp_path / "restarted", **env)
+    assert set(_queued(srv)) == {*held, dropped}  # nothing lost
+    srv.cli("queue", "delete", str(queued[dropped][0]))
+    srv.cli("queue", "retry", "--all")
+    for recipient in held:
+        fake_mx.wait_for(recipient)
+    _wait(lambda: _attempts(srv) == {})
+    time.sleep(0.5)
+    assert [len(fake_mx.messages_for(r)) for r in held] == [1, 1, 1]  # nothing duplicated
+    assert fake_mx.messages_for(dropped) == []
+    assert srv.cli("queue", "retry", "999999", check=False).returncode == 1
+
+
+@pytest.fixture(scope="module")
+def strict(fake_mx: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kantoor that lets an account send 2 messages an hour and gives up on a message after 1.5 s."""
+    proc = launch_server(tmp_path_factory.mktemp("strict") / "data", KANTOOR_DELIVERY_MAX_MESSAGES_PER_HOUR="2",
+                         KANTOOR_DELIVERY_EXPIRE_SECONDS="1.5",
+                         KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}", **FAST_RETRIES)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_undeliverable_in_time_bounces_with_4_4_7_rfc3464_section_2_3_4(strict, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(strict)
+    ann, ann_pw = strict.make_user()
+    never = _remote(mail.unique("never"))
+    fake_mx.handler.held.add(never)
+    assert _submit(mail, ann, ann_pw, [never], mail.unique("expiring-")) == {}
+    raw = _wait(lambda: [m for m in mail.inbox(ann, ann_pw) if b"Undelivered Mail Returned" in m])[0]
+    status = message_from_bytes(raw).get_payload()[1].as_bytes().decode()
+    assert f"Final-Recipient: rfc822; {never}" in status
+    assert "Action: failed" in status and "Status: 4.4.7" in status
+    assert "451 4.3.0 Try again later" in status  # the last reply, as the diagnostic
+    assert fake_mx.messages_for(never) == []
+
+
+def test_sending_rate_limit_per_account(strict, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    srv = strict
+    mail = mail_for(srv)
+    (ann, ann_pw), (bob, bob_pw) = srv.make_user(), srv.make_user()
+    for _ in range(2):
+        assert _submit(mail, ann, ann_pw, [_remote(mail.unique("limited"))], mail.unique("limit-")) == {}
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        code, text = client.rcpt(_remote("one-too-many"))
+        assert (code, text[:5]) == (450, b"4.7.1")
+        assert client.rcpt(bob)[0] == 250  # mail on this server is not limited
+    # Another account has its own allowance.
+    assert _submit(mail, bob, bob_pw, [_remote(mail.unique("other"))], mail.unique("limit-")) == {}
+
+
+def _self_signed_context(tmp_path: Any) -> Any:
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smarthost.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def test_smarthost_with_credentials_after_opportunistic_starttls_rfc3207(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx, tmp_path) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, LoginPassword):
+            logins.append((data.login, data.password))
+            return AuthResult(success=data.login == b"relay-user" and data.password == b"relay-secret")
+        return AuthResult(success=False)
+
+    smarthost = make_fake_mx(tls_context=_self_signed_context(tmp_path), require_starttls=True,
+                             authenticator=authenticator, auth_required=True, auth_require_tls=True)
+    srv = start_server(KANTOOR_DELIVERY_SMARTHOST=f"127.0.0.1:{smarthost.port}",
+                       KANTOOR_DELIVERY_SMARTHOST_LOGIN="relay-user",
+                       KANTOOR_DELIVERY_SMARTHOST_PASSWORD="relay-secret", **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    anywhere = f"{mail.unique('x')}@anywhere.example"
+    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("relayed-")) == {}
+    [delivered] = smarthost.wait_for(anywhere)
+    assert delivered.tls  # STARTTLS was used because it was offered
+    assert logins == [(b"relay-user", b"relay-secret")]
+    assert "relay-secret" not in "".join(srv.output)  # never logged
+
+
+def test_swaks_submission_to_a_remote_domain(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    swaks = require_tool("swaks")
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    friend = _remote(mail.unique("swaks"))
+    result = subprocess.run(
+        [swaks, "--server", f"127.0.0.1:{relay.ports['submission']}", "--auth", "PLAIN", "--auth-user", ann,
+         "--auth-password", ann_pw, "--from", ann, "--to", friend, "--header", "Subject: via swaks",
+         "--pipeline", "--silent", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"Subject: via swaks" in fake_mx.wait_for(friend)[0].content
+
+
+def test_two_server_processes_deliver_each_message_once(start_server, mail_for, fake_mx, postgres_url,  # type: ignore[no-untyped-def]
+                                                        tmp_path) -> None:
+    # ARCHITECTURE.md invariant 2: two `kantoor serve` on one PostgreSQL (and one data directory)
+    # behave as one server; each queued message is claimed by exactly one of them.
+    env = {**FAST_RETRIES, "KANTOOR_STORAGE_DATABASE_URL": postgres_url,
+           "KANTOOR_DELIVERY_STATIC_MX": f"{REMOTE}=127.0.0.1:{fake_mx.port}"}
+    first = start_server(tmp_path / "shared", **env)
+    second = start_server(tmp_path / "shared", **env)
+    mail = mail_for(first)
+    ann, ann_pw = first.make_user()
+    recipients = [_remote(mail.unique("twice")) for _ in range(12)]
+    fake_mx.handler.held |= set(recipients)
+    for recipient in recipients:
+        assert _submit(mail, ann, ann_pw, [recipient], mail.unique("shared-")) == {}
+    fake_mx.handler.held -= set(recipients)
+    second.cli("queue", "retry", "--all")  # due at once, for both processes' workers
+    for recipient in recipients:
+        fake_mx.wait_for(recipient)
+    time.sleep(1.0)  # longer than the back-off: a duplicate would have arrived by now
+    assert [len(fake_mx.messages_for(r)) for r in recipients] == [1] * len(recipients)

@@ -1,0 +1,57 @@
+"""PIPELINING (RFC 2920): a batch of commands in one write gets every reply, in order."""
+
+from __future__ import annotations
+
+import socket
+
+
+def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` complete replies (multi-line replies joined), read within the socket timeout."""
+    buffer = b""
+    replies: list[bytes] = []
+    while len(replies) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {replies}"
+        buffer += chunk
+        while b"\r\n" in buffer and len(replies) < count:
+            line, buffer = buffer.split(b"\r\n", 1)
+            if len(line) > 3 and line[3:4] == b"-":
+                continue  # continuation of a multi-line reply
+            replies.append(line)
+    return replies
+
+
+def test_ehlo_advertises_pipelining_rfc2920_section_3(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        assert client.has_extn("pipelining")
+
+
+def test_pipelined_mail_rcpt_rcpt_data_gets_replies_in_order_rfc2920_section_3_1(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    subject = mail.unique("pipelined-")
+    with socket.create_connection((server.host, server.ports["smtp"]), timeout=30) as sock:
+        assert _read_replies(sock, 1)[0].startswith(b"220 ")
+        sock.sendall(b"EHLO mx.example.org\r\n")
+        assert _read_replies(sock, 1)[0].startswith(b"250 ")
+        # One write: the envelope, an unknown recipient in the middle, then DATA.
+        sock.sendall(f"MAIL FROM:<sender@example.org>\r\nRCPT TO:<{ann}>\r\nRCPT TO:<nobody-x@localhost>\r\n"
+                     f"RCPT TO:<{bob}>\r\nDATA\r\n".encode())
+        replies = _read_replies(sock, 5)
+        assert [r[:3] for r in replies] == [b"250", b"250", b"550", b"250", b"354"]
+        assert replies[2].startswith(b"550 5.1.1")
+        # The message and the commands after it, in one write again.
+        sock.sendall(mail.compose(subject) + b".\r\nRSET\r\nNOOP\r\nQUIT\r\n")
+        replies = _read_replies(sock, 4)
+        assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"221"]
+    assert mail.received(ann, ann_pw, subject)
+    assert mail.received(bob, bob_pw, subject)
+
+
+def test_pipelined_batch_without_a_valid_recipient_fails_data_rfc2920_section_3_1(server, mail) -> None:  # type: ignore[no-untyped-def]
+    with socket.create_connection((server.host, server.ports["smtp"]), timeout=30) as sock:
+        _read_replies(sock, 1)
+        sock.sendall(b"EHLO mx.example.org\r\n")
+        _read_replies(sock, 1)
+        sock.sendall(b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<nobody-y@localhost>\r\nDATA\r\n")
+        replies = _read_replies(sock, 3)
+        assert [r[:3] for r in replies] == [b"250", b"550", b"503"]
