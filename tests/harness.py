@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -99,6 +100,7 @@ class ServerProcess:
     admin_password: str = ""
     host: str = HOST
     output: list[str] = field(default_factory=list)
+    _core: Any = None
 
     @property
     def certificate(self) -> Path:
@@ -115,14 +117,34 @@ class ServerProcess:
             raise AssertionError(f"kantoor {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def core(self):  # type: ignore[no-untyped-def]
+        """A core on this server's own database and settings, opened once (the server migrated it)."""
+        if self._core is None:
+            from kantoor.config import load_settings
+            from kantoor.core import open_core
+
+            config = self.env.get("KANTOOR_CONFIG") or str(self.data_dir.parent / "kantoor.toml")
+            settings = load_settings(config if Path(config).is_file() else None, environ=self.env)
+            self._core = open_core(settings, migrate=False)
+        return self._core
+
     def make_user(self, login: str | None = None, password: str | None = None,
                   plan: str = "standard") -> tuple[str, str]:
+        """Create an account directly in the server's database (what `kantoor user add` does,
+        without a process start per account; the CLI itself is tested in tests/cli)."""
+        from kantoor.auth import hash_password
+
         login = login or f"user{secrets.token_hex(4)}@localhost"
         password = password or f"pw-{secrets.token_urlsafe(12)}"
-        self.cli("user", "add", login, "--plan", plan, "--password-stdin", stdin=password + "\n")
+        core = self.core()
+        core.quota.plan(plan)
+        core.store.create_account(login, hash_password(password), plan)
         return login, password
 
     def stop(self, timeout: float = 20) -> int:
+        if self._core is not None:
+            self._core.close()
+            self._core = None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

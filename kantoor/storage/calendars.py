@@ -15,34 +15,18 @@ from collections.abc import Mapping
 
 from sqlalchemy import and_, delete, func, or_, select
 
-from kantoor.storage.errors import AlreadyExists, NotFound, PermissionDenied
+from kantoor.storage.errors import AlreadyExists, NotFound
 from kantoor.storage.models import Account, Alias, Collection, DeadProperty, Grant, Item, utcnow
 from kantoor.storage.names import TOOL_OF_KIND, validate_item_name
 from kantoor.storage.properties import MAX_PROPERTY_BYTES
 from kantoor.storage.transactions import StoreBase, same_or_null
 
-RIGHTS_IN_ORDER = ("freebusy", "read", "write", "bind", "admin")
 COLLECTION_COLUMNS = frozenset({"display_name", "description", "color"})
 # Floating times are indexed as UTC: widen a query by the largest UTC offset.
 FLOATING_SLACK = dt.timedelta(hours=14)
 
 
 class CalendarsMixin(StoreBase):
-    def collection_rights(self, collection_id: int, actor: int | None = None) -> frozenset[str]:
-        """Every right (``kantoor.auth.rights.RIGHTS``) ``actor`` holds on the collection."""
-        with self.read() as s:
-            coll = s.get(Collection, collection_id)
-            if coll is None:
-                raise NotFound(f"no collection {collection_id}")
-            held = set()
-            for right in RIGHTS_IN_ORDER:
-                try:
-                    self.access.authorize(s, actor, right, coll)
-                except PermissionDenied:
-                    continue
-                held.add(right)
-            return frozenset(held)
-
     def account_addresses(self, login: str) -> list[str]:
         """The account's login first, then its aliases (sorted); [] for an unknown login."""
         with self.read() as s:

@@ -35,7 +35,6 @@ from kantoor.storage.names import TOOL_OF_KIND, validate_item_name
 from kantoor.storage.transactions import StoreBase
 
 # The rights vocabulary of kantoor.auth.rights (storage sits below auth, so it is spelled here too).
-RIGHTS = ("freebusy", "read", "write", "bind", "admin")
 
 
 class DriveMixin(StoreBase):
@@ -126,27 +125,6 @@ class DriveMixin(StoreBase):
 
 
     # ------------------------------------------------------------------ rights on drive resources
-    def drive_rights(self, collection_id: int, item_name: str | None = None,
-                     actor: int | None = None) -> frozenset[str]:
-        """Every right (``freebusy read write bind admin``) ``actor`` holds on a folder or one of its files."""
-        with self.read() as s:
-            coll = s.get(Collection, collection_id)
-            if coll is None:
-                raise NotFound(f"no collection {collection_id}")
-            item = None
-            if item_name is not None:
-                item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == item_name))
-                if item is None:
-                    raise NotFound(f"no item {item_name}")
-            held = set()
-            for right in RIGHTS:
-                try:
-                    self.access.authorize(s, actor, right, coll, item)
-                except PermissionDenied:
-                    continue
-                held.add(right)
-            return frozenset(held)
-
     def find_folder(self, owner_id: int, path: str, actor: int | None = None, right: str = "read") -> Collection:
         """The owner's drive folder at ``path`` if ``actor`` holds ``right`` on it (``bind``: a Drop folder
         they may put into without seeing it); NotFound otherwise, so another's tree stays invisible."""

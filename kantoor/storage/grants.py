@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from kantoor.storage.errors import NotFound
+from kantoor.storage.errors import NotFound, PermissionDenied
 from kantoor.storage.models import (
     Collection,
     Grant,
@@ -54,3 +54,24 @@ class GrantsMixin(StoreBase):
                 Grant.grantee_id == grantee_id, same_or_null(Grant.collection_id, collection_id),
                 same_or_null(Grant.item_id, item_id)))
 
+    def rights_held(self, collection_id: int, item_name: str | None = None,
+                     actor: int | None = None) -> frozenset[str]:
+        """Every right (``freebusy read write bind admin``) ``actor`` holds on a collection or one of its items
+        (DAV current-user-privilege-set, IMAP MYRIGHTS, drive checks)."""
+        with self.read() as s:
+            coll = s.get(Collection, collection_id)
+            if coll is None:
+                raise NotFound(f"no collection {collection_id}")
+            item = None
+            if item_name is not None:
+                item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == item_name))
+                if item is None:
+                    raise NotFound(f"no item {item_name}")
+            held = set()
+            for right in ("freebusy", "read", "write", "bind", "admin"):
+                try:
+                    self.access.authorize(s, actor, right, coll, item)
+                except PermissionDenied:
+                    continue
+                held.add(right)
+            return frozenset(held)

@@ -289,23 +289,6 @@ class ImapStateMixin(StoreBase):
             return result
 
     # ------------------------------------------------------------------ ACL (RFC 4314) read-out
-    def mailbox_rights(self, mailbox_id: int, actor: int | None = None) -> frozenset[str]:
-        """Every right (``freebusy read write bind admin``) ``actor`` holds on a mailbox (MYRIGHTS)."""
-        from kantoor.storage.errors import PermissionDenied
-
-        with self.read() as s:
-            coll = s.get(Collection, mailbox_id)
-            if coll is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            held = set()
-            for right in ("freebusy", "read", "write", "bind", "admin"):
-                try:
-                    self.access.authorize(s, actor, right, coll)
-                except PermissionDenied:
-                    continue
-                held.add(right)
-            return frozenset(held)
-
     def mailbox_grants(self, mailbox_id: int, actor: int | None = None) -> list[tuple[str, str]]:
         """(identifier, right) for the owner ("admin") and each grant on the mailbox (GETACL); needs ``admin``.
 

@@ -19,8 +19,8 @@ def test_collection_rights_and_account_addresses(core) -> None:  # type: ignore[
     ann = core.store.create_account("ann@example.org", "", "standard")
     bob = core.store.create_account("bob@example.org", "", "standard")
     cal = core.store.find_collection(ann.principal_id, "calendar", "calendar", ann.principal_id)
-    assert core.store.collection_rights(cal.id, ann.principal_id) >= {"read", "write", "admin"}
-    assert core.store.collection_rights(cal.id, bob.principal_id) == frozenset()
+    assert core.store.rights_held(cal.id, actor=ann.principal_id) >= {"read", "write", "admin"}
+    assert core.store.rights_held(cal.id, actor=bob.principal_id) == frozenset()
     core.store.add_alias("ann@example.org", "anna@example.org")
     assert core.store.account_addresses("ann@example.org") == ["ann@example.org", "anna@example.org"]
     assert core.store.account_addresses("nobody@example.org") == []

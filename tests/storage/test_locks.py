@@ -81,9 +81,9 @@ def test_drive_rights_name_every_right_held(core) -> None:  # type: ignore[no-un
     bob = store.create_account("bob@example.org", "", "standard")
     root = store.find_collection(ann.principal_id, "folder", "", ann.principal_id)
     store.put_item(root.id, "a.txt", b"a", "text/plain", actor=ann.principal_id)
-    assert {"read", "write", "admin"} <= store.drive_rights(root.id, "a.txt", actor=ann.principal_id)
-    assert store.drive_rights(root.id, "a.txt", actor=bob.principal_id) == frozenset()
+    assert {"read", "write", "admin"} <= store.rights_held(root.id, "a.txt", actor=ann.principal_id)
+    assert store.rights_held(root.id, "a.txt", actor=bob.principal_id) == frozenset()
     item = store.get_item(root.id, "a.txt", ann.principal_id)
     store.grant(None, item.id, bob.principal_id, "read", actor=ann.principal_id)
-    assert store.drive_rights(root.id, "a.txt", actor=bob.principal_id) == {"freebusy", "read"}
-    assert store.drive_rights(root.id, actor=bob.principal_id) == frozenset()
+    assert store.rights_held(root.id, "a.txt", actor=bob.principal_id) == {"freebusy", "read"}
+    assert store.rights_held(root.id, actor=bob.principal_id) == frozenset()

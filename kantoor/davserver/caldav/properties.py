@@ -213,7 +213,7 @@ class PropfindCompleter:
 
     def _rights_on(self, collection: Collection) -> frozenset[str]:
         if collection.id not in self._rights:
-            self._rights[collection.id] = self.context.store.collection_rights(collection.id, self.actor)
+            self._rights[collection.id] = self.context.store.rights_held(collection.id, actor=self.actor)
         return self._rights[collection.id]
 
     # -- the rewrite

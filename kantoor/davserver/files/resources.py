@@ -176,7 +176,7 @@ class DriveResource:
         cached = getattr(self, "_rights", None)
         if cached is None:
             with store_errors():
-                cached = self.ctx.store.drive_rights(target[0], target[1], actor=self.actor)
+                cached = self.ctx.store.rights_held(target[0], target[1], actor=self.actor)
             self._rights = cached
         return cached
 

@@ -55,7 +55,7 @@ class AclCommands:
         mailbox, store, account = self._acl_mailbox(name), self.context.store, self.account
 
         def work() -> str:
-            return letters_of(store.mailbox_rights(account.find(mailbox).id, account.principal_id))
+            return letters_of(store.rights_held(account.find(mailbox).id, actor=account.principal_id))
 
         def done(letters: str) -> None:
             encoded = _quoted(mailbox) if mailbox != "INBOX" else b"INBOX"
