@@ -67,7 +67,7 @@ def main() -> None:
 
     server = kantoor_process.start()
     try:
-        login, password = "bench@localhost", "bench passphrase 1234"
+        login, password = "bench@localhost", "loop responsiveness passphrase 7"
         server.add_user(login, password)
         idle = noop_latencies(server.ports["imap"], login, password, args.noops)
         rss_before = server.rss_kib()
