@@ -205,7 +205,8 @@ async def serve(settings: Settings) -> None:
     try:
         boot = await asyncio.to_thread(bootstrap_admin, core)
         tls = await asyncio.to_thread(ensure_certificate, settings)
-        core.start_cross_process_notifications()
+        # Opening the LISTEN connection waits for PostgreSQL: not on the loop.
+        await asyncio.to_thread(core.start_cross_process_notifications)
         await _start_imap(core, tls, running)
         await _start_smtp(core, tls, running)
         await _start_http(core, tls, running)

@@ -16,6 +16,20 @@ import pytest
 from harness import IN_CI, ServerProcess, launch_server, make_settings, pg_admin_url, postgres_available
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests start `python -m kantoor` with this interpreter: without the package
+    # installed every server test would fail for a reason that says nothing.
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("kantoor")
+        import kantoor.core  # noqa: F401 - and its dependencies
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        raise pytest.UsageError(
+            "kantoor is not installed in this Python; run ./scripts/test.sh (it installs it) "
+            "or `pip install -e '.[test]'` first") from None
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""

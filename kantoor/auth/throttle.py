@@ -49,9 +49,6 @@ class LoginThrottle:
                     blocked = True
         return blocked, has_failures
 
-    def is_blocked(self, login: str, address: str | None) -> bool:
-        return self.status(login, address)[0]
-
     def record_failure(self, login: str, address: str | None) -> None:
         now = utcnow()
         with self.store.write() as s:

@@ -59,14 +59,7 @@ class GrantsMixin(StoreBase):
         """Every right (``freebusy read write bind admin``) ``actor`` holds on a collection or one of its items
         (DAV current-user-privilege-set, IMAP MYRIGHTS, drive checks)."""
         with self.read() as s:
-            coll = s.get(Collection, collection_id)
-            if coll is None:
-                raise NotFound(f"no collection {collection_id}")
-            item = None
-            if item_name is not None:
-                item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == item_name))
-                if item is None:
-                    raise NotFound(f"no item {item_name}")
+            coll, item = self._collection_and_item(s, collection_id, item_name)
             held = set()
             for right in ("freebusy", "read", "write", "bind", "admin"):
                 try:

@@ -82,11 +82,3 @@ class GroupsMixin(StoreBase):
             if membership is None:
                 raise NotFound(f"{account.login} is not a member of {group.name}")
             s.delete(membership)
-
-    def group_members(self, group_name: str) -> list[tuple[Account, bool]]:
-        with self.read() as s:
-            group = self._group(s, group_name)
-            rows = s.execute(select(Account, Membership.can_write).join(Membership, Membership.account_id == Account.id)
-                             .where(Membership.group_id == group.id).order_by(Account.login))
-            return [(a, bool(w)) for a, w in rows]
-

@@ -251,7 +251,7 @@ class ImapStateMixin(StoreBase):
     # ------------------------------------------------------------------ flags with CONDSTORE
     def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str,
                     actor: int | None = None, unchanged_since: int | None = None) -> FlagUpdate:
-        """Set/add/remove flags like :meth:`set_flags`, skipping messages changed after ``unchanged_since``.
+        """Replace ("set"), add or remove flags; skips messages changed after ``unchanged_since`` (CONDSTORE).
 
         RFC 7162 3.1.3: a message whose modseq is above ``unchanged_since`` is left
         alone and listed in ``modified``; every changed message gets a new modseq.

@@ -47,32 +47,6 @@ class MailMixin(StoreBase):
             self.access.authorize(s, actor, "read", coll)
             return list(s.scalars(select(Item).where(Item.collection_id == mailbox_id).order_by(Item.uid)))
 
-    def set_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str,
-                  actor: int | None = None) -> dict[int, list[str]]:
-        """Replace (``mode`` "set"), add ("add") or remove ("remove") flags; returns new flags by UID."""
-        flag_list = normalize_flags(flags)
-        result: dict[int, list[str]] = {}
-        with self.write() as s:
-            coll = self._locked_collection(s, mailbox_id)
-            self.access.authorize(s, actor, "write", coll)
-            for item in s.scalars(select(Item).where(Item.collection_id == coll.id, Item.uid.in_(list(uids)))):
-                current = item.flags.split() if item.flags else []
-                if mode == "set":
-                    new = flag_list
-                elif mode == "add":
-                    new = normalize_flags(current + flag_list)
-                elif mode == "remove":
-                    lowered = {f.lower() for f in flag_list}
-                    new = [f for f in current if f.lower() not in lowered]
-                else:
-                    raise ValueError(f"unknown flag mode {mode!r}")
-                if new != current:
-                    item.flags = " ".join(new)
-                    item.modseq = self._record_change(s, coll, item.name, item.uid, "modified")
-                result[int(item.uid or 0)] = new
-        return result
-
-
     # ------------------------------------------------------------------ multi-recipient delivery
     # (added for SMTP: one DATA reply covers every recipient, so delivery to them is all or nothing)
     def deliver_message_to_mailboxes(

@@ -12,30 +12,18 @@ from collections.abc import Mapping
 
 from sqlalchemy import delete, select
 
-from kantoor.storage.errors import NotFound
-from kantoor.storage.models import Collection, DeadProperty, Item, utcnow
+from kantoor.storage.models import DeadProperty, utcnow
 from kantoor.storage.transactions import StoreBase, same_or_null
 
 MAX_PROPERTY_BYTES = 64 * 1024  # one value; bounds what a client can park in the database
 
 
 class PropertiesMixin(StoreBase):
-    def _property_target(self, s, collection_id: int, item_name: str | None) -> tuple[Collection, Item | None]:  # type: ignore[no-untyped-def]
-        coll = s.get(Collection, collection_id)
-        if coll is None:
-            raise NotFound(f"no collection {collection_id}")
-        item = None
-        if item_name is not None:
-            item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == item_name))
-            if item is None:
-                raise NotFound(f"no item {item_name}")
-        return coll, item
-
     def get_properties(self, collection_id: int, item_name: str | None = None,
                        actor: int | None = None) -> dict[str, str]:
         """Every dead property of a collection (``item_name`` None) or of one of its items."""
         with self.read() as s:
-            coll, item = self._property_target(s, collection_id, item_name)
+            coll, item = self._collection_and_item(s, collection_id, item_name)
             self.access.authorize(s, actor, "read", coll, item)
             rows = s.scalars(select(DeadProperty).where(
                 same_or_null(DeadProperty.collection_id, None if item else coll.id),
@@ -51,7 +39,7 @@ class PropertiesMixin(StoreBase):
             if value is not None and len(value.encode()) > MAX_PROPERTY_BYTES:
                 raise ValueError(f"property {name} is larger than {MAX_PROPERTY_BYTES} bytes")
         with self.write() as s:
-            coll, item = self._property_target(s, collection_id, item_name)
+            coll, item = self._collection_and_item(s, collection_id, item_name)
             self.access.authorize(s, actor, "write", coll, item)
             owner = {"collection_id": None if item else coll.id, "item_id": item.id if item else None}
             for name, value in changes.items():

@@ -162,6 +162,19 @@ class StoreBase:
         item.message_id = index.message_id
 
 
+    @staticmethod
+    def _collection_and_item(s: Session, collection_id: int, item_name: str | None) -> tuple[Collection, Item | None]:
+        """The collection, and the named item in it when ``item_name`` is given; NotFound otherwise."""
+        coll = s.get(Collection, collection_id)
+        if coll is None:
+            raise NotFound(f"no collection {collection_id}")
+        item = None
+        if item_name is not None:
+            item = s.scalar(select(Item).where(Item.collection_id == coll.id, Item.name == item_name))
+            if item is None:
+                raise NotFound(f"no item {item_name}")
+        return coll, item
+
     def _release_blobs(self, s: Session, sha_query) -> None:  # type: ignore[no-untyped-def]
         counts: dict[str, int] = {}
         for sha in s.scalars(sha_query):

@@ -68,7 +68,7 @@ def test_move_gives_new_uids_and_logs_both_mailboxes_rfc6851(core) -> None:  # t
     assert _uids(core, archive.id, me) == [1, 2, 3]
     assert core.store.read_body(core.store.list_messages(archive.id, me)[1]) == big
     assert [c.kind for c in core.store.changes_since(inbox.id, 3, me)] == ["deleted", "deleted"]
-    core.store.set_flags(archive.id, [2, 3], ["\\Deleted"], "add", me)
+    core.store.store_flags(archive.id, [2, 3], ["\\Deleted"], "add", me)
     core.store.expunge_messages(archive.id, actor=me)
     core.store.collect_garbage(grace_seconds=0)
     assert core.store.read_body(core.store.list_messages(inbox.id, me)[0]) == big
@@ -115,7 +115,7 @@ def test_store_flags_unchangedsince_rfc7162_3_1_3(core) -> None:  # type: ignore
     for _ in range(2):
         core.store.deliver_message(inbox.id, MESSAGE, actor=me)
     first, second = core.store.list_messages(inbox.id, me)
-    core.store.set_flags(inbox.id, [2], ["\\Seen"], "add", me)
+    core.store.store_flags(inbox.id, [2], ["\\Seen"], "add", me)
     result = core.store.store_flags(inbox.id, [1, 2], ["\\Flagged"], "add", me, unchanged_since=first.modseq)
     assert result.modified == [2]
     flags, modseq = result.updated[1]
@@ -155,7 +155,7 @@ def test_vanished_since_lists_expunged_and_moved_uids_rfc7162_3_2_5(core) -> Non
     for _ in range(4):
         core.store.deliver_message(inbox.id, MESSAGE, actor=me)
     mark = core.store.get_collection(inbox.id).modseq
-    core.store.set_flags(inbox.id, [2], ["\\Deleted"], "add", me)
+    core.store.store_flags(inbox.id, [2], ["\\Deleted"], "add", me)
     core.store.expunge_messages(inbox.id, actor=me)
     core.store.copy_messages(inbox.id, [4], archive.id, actor=me, move=True)
     assert core.store.vanished_since(inbox.id, mark, me) == [2, 4]
