@@ -5,10 +5,12 @@ Every server runs on 127.0.0.1 with HTTP Basic auth and is driven by the same cl
 - small files: N × 4 KiB PUT, then GET, from 8 client threads (keep-alive connections), requests/s;
 - large files: M × S MiB PUT, then GET, one at a time (bodies streamed, never held), MB/s;
 - PROPFIND Depth: 1 of the folder holding the N small files, milliseconds per request;
-- peak resident memory of the server (sum of its processes) during the large transfers.
+- peak resident memory of the server (sum of its processes) during the large transfers, and how
+  far it grows above idle during one 1 GiB PUT and GET (``--huge-mib``).
 
-wsgidav runs its FilesystemProvider under uvicorn + a2wsgi, the stack Kantoor's drive uses,
-so the difference is the provider (database + blob store vs. plain files). nginx runs one
+wsgidav runs its FilesystemProvider under uvicorn + a2wsgi with the settings Kantoor's drive uses
+(16 worker threads, 64 KiB blocks, same uvicorn options), so the difference is the provider
+(database + blob store + locks in the database vs. plain files and in-memory locks). nginx runs one
 worker with ``ngx_http_dav_module`` + ``dav_ext`` (Debian: ``nginx`` + ``libnginx-mod-http-dav-ext``);
 a peer that cannot be started is skipped with a message. The ratio columns are Kantoor / peer
 (>1: Kantoor is faster, or for memory: uses more).
@@ -112,9 +114,14 @@ WSGIDAV_LAUNCHER = textwrap.dedent("""
         "simple_dc": {"user_mapping": {"*": {user: {"password": password}}}},
         "verbose": 0, "logging": {"enable": False}, "dir_browser": {"enable": False},
         "lock_storage": True, "property_manager": True,
+        "block_size": 64 * 1024,  # as Kantoor's drive
     })
     logging.getLogger("wsgidav").setLevel(logging.ERROR)
-    uvicorn.run(WSGIMiddleware(app, workers=10), host="127.0.0.1", port=port, log_level="warning")
+    # The HTTP host exactly as Kantoor runs it (kantoor/server.py, kantoor/davserver/app.py):
+    # uvicorn with the same protocol implementation and keep-alive, a2wsgi with 16 worker threads.
+    uvicorn.run(WSGIMiddleware(app, workers=16), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False, timeout_keep_alive=30, server_header=False, lifespan="off",
+                h11_max_incomplete_event_size=64 * 1024)
 """)
 
 
@@ -287,6 +294,27 @@ def large_files(target: Target, source: Path, count: int) -> None:
     target.results["peak RSS MiB"] = memory.peak / 1024
 
 
+def huge_file(target: Target, source: Path, mib: int) -> None:
+    """One ``mib`` MiB PUT and GET (bodies streamed on both sides): how far the server's memory grows."""
+    repeats = max(1, mib * 1024 * 1024 // source.stat().st_size)
+    size = repeats * source.stat().st_size + 16
+
+    def body() -> Iterator[bytes]:
+        yield (10**6).to_bytes(16, "big")
+        for _ in range(repeats):
+            with source.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+
+    conn = http.client.HTTPConnection(HOST, target.port, timeout=600)
+    idle = target.rss_kib()
+    with PeakMemory(target) as memory:
+        request(conn, target, "PUT", f"{target.base}large/huge.bin", body(),
+                {"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+        request(conn, target, "GET", f"{target.base}large/huge.bin", sink=True)
+    target.results[f"{mib} MiB PUT+GET RSS growth MiB"] = max(memory.peak - idle, 0) / 1024
+
+
 def run(target: Target, args: argparse.Namespace, source: Path) -> None:
     conn = http.client.HTTPConnection(HOST, target.port, timeout=60)
     for folder in ("", "small/", "large/"):
@@ -296,6 +324,9 @@ def run(target: Target, args: argparse.Namespace, source: Path) -> None:
     propfind(target, args.propfind_rounds)
     print(f"{target.name}: {args.large} × {args.large_mib} MiB …", flush=True)
     large_files(target, source, args.large)
+    if args.huge_mib:
+        print(f"{target.name}: 1 × {args.huge_mib} MiB …", flush=True)
+        huge_file(target, source, args.huge_mib)
 
 
 def table(targets: list[Target]) -> str:
@@ -325,9 +356,12 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=20, help="number of large files")
     parser.add_argument("--large-mib", type=int, default=50)
     parser.add_argument("--propfind-rounds", type=int, default=10)
+    parser.add_argument("--huge-mib", type=int, default=1024,
+                        help="size of the one file whose PUT and GET measure memory growth (0: skip)")
     parser.add_argument("--peers", default="wsgidav,nginx", help="comma-separated: wsgidav,nginx")
     args = parser.parse_args()
-    if not (1 <= args.small <= 100_000 and 1 <= args.large <= 1000 and 1 <= args.large_mib <= 4096):
+    if not (1 <= args.small <= 100_000 and 1 <= args.large <= 1000 and 1 <= args.large_mib <= 4096
+            and 0 <= args.huge_mib <= 8192):
         parser.error("counts out of range")
     workdir = Path(tempfile.mkdtemp(prefix="kantoor-webdav-bench-"))
     source = workdir / "large.bin"

@@ -19,7 +19,7 @@ VENV="$(cd "$VENV" && pwd)"
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
 
 # Client tools driven by the tests (Debian package names).
-DEBIAN_TOOLS=(curl swaks litmus cadaver rclone isync offlineimap3)
+DEBIAN_TOOLS=(curl swaks litmus cadaver rclone isync offlineimap3 davfs2)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=()
     for pkg in "${DEBIAN_TOOLS[@]}"; do

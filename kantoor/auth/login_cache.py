@@ -18,12 +18,16 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class VerifiedLogin:
     login: str  # the account's primary login (the client may have used an alias)
     password_hash: str
+    # The account as read at verification; handed out again only while the database's
+    # row still says the same (see Authenticator._remembered).
+    account: Any = None
 
 
 class LoginCache:

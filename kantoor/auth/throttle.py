@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from kantoor.config import Settings
 from kantoor.storage import Store
 from kantoor.storage.models import LoginFailure, utcnow
+
+# Read for every login, i.e. every HTTP request of a DAV client: built once.
+_FAILURES = select(LoginFailure).where(LoginFailure.key.in_(bindparam("keys", expanding=True)))
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -42,7 +45,7 @@ class LoginThrottle:
         blocked = has_failures = False
         account_key = self.keys(login, None)[0]
         with self.store.read() as s:
-            for row in s.scalars(select(LoginFailure).where(LoginFailure.key.in_(self.keys(login, address)))):
+            for row in s.scalars(_FAILURES, {"keys": self.keys(login, address)}):
                 if row.key == account_key:
                     has_failures = True
                 if now - row.window_start < self.window and row.count >= self.max_failures:

@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(plan, "set", cmd_plan_set, "move an account to a plan")
     p.add_argument("login")
     p.add_argument("plan")
+
+    from kantoor.cli.share import register as register_share
+    register_share(sub, add)
     return parser
 
 

@@ -159,6 +159,14 @@ class DeliverySettings:
     dkim_selector: str = "kantoor"
     # Messages one account may queue for other servers per hour (0 = no limit).
     max_messages_per_hour: int = 200
+    # A "delayed" DSN (RFC 3461) goes out once when a message has waited this long.
+    delay_notify_seconds: float = 4 * 3600.0
+    remote_port: int = 25  # the port of other domains' MX hosts (tests point it at a fake MX)
+    # From: of mail the server itself sends (bounces, warnings); empty = postmaster@<mail_domain>.
+    server_from: str = ""
+    # Mail usage (percent of the plan's capacity) that triggers one "mailbox almost full" mail.
+    quota_warning_percent: int = 90
+    quota_check_seconds: float = 300.0  # how often usage is checked for that warning
 
 
 @dataclass

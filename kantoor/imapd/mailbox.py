@@ -1,13 +1,18 @@
 """The selected mailbox of one IMAP session, over the Store.
 
-The message list (UID order = sequence order) is read once at SELECT in a worker
-thread and kept in memory; every later Store call (flags, expunge, refresh) runs
-in a worker thread too, and the in-memory view is updated only in callbacks on
-the reactor, so it never changes under Twisted's feet.
+The session keeps only what numbering needs: the UID list (sequence number n is
+``uids[n-1]``), the modseq it has reported up to, and its \\Recent UIDs. Flags,
+sizes, envelopes … are read from the Store for exactly the messages a command
+names (one query per command), and what changed is read from the change log
+(:meth:`Store.mailbox_changes`), so no command costs per message of the mailbox
+beyond what its answer holds. Store calls run in worker threads; the in-memory
+state changes only in callbacks on the reactor, so it never changes under
+Twisted's feet.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -20,43 +25,69 @@ from zope.interface import implementer
 from kantoor.imapd.message import StoredMessage
 from kantoor.storage import Store
 from kantoor.storage.imap_state import FlagUpdate
-from kantoor.storage.models import Collection, Item
+from kantoor.storage.mail_flags import is_private_view
+from kantoor.storage.mail_views import MailboxDelta, MailboxSnapshot, MessageRow
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 @dataclass
 class Changes:
-    """What a refresh found: to be sent as untagged EXPUNGE, EXISTS and FETCH FLAGS."""
+    """What a refresh found: to be sent as untagged EXPUNGE, EXISTS, RECENT and FETCH FLAGS."""
 
     expunged: list[int] = field(default_factory=list)  # sequence numbers, highest first
     vanished: list[int] = field(default_factory=list)  # the same messages' UIDs (QRESYNC's VANISHED)
     exists: int | None = None
+    recent: int | None = None
     flags: dict[int, list[str]] = field(default_factory=dict)  # sequence number → flags
     modseqs: dict[int, int] = field(default_factory=dict)  # sequence number → MODSEQ (RFC 7162)
 
 
 @dataclass
 class StoreResult:
-    """What STORE did: new flags by sequence number, and messages UNCHANGEDSINCE refused (RFC 7162 3.1.3)."""
+    """What STORE did: new flags and modseqs by sequence number, and messages UNCHANGEDSINCE refused."""
 
     flags: dict[int, list[str]] = field(default_factory=dict)
+    modseqs: dict[int, int] = field(default_factory=dict)
     modified: list[int] = field(default_factory=list)  # sequence numbers, or UIDs for UID STORE
 
 
 @implementer(IMailboxIMAP, ICloseableMailboxIMAP)
 class SelectedMailbox:
-    def __init__(self, store: Store, actor: int, collection: Collection, items: list[Item], writeable: bool) -> None:
+    def __init__(self, store: Store, actor: int, snapshot: MailboxSnapshot, readwrite: bool) -> None:
         self.storage = store
         self.actor = actor
-        self.collection = collection
-        self.messages = [StoredMessage(item) for item in items]
-        self.writeable = writeable
+        self.collection = snapshot.collection
+        self.uids: list[int] = snapshot.uids
+        self.rights = snapshot.rights
+        self.private = is_private_view(snapshot.collection, actor)
+        # RFC 4314 4: a reader who may only keep their own \Seen still gets a read-write session.
+        self.may_write = "write" in snapshot.rights
+        self.writeable = bool(readwrite) and (self.may_write or (self.private and "read" in snapshot.rights))
+        self.seen_modseq = int(snapshot.collection.modseq)  # changes up to here are reported
+        self.recent: set[int] = {u for u in snapshot.uids if snapshot.recent_from < u <= snapshot.recent_to} \
+            if snapshot.recent_to > snapshot.recent_from else set()
+        self.unseen = snapshot.unseen
+        self.first_unseen_uid = snapshot.first_unseen_uid
+        # (UID → modseq) of flag changes this session made and already answered: a refresh skips them.
+        self.answered: dict[int, int] = {}
         self.listeners: list[object] = []
 
     @property
     def id(self) -> int:
         return self.collection.id
+
+    # -- numbering -------------------------------------------------------------------
+    def seq_of(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self.uids, uid)
+        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
+
+    def permanent_flags(self) -> list[str]:
+        if not self.writeable:
+            return []
+        if self.may_write:
+            return [*SYSTEM_FLAGS, "\\*"]
+        return ["\\Seen"]  # RFC 4314 "s" without "w": the reader's own \Seen only
 
     # -- IMailboxIMAPInfo / IMailboxIMAP -------------------------------------------
     def getFlags(self) -> list[str]:  # noqa: N802 (Twisted's names)
@@ -72,22 +103,19 @@ class SelectedMailbox:
         return int(self.collection.uidnext)
 
     def getUID(self, message: int) -> int:  # noqa: N802
-        return self.messages[message - 1].uid
+        return self.uids[message - 1]
 
     def getMessageCount(self) -> int:  # noqa: N802
-        return len(self.messages)
+        return len(self.uids)
 
     def getRecentCount(self) -> int:  # noqa: N802
-        return 0  # \Recent is not tracked (it is optional state; IMAP4rev2 dropped it)
+        return len(self.recent)
 
     def getUnseenCount(self) -> int:  # noqa: N802
-        return sum(1 for m in self.messages if "\\Seen" not in m.flags)
+        return self.unseen
 
     def firstUnseen(self) -> int | None:  # noqa: N802
-        for seq, message in enumerate(self.messages, 1):
-            if "\\Seen" not in message.flags:
-                return seq
-        return None
+        return self.seq_of(self.first_unseen_uid) if self.first_unseen_uid is not None else None
 
     def isWriteable(self) -> bool:  # noqa: N802
         return self.writeable
@@ -96,12 +124,7 @@ class SelectedMailbox:
         raise NotImplementedError
 
     def requestStatus(self, names: Iterable[str]) -> dict[str, int]:  # noqa: N802
-        values = {
-            "MESSAGES": self.getMessageCount, "RECENT": self.getRecentCount, "UIDNEXT": self.getUIDNext,
-            "UIDVALIDITY": self.getUIDValidity, "UNSEEN": self.getUnseenCount,
-            "HIGHESTMODSEQ": lambda: self.highest_modseq,
-        }
-        return {name.upper(): values[name.upper()]() for name in names if name.upper() in values}
+        raise NotImplementedError("STATUS reads the Store directly")
 
     def addListener(self, listener: object) -> None:  # noqa: N802
         self.listeners.append(listener)
@@ -117,19 +140,37 @@ class SelectedMailbox:
         raise NotImplementedError("APPEND is handled by the server, not the mailbox")
 
     # -- message selection ------------------------------------------------------------
-    def select(self, messages: MessageSet, uid: bool) -> list[tuple[int, StoredMessage]]:
-        """(sequence number, message) pairs a sequence set or UID set names, in order."""
+    def select(self, messages: MessageSet, uid: bool) -> list[tuple[int, int]]:
+        """(sequence number, UID) pairs a sequence set or UID set names, in order; costs the set's size."""
+        if not self.uids:
+            return []
         if messages.last is MessageSet._empty:  # "*" means the highest number in use
-            highest = (self.messages[-1].uid if uid else len(self.messages)) if self.messages else 0
-            messages.last = highest
-        result = []
-        for seq, message in enumerate(self.messages, 1):
-            if (message.uid if uid else seq) in messages:
-                result.append((seq, message))
+            messages.last = self.uids[-1] if uid else len(self.uids)
+        result: list[tuple[int, int]] = []
+        for low, high in messages.ranges:
+            if uid:
+                start, stop = bisect.bisect_left(self.uids, low), bisect.bisect_right(self.uids, high)
+            else:
+                start, stop = max(low, 1) - 1, min(high, len(self.uids))
+            result.extend((index + 1, self.uids[index]) for index in range(start, stop))
         return result
 
-    def fetch(self, messages: MessageSet, uid: bool) -> list[tuple[int, StoredMessage]]:
-        return self.select(messages, uid)
+    def rows(self, chosen: list[tuple[int, int]], cached: bool = False,
+             dates: bool = True) -> list[tuple[int, MessageRow]]:
+        """Blocking: the Store rows of ``chosen`` (one query), paired with their sequence numbers."""
+        uids = sorted(uid for _, uid in chosen)
+        found = self.storage.message_rows(self.id, uids, self.actor, cached=cached, dates=dates)
+        by_uid = {row.uid: row for row in found}
+        return [(seq, by_uid[uid]) for seq, uid in chosen if uid in by_uid]
+
+    def message(self, row: MessageRow) -> StoredMessage:
+        return StoredMessage(self.id, self.actor, row, row.uid in self.recent)
+
+    def fetch(self, messages: MessageSet, uid: bool) -> Deferred:
+        """Twisted's FETCH iterates this: (sequence number, message) pairs, rows read in one query."""
+        chosen = self.select(messages, uid)
+        return deferToThread(self.rows, chosen, True).addCallback(
+            lambda pairs: [(seq, self.message(row)) for seq, row in pairs])
 
     # -- writes (each returns a Deferred; results are applied on the reactor) --------------
     def store(self, messages: MessageSet, flags: list[str], mode: int, uid: bool,
@@ -138,39 +179,31 @@ class SelectedMailbox:
         if not self.writeable:
             raise ReadOnlyMailbox()
         chosen = self.select(messages, uid)
-        uids = [m.uid for _, m in chosen]
+        uids = [u for _, u in chosen]
         how = {1: "add", -1: "remove", 0: "set"}[mode]
         d = deferToThread(self.storage.store_flags, self.id, uids, flags, how, self.actor, unchanged_since)
 
         def applied(update: FlagUpdate) -> StoreResult:
             result = StoreResult()
             refused = set(update.modified)
-            for seq, message in chosen:
-                new = update.updated.get(message.uid) or update.unchanged.get(message.uid)
+            for seq, message_uid in chosen:
+                new = update.updated.get(message_uid) or update.unchanged.get(message_uid)
                 if new is not None:
-                    message.item.flags = " ".join(new[0])
-                    message.item.modseq = new[1]
-                    result.flags[seq] = new[0]
-                elif message.uid in refused:
-                    result.modified.append(message.uid if uid else seq)
-            self._note_modseq(max((m for _, m in update.updated.values()), default=0))
+                    result.flags[seq] = [*new[0], "\\Recent"] if message_uid in self.recent else new[0]
+                    result.modseqs[seq] = new[1]
+                elif message_uid in refused:
+                    result.modified.append(message_uid if uid else seq)
+            self.note_own_changes(update)
             return result
 
         return d.addCallback(applied)
 
-    def mark_seen(self, uids: list[int]) -> Deferred:
-        """Set \\Seen on messages a FETCH read (RFC 3501 6.4.5), keeping the in-memory view current."""
-        d = deferToThread(self.storage.store_flags, self.id, uids, ["\\Seen"], "add", self.actor)
-
-        def applied(update: FlagUpdate) -> None:
-            for message in self.messages:
-                if message.uid in update.updated:
-                    flags, modseq = update.updated[message.uid]
-                    message.item.flags = " ".join(flags)
-                    message.item.modseq = modseq
-            self._note_modseq(max((m for _, m in update.updated.values()), default=0))
-
-        return d.addCallback(applied)
+    def note_own_changes(self, update: FlagUpdate) -> None:
+        """Remember flag changes this session already told its client about (STORE, FETCH's implicit \\Seen)."""
+        for message_uid, (_, modseq) in update.updated.items():
+            self.answered[message_uid] = modseq
+            if modseq > self.collection.modseq:
+                self.collection.modseq = modseq
 
     def expunge(self, uids: list[int] | None = None) -> Deferred:
         """Remove messages flagged \\Deleted (of ``uids`` only, for UID EXPUNGE) in one transaction;
@@ -182,14 +215,12 @@ class SelectedMailbox:
 
     def forget(self, gone_uids: list[int]) -> list[tuple[int, int]]:
         """Drop messages this session removed (EXPUNGE, MOVE); (sequence number, UID) pairs, highest first."""
-        gone = set(gone_uids)
-        expunged = [(seq, m.uid) for seq, m in enumerate(self.messages, 1) if m.uid in gone]
-        self.messages = [m for m in self.messages if m.uid not in gone]
-        return sorted(expunged, reverse=True)
-
-    def _note_modseq(self, modseq: int) -> None:
-        if modseq > self.collection.modseq:
-            self.collection.modseq = modseq
+        pairs = [(seq, uid) for uid in set(gone_uids) if (seq := self.seq_of(uid)) is not None]
+        pairs.sort(reverse=True)
+        for seq, uid in pairs:  # highest first, so the lower sequence numbers stay valid
+            del self.uids[seq - 1]
+            self.recent.discard(uid)
+        return pairs
 
     @property
     def highest_modseq(self) -> int:
@@ -197,37 +228,34 @@ class SelectedMailbox:
         return max(1, int(self.collection.modseq))
 
     def refresh(self) -> Deferred:
-        """Re-read the mailbox (other sessions, SMTP delivery); fires with :class:`Changes`."""
+        """What other sessions (any process), SMTP delivery and this session's own writes changed; fires with
+        :class:`Changes`. Costs what changed since the last refresh, read from the change log."""
+        known_last = self.uids[-1] if self.uids else 0
+        told, self.answered = self.answered, {}
+        d = deferToThread(self.storage.mailbox_changes, self.id, self.seen_modseq, known_last, self.actor,
+                          self.writeable, told)
+        return d.addCallback(self._apply_refresh)
 
-        def work() -> tuple[Collection, list[Item]]:
-            return self.storage.get_collection(self.id), self.storage.list_messages(self.id, self.actor)
-
-        return deferToThread(work).addCallback(self._apply_refresh)
-
-    def _apply_refresh(self, result: tuple[Collection, list[Item]]) -> Changes:
-        collection, items = result
+    def _apply_refresh(self, delta: MailboxDelta) -> Changes:
         changes = Changes()
-        by_uid = {int(i.uid or 0): i for i in items}
-        kept: list[StoredMessage] = []
-        for seq, message in enumerate(self.messages, 1):
-            if message.uid not in by_uid:
-                changes.expunged.append(seq)
-                changes.vanished.append(message.uid)
-            else:
-                kept.append(message)
-        changes.expunged.sort(reverse=True)
-        known = {m.uid for m in kept}
-        for seq, message in enumerate(kept, 1):
-            fresh = by_uid[message.uid]
-            if fresh.flags != message.item.flags or fresh.modseq != message.item.modseq:
-                message.item.flags = fresh.flags
-                message.item.modseq = fresh.modseq
-                changes.flags[seq] = message.flags
-                changes.modseqs[seq] = int(fresh.modseq)
-        new = [StoredMessage(i) for i in items if int(i.uid or 0) not in known]
-        kept.extend(new)
-        self.messages = kept
+        for seq, uid in self.forget(delta.expunged):
+            changes.expunged.append(seq)
+            changes.vanished.append(uid)
+        # A message expunged meanwhile by this session was already forgotten; a new one may be gone again.
+        known_last = self.uids[-1] if self.uids else 0
+        new = [u for u in delta.new_uids if u > known_last]
+        if delta.recent_to > delta.recent_from:
+            self.recent.update(u for u in new if delta.recent_from < u <= delta.recent_to)
+        for row in delta.changed:
+            seq = self.seq_of(row.uid)
+            if seq is not None:
+                changes.flags[seq] = [*row.flags, "\\Recent"] if row.uid in self.recent else row.flags
+                changes.modseqs[seq] = row.modseq
+        self.uids.extend(new)
         if new or changes.expunged:
-            changes.exists = len(kept)
-        self.collection = collection
+            changes.exists = len(self.uids)
+        if new:
+            changes.recent = len(self.recent)
+        self.collection = delta.collection
+        self.seen_modseq = max(self.seen_modseq, int(delta.collection.modseq))
         return changes

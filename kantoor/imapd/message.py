@@ -1,9 +1,10 @@
-"""Stored messages as Twisted's IMessage: an Item row plus its raw bytes, parsed on demand.
+"""One message of the selected mailbox as Twisted's IMessage: a Store row, plus its bytes while a FETCH needs them.
 
-Twisted computes ENVELOPE, BODYSTRUCTURE and SEARCH from these objects
-synchronously, on the reactor. So the bytes are read from the Store beforehand
-in a worker thread (:meth:`StoredMessage.load`) and dropped again after use
-(:meth:`StoredMessage.unload`): a session never keeps a whole mailbox in memory.
+FLAGS, UID, RFC822.SIZE, INTERNALDATE, ENVELOPE, BODYSTRUCTURE and BODY come from
+the row (the Store keeps their wire forms since delivery). Only BODY[...] /
+RFC822* sections need the bytes: they are read in a worker thread just before
+the message is written out (:meth:`StoredMessage.load`) and dropped right after
+(:meth:`StoredMessage.unload`), so a session never keeps a mailbox in memory.
 """
 
 from __future__ import annotations
@@ -12,54 +13,16 @@ import datetime as dt
 import email.utils
 import io
 import re
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
-from twisted.mail.interfaces import IMessageIMAP, IMessageIMAPFile, IMessageIMAPPart
+from twisted.mail.interfaces import IMessageIMAP, IMessageIMAPFile
 from zope.interface import implementer
 
 from kantoor.storage import Store
-from kantoor.storage.models import Item
+from kantoor.storage.mail_views import MessageRow
+from kantoor.storage.mime import MimePart, header_complete, split_header
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 # How far into a body we look for the end of the header block when only headers are needed.
 HEADER_READ_LIMIT = 256 * 1024
-
-
-def split_header(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block including its terminating blank line, body) — BODY[HEADER] must be exact bytes."""
-    if raw.startswith(b"\r\n"):
-        return b"\r\n", raw[2:]
-    if raw.startswith(b"\n"):
-        return b"\n", raw[1:]
-    match = _HEADER_END.search(raw)
-    if match is None:
-        return raw, b""
-    return raw[: match.end()], raw[match.end():]
-
-
-def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
-    """The raw parts between ``--boundary`` lines (RFC 2046 5.1.1), preamble and epilogue dropped."""
-    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|$)")
-    parts: list[bytes] = []
-    start: int | None = None
-    for match in delimiter.finditer(body):
-        if start is not None:
-            parts.append(body[start:match.start()])
-        if match.group(1):
-            return parts
-        start = match.end()
-    if start is not None:  # unterminated multipart: keep what follows the last delimiter
-        parts.append(body[start:])
-    return parts
-
-
-def _header_text(value: str) -> str:
-    # Twisted encodes header values as ASCII; 8-bit header bytes (not RFC 2047 encoded)
-    # become "?" instead of crashing the FETCH.
-    raw = value.encode("utf-8", "surrogateescape")
-    return re.sub(r"\r?\n", "", raw.decode("ascii", "replace").replace("\ufffd", "?"))
 
 
 def filter_header_lines(header_block: bytes, names: list[bytes], negate: bool) -> bytes:
@@ -82,63 +45,15 @@ def filter_header_lines(header_block: bytes, names: list[bytes], negate: bool) -
     return b"".join(out) + b"\r\n"
 
 
-@implementer(IMessageIMAPPart)
-class MimePart:
-    """One MIME entity parsed from raw bytes; sub-parts keep their exact bytes."""
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.header_block, self.body = split_header(raw)
-        self._headers: Message | None = None
-        self._parts: list[MimePart] | None = None
-
-    @property
-    def headers(self) -> Message:
-        if self._headers is None:
-            self._headers = BytesHeaderParser(policy=compat32).parsebytes(self.header_block)
-        return self._headers
-
-    def getHeaders(self, negate: bool, *names: bytes | str) -> dict[str, str]:  # noqa: N802 (Twisted's name)
-        wanted = {(n.decode("ascii", "replace") if isinstance(n, bytes) else n).lower() for n in names}
-        result: dict[str, str] = {}
-        for name, value in self.headers.raw_items():
-            key = name.lower()
-            if wanted and (key in wanted) == negate:
-                continue
-            result.setdefault(key, _header_text(value))
-        if "content-type" in wanted and not negate and "content-type" not in result:
-            # RFC 2045 5.2: no Content-Type means text/plain in US-ASCII (BODYSTRUCTURE needs it spelled out).
-            result["content-type"] = "text/plain; charset=us-ascii"
-        return result
-
-    def getBodyFile(self) -> io.BytesIO:  # noqa: N802
-        return io.BytesIO(self.body)
-
-    def getSize(self) -> int:  # noqa: N802
-        return len(self.raw)
-
-    def _boundary(self) -> bytes | None:
-        if self.headers.get_content_maintype() != "multipart":
-            return None
-        boundary = self.headers.get_boundary()
-        return boundary.encode("utf-8", "surrogateescape") if boundary else None
-
-    def isMultipart(self) -> bool:  # noqa: N802
-        return self._boundary() is not None
-
-    def getSubPart(self, part: int) -> MimePart:  # noqa: N802
-        if self._parts is None:
-            boundary = self._boundary()
-            self._parts = [MimePart(p) for p in split_multipart(self.body, boundary)] if boundary else []
-        return self._parts[part]  # IndexError tells Twisted there are no more parts
-
-
 @implementer(IMessageIMAP, IMessageIMAPFile)
 class StoredMessage:
     """A message of the selected mailbox; ``part`` is set only while its bytes are loaded."""
 
-    def __init__(self, item: Item) -> None:
-        self.item = item
+    def __init__(self, mailbox_id: int, actor: int, row: MessageRow, recent: bool = False) -> None:
+        self.mailbox_id = mailbox_id
+        self.actor = actor
+        self.row = row
+        self.recent = recent
         self.part: MimePart | None = None
         self.full = False
 
@@ -148,20 +63,19 @@ class StoredMessage:
         if self.part is not None and (self.full or headers_only):
             return
         if headers_only:
-            with store.open_body(self.item) as fh:
-                head = b""
-                while len(head) < HEADER_READ_LIMIT:
-                    chunk = fh.read(16 * 1024)
-                    if not chunk:
-                        break
-                    head += chunk
-                    if _HEADER_END.search(head) or head.startswith((b"\r\n", b"\n")):
-                        break
+            head = store.message_bytes(self.mailbox_id, self.row.id, self.actor, limit=HEADER_READ_LIMIT)
+            if not header_complete(head):
+                head = store.message_bytes(self.mailbox_id, self.row.id, self.actor)
             self.part = MimePart(split_header(head)[0])
             self.full = False
         else:
-            self.part = MimePart(store.read_body(self.item))
+            self.part = MimePart(store.message_bytes(self.mailbox_id, self.row.id, self.actor))
             self.full = True
+
+    def load_bytes(self, data: bytes, headers_only: bool) -> None:
+        """Use bytes read for a whole batch (:meth:`Store.message_bodies`); the header block only if so asked."""
+        self.part = MimePart(split_header(data)[0] if headers_only else data)
+        self.full = not headers_only
 
     def unload(self) -> None:
         self.part = None
@@ -175,11 +89,11 @@ class StoredMessage:
     # -- IMessageIMAP --------------------------------------------------------------
     @property
     def uid(self) -> int:
-        return int(self.item.uid or 0)
+        return self.row.uid
 
     @property
     def flags(self) -> list[str]:
-        return self.item.flags.split() if self.item.flags else []
+        return [*self.row.flags, "\\Recent"] if self.recent else self.row.flags
 
     def getUID(self) -> int:  # noqa: N802
         return self.uid
@@ -188,13 +102,13 @@ class StoredMessage:
         return self.flags
 
     def getInternalDate(self) -> str:  # noqa: N802
-        when = self.item.internaldate or self.item.created_at
+        when = self.row.internaldate
         if when.tzinfo is None:  # SQLite hands timestamps back naive; they are stored in UTC
             when = when.replace(tzinfo=dt.UTC)
         return email.utils.format_datetime(when)
 
     def getSize(self) -> int:  # noqa: N802
-        return int(self.item.size)
+        return self.row.size
 
     def getHeaders(self, negate: bool, *names: bytes | str) -> dict[str, str]:  # noqa: N802
         return self._loaded().getHeaders(negate, *names)

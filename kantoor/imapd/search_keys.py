@@ -1,23 +1,19 @@
-"""SEARCH (RFC 3501 6.4.4): evaluate a parsed search key list against one message.
+"""SEARCH keys (RFC 3501 6.4.4, RFC 7162 3.1.5) parsed into the Store's search criteria.
 
-Twisted's own evaluator mixes bytes and str and fails on most string keys, so
-the keys are evaluated here. String keys match case-insensitively as substrings
-of the decoded (RFC 2047) header or of the body text. FROM, TO and SUBJECT are
-answered from the index columns the Store fills at delivery, flags, sizes, dates,
-UIDs and MODSEQ from the message row: only CC, BCC, HEADER, SENT* read headers,
-and only BODY/TEXT read whole messages.
+Everything is answered by the Store in SQL (:mod:`kantoor.storage.mail_search`).
+What belongs to this session is resolved here first: sequence numbers become
+UID sets (through the session's UID list) and \\Recent (RECENT, NEW, OLD) becomes
+the set of UIDs this session holds as recent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.header
-import email.utils
 from typing import Any
 
-from twisted.mail.imap4 import IllegalIdentifierError, parseIdList
+from twisted.mail.imap4 import IllegalIdentifierError, MessageSet, parseIdList
 
-from kantoor.imapd.message import StoredMessage
+from kantoor.storage import mail_search as q
 
 
 class SearchSyntaxError(ValueError):
@@ -29,138 +25,102 @@ _FLAG_KEYS = {
     b"DELETED": ("\\Deleted", True), b"UNDELETED": ("\\Deleted", False),
     b"DRAFT": ("\\Draft", True), b"UNDRAFT": ("\\Draft", False),
     b"FLAGGED": ("\\Flagged", True), b"UNFLAGGED": ("\\Flagged", False),
-    b"SEEN": ("\\Seen", True), b"UNSEEN": ("\\Seen", False), b"OLD": ("\\Recent", False),
+    b"SEEN": ("\\Seen", True), b"UNSEEN": ("\\Seen", False),
 }
-# Headers decoded into index columns at delivery: answered from the message row, nothing is read.
-_INDEXED_HEADERS = {b"FROM": "from_addr", b"TO": "to_addr", b"SUBJECT": "subject"}
-_HEADER_KEYS = {b"CC": "cc", b"BCC": "bcc"}
-HEADER_KEYS = frozenset({*_HEADER_KEYS, b"HEADER", b"SENTBEFORE", b"SENTON", b"SENTSINCE"})
-BODY_KEYS = frozenset({b"BODY", b"TEXT"})
+_HEADER_KEYS = {b"FROM": "from", b"TO": "to", b"CC": "cc", b"BCC": "bcc", b"SUBJECT": "subject"}
+_DATE_OPS = {b"BEFORE": "before", b"ON": "on", b"SINCE": "since"}
 
 
-def needs(query: list[Any]) -> str | None:
-    """What the keys need read from the Store: None, "headers" or "full"."""
-    words: set[bytes] = set()
-
-    def walk(items: list[Any]) -> None:
-        for item in items:
-            if isinstance(item, list):
-                walk(item)
-            elif isinstance(item, bytes):
-                words.add(item.upper())
-
-    walk(query)
-    if words & BODY_KEYS:
-        return "full"
-    return "headers" if words & HEADER_KEYS else None
+def _text(value: Any) -> str:
+    if not isinstance(value, bytes):
+        raise SearchSyntaxError("a search string is missing")
+    return value.decode("utf-8", "replace")
 
 
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "replace").lower()
-
-
-def _decoded_header(message: StoredMessage, name: str) -> str:
-    raw = message.getHeaders(False, name).get(name.lower(), "")
-    try:
-        return str(email.header.make_header(email.header.decode_header(raw))).lower()
-    except (ValueError, LookupError):
-        return raw.lower()
-
-
-def _date(value: bytes) -> dt.date:
+def _date(value: Any) -> dt.date:
     try:
         return dt.datetime.strptime(value.decode("ascii"), "%d-%b-%Y").date()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, AttributeError):
         raise SearchSyntaxError(f"bad date {value!r}") from None
 
 
-def _sent_date(message: StoredMessage) -> dt.date | None:
-    raw = message.getHeaders(False, "date").get("date")
-    try:
-        return email.utils.parsedate_to_datetime(raw).date() if raw else None
-    except (TypeError, ValueError):
-        return None
+def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
+    """Sorted numbers as inclusive ranges."""
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return out
 
 
-def _internal_date(message: StoredMessage) -> dt.date:
-    when = message.item.internaldate or message.item.created_at
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC)
-    return when.date()
+class SearchParser:
+    """Turns one SEARCH command's keys into a criterion; ``uids`` is the session's UID list (sequence order)."""
 
-
-class Searcher:
-    def __init__(self, last_seq: int, last_uid: int) -> None:
-        self.last_seq = last_seq
-        self.last_uid = last_uid
+    def __init__(self, uids: list[int], recent: set[int]) -> None:
+        self.uids = uids
+        self.recent = recent
         self.used_modseq = False  # a MODSEQ key makes the reply carry (MODSEQ n)
 
-    def matches(self, query: list[Any], seq: int, message: StoredMessage) -> bool:
-        """All keys must match (keys are ANDed)."""
+    def parse(self, query: list[Any]) -> q.Criterion:
         keys = list(query)
-        result = True
+        parts = []
         while keys:
-            if not self._one(keys, seq, message):
-                result = False  # keep consuming so syntax errors are still found
-        return result
+            parts.append(self._one(keys))
+        if not parts:
+            raise SearchSyntaxError("missing search key")
+        return parts[0] if len(parts) == 1 else q.And(parts)
 
     def _pop(self, keys: list[Any]) -> Any:
         if not keys:
             raise SearchSyntaxError("missing search argument")
         return keys.pop(0)
 
-    def _one(self, keys: list[Any], seq: int, message: StoredMessage) -> bool:
+    def _one(self, keys: list[Any]) -> q.Criterion:
         key = self._pop(keys)
         if isinstance(key, list):
-            return self.matches(key, seq, message)
+            return self.parse(key)
         word = key.upper()
         if word[:1].isdigit() or word[:1] == b"*":
-            return seq in self._set(key, self.last_seq)
+            return self._sequence_set(key)
         if word == b"ALL":
-            return True
+            return q.All()
         if word in _FLAG_KEYS:
-            flag, wanted = _FLAG_KEYS[word]
-            return (flag in message.flags) == wanted
-        if word in (b"NEW", b"RECENT"):
-            return False  # \Recent is not tracked
+            return q.Flag(*_FLAG_KEYS[word])
+        if word == b"RECENT":
+            return q.Uids(_ranges(sorted(self.recent)))
+        if word == b"OLD":
+            return q.Not(q.Uids(_ranges(sorted(self.recent))))
+        if word == b"NEW":  # RFC 3501: RECENT UNSEEN
+            return q.And([q.Uids(_ranges(sorted(self.recent))), q.Flag("\\Seen", False)])
         if word in (b"KEYWORD", b"UNKEYWORD"):
-            keyword = self._pop(keys).decode("utf-8", "replace").lower()
-            present = keyword in (f.lower() for f in message.flags)
-            return present if word == b"KEYWORD" else not present
-        if word in _INDEXED_HEADERS:
-            return _text(self._pop(keys)) in str(getattr(message.item, _INDEXED_HEADERS[word]) or "").lower()
+            return q.Flag(_text(self._pop(keys)), word == b"KEYWORD")
         if word in _HEADER_KEYS:
-            return _text(self._pop(keys)) in _decoded_header(message, _HEADER_KEYS[word])
+            return q.Header(_HEADER_KEYS[word], _text(self._pop(keys)))
         if word == b"HEADER":
-            name = self._pop(keys).decode("ascii", "replace")
-            return _text(self._pop(keys)) in _decoded_header(message, name)
+            name = _text(self._pop(keys)).strip().lower()
+            return q.Header(name, _text(self._pop(keys)))
         if word in (b"BODY", b"TEXT"):
-            needle = _text(self._pop(keys))
-            part = message._loaded()
-            haystack = part.body if word == b"BODY" else part.raw
-            return needle in haystack.decode("utf-8", "replace").lower()
+            return q.Text(_text(self._pop(keys)), headers_too=word == b"TEXT")
         if word in (b"LARGER", b"SMALLER"):
             try:
                 size = int(self._pop(keys))
-            except ValueError:
+            except (ValueError, TypeError):
                 raise SearchSyntaxError("size must be a number") from None
-            return message.getSize() > size if word == b"LARGER" else message.getSize() < size
-        if word in (b"BEFORE", b"ON", b"SINCE"):
-            return self._compare(word, _internal_date(message), _date(self._pop(keys)))
-        if word in (b"SENTBEFORE", b"SENTON", b"SENTSINCE"):
-            limit = _date(self._pop(keys))
-            sent = _sent_date(message)
-            return sent is not None and self._compare(word[4:], sent, limit)
+            return q.Size(word == b"LARGER", size)
+        if word in _DATE_OPS:
+            return q.Arrived(_DATE_OPS[word], _date(self._pop(keys)))
+        if word[:4] == b"SENT" and word[4:] in _DATE_OPS:
+            return q.Sent(_DATE_OPS[word[4:]], _date(self._pop(keys)))
         if word == b"NOT":
-            return not self._one(keys, seq, message)
+            return q.Not(self._one(keys))
         if word == b"OR":
-            first = self._one(keys, seq, message)
-            second = self._one(keys, seq, message)
-            return first or second
+            return q.Or(self._one(keys), self._one(keys))
         if word == b"UID":
-            return message.uid in self._set(self._pop(keys), self.last_uid)
+            return self._uid_set(self._pop(keys))
         if word == b"MODSEQ":
-            return message.item.modseq >= self._modseq(keys)
+            return q.ModseqAtLeast(self._modseq(keys))
         raise SearchSyntaxError(f"unknown search key {word.decode('ascii', 'replace')}")
 
     def _modseq(self, keys: list[Any]) -> int:
@@ -175,16 +135,23 @@ class Searcher:
         return int(value)
 
     @staticmethod
-    def _compare(word: bytes, value: dt.date, limit: dt.date) -> bool:
-        if word == b"BEFORE":
-            return value < limit
-        if word == b"ON":
-            return value == limit
-        return value >= limit
-
-    @staticmethod
-    def _set(value: Any, last: int) -> Any:
+    def _set(value: Any, last: int) -> MessageSet:
         try:
             return parseIdList(value, last)
-        except (IllegalIdentifierError, ValueError, TypeError):
+        except (IllegalIdentifierError, ValueError, TypeError, AttributeError):
             raise SearchSyntaxError("bad sequence set") from None
+
+    def _sequence_set(self, value: Any) -> q.Criterion:
+        """Sequence numbers → the UIDs they stand for now."""
+        numbers = self._set(value, len(self.uids))
+        ranges = []
+        for low, high in numbers.ranges:
+            low, high = max(low, 1), min(high, len(self.uids))
+            if low <= high:
+                ranges += _ranges(self.uids[low - 1:high]) if high - low < 4096 else \
+                    [(self.uids[low - 1], self.uids[high - 1])]  # a long run: the UIDs in between are all ours
+        return q.Uids(ranges)
+
+    def _uid_set(self, value: Any) -> q.Criterion:
+        numbers = self._set(value, self.uids[-1] if self.uids else 0)
+        return q.Uids([(int(low), int(high)) for low, high in numbers.ranges])

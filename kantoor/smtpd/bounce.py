@@ -1,9 +1,11 @@
-"""Delivery status notifications (RFC 3464) for mail that could not be delivered.
+"""Delivery status notifications (RFC 3464): failed, delayed, delivered and relayed recipients.
 
 The report is a ``multipart/report; report-type=delivery-status`` (RFC 6522):
 a readable explanation, the machine-readable ``message/delivery-status`` with
-one block per failed recipient, and the original message (or only its header
-when the sender asked RET=HDRS, RFC 3461, or when it is large).
+one block per recipient, and the original message — whole only in a report of a
+failure when the sender did not ask RET=HDRS and it is not large, else only its
+header (RFC 3461 section 4.3). The From, Date and Message-ID come from
+:func:`kantoor.storage.outbound.server_mail`, which every server mail goes through.
 """
 
 from __future__ import annotations
@@ -12,20 +14,51 @@ import datetime as dt
 import email.utils
 import re
 import secrets
+from dataclasses import dataclass
 
+from kantoor.config import Settings
+from kantoor.smtpd.dsn import xtext_decode
 from kantoor.smtpd.trace import header_safe
+from kantoor.storage.outbound import NewOutbound, server_mail
 
 FULL_RETURN_LIMIT = 256 * 1024  # larger originals come back as headers only
 _ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
+FAILED, DELAYED, DELIVERED, RELAYED = "failed", "delayed", "delivered", "relayed"
+_SUBJECT = {
+    FAILED: "Undelivered Mail Returned to Sender",
+    DELAYED: "Delayed Mail (still being retried)",
+    DELIVERED: "Successful Mail Delivery Report",
+    RELAYED: "Successful Mail Delivery Report",
+}
+_EXPLAINED = {
+    FAILED: "could not be delivered to",
+    DELAYED: "has not yet been delivered to (delivery will be retried)",
+    DELIVERED: "was delivered to the mailbox of",
+    RELAYED: "was passed on to a server that does not send delivery reports, for",
+}
+
+
+@dataclass(frozen=True)
+class RecipientReport:
+    """One recipient's block of the report (RFC 3464 section 2.3)."""
+
+    recipient: str
+    action: str  # failed | delayed | delivered | relayed
+    status: str  # RFC 3463, e.g. 5.1.1
+    diagnostic: str = ""  # the last SMTP reply
+    remote_mta: str = ""
+    original_recipient: str = ""  # "rfc822; a@example.org" from ORCPT
+    will_retry_until: dt.datetime | None = None  # delayed only
+
 
 def status_of(reply: str, expired: bool = False) -> str:
-    """The RFC 3463 status for a failed recipient, from its last reply."""
+    """The RFC 3463 status for a recipient, from its last reply."""
     if expired:
         return "4.4.7"  # delivery time expired
     if match := _ENHANCED.match(reply):
         return match.group(1)
-    return "5.0.0" if reply.startswith("5") else "4.0.0"
+    return {"2": "2.0.0", "5": "5.0.0"}.get(reply[:1], "4.0.0")
 
 
 def _header_part(original: bytes) -> bytes:
@@ -33,57 +66,64 @@ def _header_part(original: bytes) -> bytes:
     return original if end < 0 else original[:end + 2]
 
 
+def _recipient_block(report: RecipientReport, now: str) -> str:
+    block = []
+    if report.original_recipient:
+        block.append(f"Original-Recipient: {header_safe(report.original_recipient, 500)}")
+    block += [f"Final-Recipient: rfc822; {header_safe(report.recipient, 320)}", f"Action: {report.action}",
+              f"Status: {report.status}"]
+    if report.remote_mta:
+        block.append(f"Remote-MTA: dns; {header_safe(report.remote_mta)}")
+    if report.diagnostic:
+        block.append(f"Diagnostic-Code: smtp; {header_safe(report.diagnostic, 500)}")
+    block.append(f"Last-Attempt-Date: {now}")
+    if report.will_retry_until is not None:
+        block.append(f"Will-Retry-Until: {email.utils.format_datetime(report.will_retry_until)}")
+    return "\r\n".join(block)
+
+
 def delivery_status_notification(
     *,
     hostname: str,
     sender: str,
-    failures: dict[str, str],
+    reports: list[RecipientReport],
     original: bytes,
     arrival: dt.datetime,
-    expired: bool = False,
-    remote_mta: str = "",
     envid: str = "",
     ret: str = "",
 ) -> bytes:
-    """The bounce for ``sender`` about ``failures`` (recipient → last reply)."""
+    """The report for ``sender`` (header without From/Date/Message-ID, see ``server_mail``)."""
+    if not reports:
+        raise ValueError("a delivery status notification needs at least one recipient")
     boundary = f"kantoor-dsn-{secrets.token_hex(12)}"
     host = header_safe(hostname)
     now = email.utils.format_datetime(email.utils.localtime())
-    reason = "was not delivered in time" if expired else "could not be delivered"
-    lines = [
-        f"This is the mail system at {host}.",
-        "",
-        f"Your message {reason} to the following recipient(s):",
-        "",
-    ]
-    for recipient, reply in failures.items():
-        lines.append(f"  <{header_safe(recipient, 320)}>: {header_safe(reply, 500)}")
-    lines += ["", "The original message is attached."]
+    actions = {r.action for r in reports}
+    main = next(a for a in (FAILED, DELAYED, DELIVERED, RELAYED) if a in actions)
+    lines = [f"This is the mail system at {host}.", ""]
+    for action in (FAILED, DELAYED, DELIVERED, RELAYED):
+        listed = [r for r in reports if r.action == action]
+        if not listed:
+            continue
+        lines += [f"Your message {_EXPLAINED[action]}:", ""]
+        lines += [f"  <{header_safe(r.recipient, 320)}>" + (f": {header_safe(r.diagnostic, 500)}" if r.diagnostic
+                                                               else "") for r in listed]
+        lines.append("")
     human = "\r\n".join(lines) + "\r\n"
 
     status = [f"Reporting-MTA: dns; {host}"]
     if envid:
-        status.append(f"Original-Envelope-Id: {header_safe(envid, 100)}")
+        status.append(f"Original-Envelope-Id: {header_safe(xtext_decode(envid), 100)}")
     status.append(f"Arrival-Date: {email.utils.format_datetime(arrival)}")
-    blocks = ["\r\n".join(status)]
-    for recipient, reply in failures.items():
-        block = [f"Final-Recipient: rfc822; {header_safe(recipient, 320)}", "Action: failed",
-                 f"Status: {status_of(reply, expired)}"]
-        if remote_mta:
-            block.append(f"Remote-MTA: dns; {header_safe(remote_mta)}")
-        block += [f"Diagnostic-Code: smtp; {header_safe(reply, 500)}", f"Last-Attempt-Date: {now}"]
-        blocks.append("\r\n".join(block))
+    blocks = ["\r\n".join(status)] + [_recipient_block(r, now) for r in reports]
     delivery_status = "\r\n\r\n".join(blocks) + "\r\n"
 
-    headers_only = ret.upper() == "HDRS" or len(original) > FULL_RETURN_LIMIT
+    headers_only = FAILED not in actions or ret.upper() == "HDRS" or len(original) > FULL_RETURN_LIMIT
     returned = _header_part(original) if headers_only else original
     returned_type = "text/rfc822-headers" if headers_only else "message/rfc822"
     head = (
-        f"From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n"
         f"To: <{header_safe(sender, 320)}>\r\n"
-        f"Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Date: {now}\r\n"
-        f"Message-ID: <{secrets.token_hex(16)}@{host}>\r\n"
+        f"Subject: {_SUBJECT[main]}\r\n"
         "Auto-Submitted: auto-replied\r\n"  # RFC 3834: no automatic answer to this
         "MIME-Version: 1.0\r\n"
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
@@ -99,3 +139,14 @@ def delivery_status_notification(
     if not returned.endswith(b"\r\n"):
         returned += b"\r\n"
     return text + tail + returned + f"--{boundary}--\r\n".encode()
+
+
+def report_mail(settings: Settings, *, sender: str, reports: list[RecipientReport], original: bytes,
+                arrival: dt.datetime, envid: str = "", ret: str = "") -> NewOutbound | None:
+    """The queue entry carrying a report to ``sender``; None when there is nothing to report or no one to
+    report to (a message with the null sender gets no report: RFC 3461 section 6.2, RFC 5321 section 6.1)."""
+    if not sender or not reports:
+        return None
+    body = delivery_status_notification(hostname=settings.server.hostname, sender=sender, reports=reports,
+                                        original=original, arrival=arrival, envid=envid, ret=ret)
+    return server_mail(settings, [sender], body)

@@ -2,20 +2,26 @@
 
 Unauthenticated sessions (MX) may only send to local recipients. Authenticated
 sessions (submission, or AUTH on the MX port) must use one of their own addresses
-as sender. Store calls run in worker threads.
+as sender. Store calls run in worker threads. A recipient that asked for a
+success DSN (RFC 3461 NOTIFY=SUCCESS) and was delivered here gets its
+"delivered" report queued right after the delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
+from kantoor.smtpd.addresses import is_mailbox
 from kantoor.smtpd.authresults import authentication_results, strip_forged
+from kantoor.smtpd.bounce import DELIVERED, RecipientReport, report_mail
 from kantoor.smtpd.delivery import deliver
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
@@ -28,6 +34,9 @@ log = logging.getLogger("kantoor.smtpd")
 
 MAX_RECIPIENTS = 100  # per message; RFC 5321 section 4.5.3.1.8 asks for at least 100
 NULL_SENDER = "<>"
+# RFC 5321 section 2.3.8: CR and LF only ever travel together. A lone one is how "SMTP smuggling"
+# hides a second message inside the first, so such a message is refused whole.
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 def _size_hint(mail_options: list[str]) -> int:
@@ -38,16 +47,24 @@ def _size_hint(mail_options: list[str]) -> int:
     return 0
 
 
-def address_problem(address: str, smtputf8: bool) -> str | None:
-    """The reply refusing an address that is not acceptable text, or None."""
-    if address.isascii():
+def address_problem(address: str, smtputf8: bool, sender: bool = False, as_sent: str = "") -> str | None:
+    """The reply refusing an address that is not acceptable text or not RFC 5321 syntax, or None;
+    ``as_sent`` is the address as the client wrote it (aiosmtpd's parser forgives comments)."""
+    if not address.isascii():
+        if not smtputf8:
+            return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
+        try:
+            address.encode("utf-8")  # aiosmtpd keeps undecodable bytes as surrogates
+        except UnicodeEncodeError:
+            return "553 5.6.7 Address is not valid UTF-8"
+    if sender and address == NULL_SENDER:
         return None
-    if not smtputf8:
-        return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
-    try:
-        address.encode("utf-8")  # aiosmtpd keeps undecodable bytes as surrogates
-    except UnicodeEncodeError:
-        return "553 5.6.7 Address is not valid UTF-8"
+    if not sender and address.lower() == "postmaster":
+        return None  # RFC 5321 section 4.5.1: the one address without a domain
+    if not is_mailbox(address, smtputf8) or (as_sent and as_sent != address and not is_mailbox(as_sent, smtputf8)):
+        # RFC 3463: X.1.7 is the sender's address syntax, X.1.3 a recipient's.
+        return (f"501 5.1.7 <{address}>: bad sender address syntax" if sender
+                else f"501 5.1.3 <{address}>: bad recipient address syntax")
     return None
 
 
@@ -72,7 +89,7 @@ class MailHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
-        if problem := address_problem(address, envelope.smtp_utf8):
+        if problem := address_problem(address, envelope.smtp_utf8, sender=True, as_sent=envelope.path):
             return problem
         identity = session.identity
         if identity is not None:
@@ -88,7 +105,7 @@ class MailHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
-        if problem := address_problem(address, envelope.smtp_utf8):
+        if problem := address_problem(address, envelope.smtp_utf8, as_sent=envelope.path):
             return problem
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
@@ -103,11 +120,13 @@ class MailHandler:
                 envelope.rate_checked = True
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+            envelope.dsn[address] = envelope.pending_dsn
             if address.lower() not in (r.lower() for r in envelope.remote):
                 envelope.remote.append(address)
         elif decision.principal_id is not None and decision.inbox_id is not None:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+            envelope.dsn[address] = envelope.pending_dsn
             # An alias and the login (or user+tag) of one account get one copy.
             envelope.inboxes.setdefault(decision.principal_id, decision.inbox_id)
             envelope.recipients.setdefault(decision.principal_id, address)
@@ -116,6 +135,12 @@ class MailHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
         content = envelope.original_content or b""
+        # Scanning a large message is work for a thread, not for the loop.
+        bare = (_BARE_CR_OR_LF.search(content) if len(content) < 256 * 1024
+                else await asyncio.to_thread(_BARE_CR_OR_LF.search, content))
+        if bare:
+            return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
+                    "nothing was delivered")
         headers = trace_headers(
             mail_from=envelope.mail_from or NULL_SENDER,
             helo=session.host_name or "",
@@ -133,11 +158,34 @@ class MailHandler:
             reply = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers, content)
             if not reply.startswith("250"):
                 return reply
+            await self._report_local_delivery(envelope, headers + content)
         if envelope.remote:
             reply = await self._queue(session, envelope, content, local_reply=reply)
         log.info("smtp %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
                  envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote), reply[:3])
         return reply
+
+    async def _report_local_delivery(self, envelope: KantoorEnvelope, delivered: bytes) -> None:
+        """Queue the "delivered" DSN for local recipients that asked for one (RFC 3461 section 4.1)."""
+        sender = "" if envelope.mail_from in (None, NULL_SENDER) else (envelope.mail_from or "")
+        remote = {r.lower() for r in envelope.remote}
+        reports = [RecipientReport(a, DELIVERED, "2.0.0", original_recipient=d.original_recipient())
+                   for a, d in envelope.dsn.items() if a.lower() not in remote and d.wants("SUCCESS")]
+        if not sender or not reports:
+            return
+
+        def send() -> None:  # builds the report (a copy of the header) and queues it: a thread's work
+            notice = report_mail(self.settings, sender=sender, reports=reports, original=delivered,
+                                 arrival=dt.datetime.now(dt.UTC), envid=envelope.dsn_envid)
+            if notice is not None:
+                self.store.send_server_mail(notice)
+        try:
+            await asyncio.to_thread(send)
+        except StorageError:
+            # The message is delivered; a lost success report is not worth failing it for.
+            log.exception("queueing a delivery report failed")
+            return
+        self.queued()
 
     def _authenticated_content(self, session: KantoorSession, envelope: KantoorEnvelope, content: bytes) -> bytes:
         authserv_id = self.settings.server.hostname
@@ -157,10 +205,10 @@ class MailHandler:
         sender = "" if envelope.mail_from in (None, NULL_SENDER) else envelope.mail_from
         try:
             queue_id = await asyncio.to_thread(
-                queue_for_remote, self.store, self.delivery, self.settings.data_dir, sender=sender,
+                queue_for_remote, self.store, self.delivery, sender=sender,
                 recipients=list(envelope.remote), trace=received, content=content,
                 account_id=session.identity.account_id, mail_options=list(envelope.mail_options),
-                envid=envelope.dsn_envid)
+                envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8)
         except StorageError:
             log.exception("queueing a submitted message failed")
             # Even when local copies are in: a duplicate for them beats a silent loss for the others.

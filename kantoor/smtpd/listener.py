@@ -3,10 +3,11 @@
 ``smtp``: MX (inbound from other servers), STARTTLS offered, AUTH optional.
 ``submission``: STARTTLS offered, AUTH required before MAIL.
 ``submissions``: the same with implicit TLS (RFC 8314).
+Beside them run the outbound delivery worker and the mailbox-usage warning task.
 aiosmtpd's Controller would start its own thread and loop; we want the one loop
 every protocol shares, so the ``SMTP`` protocol class goes straight to
 ``loop.create_server``. The delivery worker lives as long as the MX listener:
-closing that listener (server shutdown) stops the worker too.
+closing that listener (server shutdown) stops the worker (and the warning task) too.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ from kantoor.smtpd.handler import MailHandler
 from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
 from kantoor.smtpd.protocol import KantoorSMTP
 from kantoor.smtpd.queue_worker import DeliveryWorker
+from kantoor.smtpd.quota_warning import QuotaWarner
 from kantoor.storage import Store
 
 
 class ListenerWithWorker:
     """An ``asyncio.Server`` whose closing also stops the delivery worker (same interface as the server)."""
 
-    def __init__(self, server: asyncio.base_events.Server, worker: DeliveryWorker) -> None:
+    def __init__(self, server: asyncio.base_events.Server, worker: DeliveryWorker, warner: QuotaWarner) -> None:
         self.server = server
         self.worker = worker
+        self.warner = warner
         self._stopped: asyncio.Task[None] | None = None
 
     @property
@@ -46,7 +49,11 @@ class ListenerWithWorker:
     def close(self) -> None:
         self.server.close()
         if self._stopped is None:
-            self._stopped = asyncio.get_running_loop().create_task(self.worker.stop())
+            self._stopped = asyncio.get_running_loop().create_task(self._stop_tasks())
+
+    async def _stop_tasks(self) -> None:
+        await self.warner.stop()
+        await self.worker.stop()
 
     async def wait_closed(self) -> None:
         if self._stopped is not None:
@@ -96,5 +103,7 @@ async def start(
             server.close()
         raise
     worker.start()
-    servers[0] = ("smtp", ListenerWithWorker(servers[0][1], worker))
+    warner = QuotaWarner(settings, store, queued=worker.wake)
+    warner.start()
+    servers[0] = ("smtp", ListenerWithWorker(servers[0][1], worker, warner))
     return servers

@@ -1,18 +1,22 @@
 """Where mail for a domain goes: the static map, else MX records via dnspython (RFC 5321 section 5.1).
 
-No MX record means the domain itself is the mail host (the "implicit MX"); a
-"null MX" (``MX 0 .``, RFC 7505) means the domain accepts no mail at all.
+MX hosts are tried in preference order, each at its addresses (A, then AAAA),
+looked up with the same resolver, so a test's fake zone (or a split-horizon
+name server) decides everything. No MX record means the domain itself is the
+mail host (the "implicit MX"); a "null MX" (``MX 0 .``, RFC 7505) means the
+domain accepts no mail at all. A domain that does not exist is a permanent
+failure; a name server that fails (SERVFAIL, timeout) is a temporary one.
 """
 
 from __future__ import annotations
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.resolver
 
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port, static_mx_map
-
-SMTP_PORT = 25
+from kantoor.smtpd.remote import NextHop
 
 
 class NoMailHost(Exception):
@@ -35,25 +39,54 @@ def make_resolver(delivery: DeliverySettings) -> dns.asyncresolver.Resolver:
     return resolver
 
 
+def _temporary(domain: str, exc: Exception) -> NoMailHost:
+    return NoMailHost(f"451 4.4.3 DNS lookup for {domain} failed: {exc.__class__.__name__}", permanent=False)
+
+
+async def _addresses(name: str, resolver: dns.asyncresolver.Resolver, lifetime: float) -> list[str]:
+    """IPv4 then IPv6 addresses of ``name``; [] when it has none. Server failures propagate."""
+    found: list[str] = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await resolver.resolve(name, rdtype, lifetime=lifetime)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        found += [r.to_text() for r in answer]
+    return found
+
+
 async def mail_hosts(domain: str, delivery: DeliverySettings,
-                     resolver: dns.asyncresolver.Resolver | None = None) -> list[tuple[str, int]]:
-    """The (host, port) pairs to try for ``domain``, most preferred first."""
+                     resolver: dns.asyncresolver.Resolver | None = None) -> list[NextHop]:
+    """The next hops to try for ``domain``, most preferred first."""
     domain = domain.lower().rstrip(".")
     static = static_mx_map(delivery.static_mx)
     if domain in static:
-        return static[domain]
+        return [NextHop(host, port, host) for host, port in static[domain]]
     resolver = resolver or make_resolver(delivery)
+    lifetime = delivery.connect_timeout_seconds
+    port = delivery.remote_port
     try:
-        answer = await resolver.resolve(domain, "MX", lifetime=delivery.connect_timeout_seconds)
+        answer = await resolver.resolve(domain, "MX", lifetime=lifetime)
+        records = sorted(answer, key=lambda r: r.preference)
     except dns.resolver.NXDOMAIN:
         raise NoMailHost(f"550 5.1.2 Domain {domain} does not exist", permanent=True) from None
     except dns.resolver.NoAnswer:
-        return [(domain, SMTP_PORT)]  # implicit MX: the domain's own address
+        records = []
     except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-        raise NoMailHost(f"451 4.4.3 DNS lookup for {domain} failed: {exc.__class__.__name__}",
-                         permanent=False) from None
-    records = sorted(answer, key=lambda r: r.preference)
-    hosts = [r.exchange.to_text(omit_final_dot=True) for r in records]
-    if hosts in ([""], ["."]) or (len(records) == 1 and records[0].exchange == dns.name.root):
-        raise NoMailHost(f"556 5.1.10 Domain {domain} accepts no mail (null MX)", permanent=True)
-    return [(host, SMTP_PORT) for host in hosts if host]
+        raise _temporary(domain, exc) from None
+    if any(r.exchange == dns.name.root for r in records):
+        # RFC 7505 section 3: a null MX is the only record; a domain that publishes it takes no mail.
+        raise NoMailHost(f"556 5.1.10 Domain {domain} accepts no mail (null MX, RFC 7505)", permanent=True)
+    names = [r.exchange.to_text(omit_final_dot=True) for r in records] or [domain]  # implicit MX
+    hops: list[NextHop] = []
+    try:
+        for name in names:
+            hops += [NextHop(address, port, name) for address in await _addresses(name, resolver, lifetime)]
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        if not hops:
+            raise _temporary(domain, exc) from None
+    if not hops:
+        if not records:
+            raise NoMailHost(f"550 5.1.2 Domain {domain} has no mail host (no MX and no address)", permanent=True)
+        raise NoMailHost(f"451 4.4.3 No address found for the mail hosts of {domain}", permanent=False)
+    return hops

@@ -1,25 +1,40 @@
-"""Submitted mail for other servers: trace header, DKIM signature, into the outbound queue.
+"""Submitted mail for other servers into the outbound queue; DKIM signing when it leaves.
 
-Runs in a worker thread (key file, signing and Store calls block).
+Signing happens at delivery, not when the message is queued: the bytes that go
+out depend on the next hop (7-bit for one without 8BITMIME, RFC 6152), and the
+signature must cover exactly those. Runs in worker threads (key files, signing
+and Store calls block).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 
 from kantoor.smtpd.dkim_keys import load_key, sign
+from kantoor.smtpd.dsn import RecipientDSN
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.storage import Store
 from kantoor.storage.outbound import NewOutbound
 
 log = logging.getLogger("kantoor.smtpd.outbound")
 
+_FROM_DOMAIN = re.compile(rb"^From:[^\r\n]*?@([A-Za-z0-9.-]+)>?\s*(?:\r\n|$)", re.IGNORECASE | re.MULTILINE)
 
-def dkim_signed(message: bytes, sender: str, data_dir: Path, selector: str) -> bytes:
-    """``message`` signed with the key of the sender's domain, or unchanged if that domain has no key."""
-    domain = sender.rpartition("@")[2].lower()
+
+def signing_domain(sender: str, message: bytes) -> str:
+    """Whose key signs: the envelope sender's domain; for the server's own mail (null sender) the
+    domain of its From (the server's address, see ``server_mail``), so DMARC alignment holds."""
+    if sender:
+        return sender.rpartition("@")[2].lower()
+    match = _FROM_DOMAIN.search(message.split(b"\r\n\r\n", 1)[0])
+    return match.group(1).decode("ascii").lower() if match else ""
+
+
+def dkim_signed(message: bytes, domain: str, data_dir: Path, selector: str) -> bytes:
+    """``message`` signed with ``domain``'s key, or unchanged if that domain has no key."""
     key = load_key(data_dir, domain) if domain else None
     if key is None:
         return message
@@ -30,15 +45,16 @@ def dkim_signed(message: bytes, sender: str, data_dir: Path, selector: str) -> b
         return message
 
 
-def queue_for_remote(store: Store, delivery: DeliverySettings, data_dir: Path, *, sender: str,
-                     recipients: list[str], trace: bytes, content: bytes, account_id: int | None,
-                     mail_options: list[str], envid: str = "") -> int:
+def queue_for_remote(store: Store, delivery: DeliverySettings, *, sender: str, recipients: list[str], trace: bytes,
+                     content: bytes, account_id: int | None, mail_options: list[str], envid: str = "",
+                     dsn: dict[str, RecipientDSN] | None = None, smtputf8: bool = False) -> int:
     """Put a submitted message in the outbound queue; returns its queue id."""
-    signed = dkim_signed(content, sender, data_dir, delivery.dkim_selector)
     options = {k.upper(): v for k, _, v in (o.partition("=") for o in mail_options)}
-    message = NewOutbound(sender, recipients, trace + signed, account_id=account_id,
+    requests = {r: d.to_json() for r, d in (dsn or {}).items() if r in recipients and d.to_json()}
+    message = NewOutbound(sender, recipients, trace + content, account_id=account_id,
                           expires_in=dt.timedelta(seconds=delivery.expire_seconds),
-                          dsn_envid=envid[:100], dsn_ret=options.get("RET", "")[:8].upper())
+                          dsn_envid=envid[:100], dsn_ret=options.get("RET", "")[:8].upper(),
+                          dsn_recipients=requests, smtputf8=smtputf8)
     return store.enqueue_outbound(message).id
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import ssl
 from collections.abc import Sequence
 from typing import Any, AnyStr
@@ -21,6 +20,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
+from kantoor.smtpd.addresses import path_text
+from kantoor.smtpd.dsn import RecipientDSN, is_xtext, parse_notify, raw_parameters, valid_orcpt
 from kantoor.smtpd.login import (
     Credentials,
     SubmitIdentity,
@@ -29,8 +30,8 @@ from kantoor.smtpd.login import (
 )
 from kantoor.smtpd.replies import with_enhanced_code
 
-IDENT = "ESMTP Kantoor"
-_ENVID = re.compile(r"\sENVID=(\S+)", re.IGNORECASE)  # banner text: no library name or version for scanners
+IDENT = "ESMTP Kantoor"  # banner text: no library name or version for scanners
+_MALFORMED = "553 5.1.3 Error: malformed address"
 
 
 class KantoorSession(Session):
@@ -66,6 +67,9 @@ class KantoorEnvelope(Envelope):
         self.size_hint = 0  # the MAIL SIZE= parameter (RFC 1870), 0 if not given
         self.remote: list[str] = []  # recipients on other servers (authenticated sessions only)
         self.dsn_envid = ""  # MAIL ENVID= (RFC 3461 section 4.4), case kept
+        self.pending_dsn = RecipientDSN()  # NOTIFY/ORCPT of the RCPT command being handled
+        self.path = ""  # the address of the MAIL/RCPT command being handled, as sent
+        self.dsn: dict[str, RecipientDSN] = {}  # accepted recipient → its DSN request
         self.rate_checked = False
 
 
@@ -126,6 +130,7 @@ class KantoorSMTP(SMTP):
         self.quota = quota
         self._greeted = False
         self._in_ehlo = False
+        self._verb = ""  # MAIL or RCPT while one is handled: who a malformed address belongs to
 
     def _create_session(self) -> Session:
         return KantoorSession(self.loop)
@@ -166,6 +171,10 @@ class KantoorSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if text == _MALFORMED:
+            # aiosmtpd's parser gave up on the address: a syntax error (501), RFC 3463's code for whose address.
+            text = ("501 5.1.7 Bad sender address syntax" if self._verb == "MAIL"
+                    else "501 5.1.3 Bad recipient address syntax")
         # The greeting and the EHLO/HELO lines carry no enhanced code (RFC 2034 section 3).
         if self._greeted and not self._in_ehlo:
             text = with_enhanced_code(text)
@@ -190,22 +199,35 @@ class KantoorSMTP(SMTP):
         if ret is not None and ret not in ("FULL", "HDRS"):
             return None
         notify = result.pop("NOTIFY", None)
-        if notify is not None:
-            values = set(str(notify).split(",")) if isinstance(notify, str) else {""}
-            if not values <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"} or ("NEVER" in values and len(values) > 1):
-                return None
-        for key in ("ENVID", "ORCPT"):
-            if result.pop(key, "") is True:
-                return None  # these need a value
+        if notify is not None and (not isinstance(notify, str) or parse_notify(notify) is None):
+            return None
+        envid = result.pop("ENVID", None)
+        if envid is not None and (not isinstance(envid, str) or not is_xtext(envid) or len(envid) > 100):
+            return None
+        orcpt = result.pop("ORCPT", None)
+        if orcpt is not None and (not isinstance(orcpt, str) or not valid_orcpt(orcpt) or len(orcpt) > 500):
+            return None
         return result
 
     async def smtp_MAIL(self, arg: str) -> None:
-        # aiosmtpd upper-cases every parameter; ENVID is echoed back in bounces as given.
-        match = _ENVID.search(arg or "")
+        # aiosmtpd upper-cases every parameter; ENVID is echoed back in reports as given.
         envelope = self.envelope
         if isinstance(envelope, KantoorEnvelope) and envelope.mail_from is None:
-            envelope.dsn_envid = match.group(1)[:100] if match else ""
+            envelope.dsn_envid = raw_parameters(arg or "").get("ENVID", "")[:100]
+            envelope.path = path_text(arg or "")
+        self._verb = "MAIL"
         await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        # The handler hook sees upper-cased parameters only; ORCPT keeps its case (RFC 3461 section 4.2).
+        envelope = self.envelope
+        if isinstance(envelope, KantoorEnvelope):
+            params = raw_parameters(arg or "")
+            notify = params.get("NOTIFY")
+            envelope.pending_dsn = RecipientDSN(parse_notify(notify) if notify else None, params.get("ORCPT", ""))
+            envelope.path = path_text(arg or "")
+        self._verb = "RCPT"
+        await super().smtp_RCPT(arg)
 
     async def smtp_HELO(self, hostname: str) -> None:
         self._in_ehlo = bool(hostname)

@@ -4,9 +4,13 @@ Runs as one task on the server's loop; every Store call goes to a worker thread.
 Local recipients (a bounce to one of our users, for instance) go straight into
 their INBOX; remote ones are grouped by domain and sent to the domain's MX (or
 the smarthost). Temporary failures are retried with exponential back-off until
-the message expires; permanent failures and expiry send a DSN (RFC 3464) to the
-sender, through this same queue. With several server processes, each message is
-claimed by exactly one worker (see :mod:`kantoor.storage.outbound`).
+the message expires. Delivery status notifications (RFC 3461/3464) go to the
+sender through this same queue, per recipient as it asked (NOTIFY): failures,
+one "delayed" notice after ``delay_notify_seconds``, "delivered" for local
+delivery and "relayed" for a next hop that does not offer DSN itself. Bytes for
+another server are made per connection: 7-bit when the hop lacks 8BITMIME, then
+DKIM-signed. With several server processes, each message is claimed by exactly
+one worker (see :mod:`kantoor.storage.outbound`).
 """
 
 from __future__ import annotations
@@ -18,18 +22,25 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 
 from kantoor.config import Settings
-from kantoor.smtpd.bounce import delivery_status_notification
+from kantoor.smtpd import bounce
+from kantoor.smtpd.bounce import RecipientReport, report_mail, status_of
+from kantoor.smtpd.dsn import RecipientDSN
 from kantoor.smtpd.mx import NoMailHost, mail_hosts, make_resolver
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
-from kantoor.smtpd.remote import AttemptResult, Relay, deliver_remote
+from kantoor.smtpd.outgoing import dkim_signed, signing_domain
+from kantoor.smtpd.remote import AttemptResult, EnvelopeOptions, NextHop, Relay, deliver_remote
+from kantoor.smtpd.seven_bit import to_seven_bit
 from kantoor.smtpd.trace import trace_headers
 from kantoor.storage import NotFound, QuotaExceeded, StorageError, Store
 from kantoor.storage.models import OutboundMessage
-from kantoor.storage.outbound import DELIVERED, FAILED, NewOutbound, recipients_of
+from kantoor.storage.outbound import DELIVERED, FAILED, dsn_requests_of, recipients_of
 
 log = logging.getLogger("kantoor.smtpd.outbound")
+# The reply recorded for a recipient when delivery failed inside this server, not at the next hop.
+INTERNAL_ERROR = "451 4.3.0 Internal error during delivery; will retry"
 
 
 def retry_delay(attempts: int, delivery: DeliverySettings) -> float:
@@ -131,19 +142,36 @@ class DeliveryWorker:
         recipients = recipients_of(message)
         result = AttemptResult()
         remote: dict[str, list[str]] = {}
+        local_delivered = []
         for recipient in recipients:
-            local = await asyncio.to_thread(self._deliver_locally, message.sender, recipient, body)
+            try:
+                local = await asyncio.to_thread(self._deliver_locally, message.sender, recipient, body)
+            except Exception:
+                # An internal fault (database, disk) is a temporary failure of this recipient: it is retried
+                # with back-off and expires like any other, instead of looping on lease expiry for ever.
+                log.exception("queued message %d: local delivery to a recipient failed", message.id)
+                result.temporary[recipient] = INTERNAL_ERROR
+                continue
             if local is None:
                 remote.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
             elif local == "":
-                result.delivered.append(recipient)
+                local_delivered.append(recipient)
             elif local.startswith("5"):
                 result.permanent[recipient] = local
             else:
                 result.temporary[recipient] = local
+        result.delivered += local_delivered
         if remote:
-            result.merge(await self._deliver_remotely(message.sender, remote, body))
-        await self._record(message, body, result)
+            options = EnvelopeOptions(
+                dsn={r: RecipientDSN.from_json(d) for r, d in dsn_requests_of(message).items()},
+                envid=message.dsn_envid, ret=message.dsn_ret, smtputf8=message.smtputf8)
+            try:
+                result.merge(await self._deliver_remotely(message.sender, remote, body, options))
+            except Exception:
+                # e.g. an unreadable DKIM key: every remote recipient waits for the next try (and expires).
+                log.exception("queued message %d: remote delivery failed unexpectedly", message.id)
+                result.temporary.update({r: INTERNAL_ERROR for rs in remote.values() for r in rs})
+        await self._record(message, body, result, local_delivered)
 
     def _deliver_locally(self, sender: str, recipient: str, body: bytes) -> str | None:
         """"" when delivered here, an SMTP reply when it failed, None when the recipient is not ours."""
@@ -162,15 +190,28 @@ class DeliveryWorker:
             return "452 4.2.2 Mailbox full"
         return ""
 
-    async def _deliver_remotely(self, sender: str, by_domain: dict[str, list[str]], body: bytes) -> AttemptResult:
+    def _prepare(self, sender: str) -> Callable[[bytes, bool], bytes]:
+        """The bytes for one next hop: converted to 7-bit if it needs that, then DKIM-signed (in that order,
+        or the conversion would break the signature)."""
+        data_dir, selector = self.settings.data_dir, self.delivery.dkim_selector
+
+        def prepare(body: bytes, seven_bit: bool) -> bytes:
+            content = to_seven_bit(body) if seven_bit else body
+            return dkim_signed(content, signing_domain(sender, content), data_dir, selector)
+        return prepare
+
+    async def _deliver_remotely(self, sender: str, by_domain: dict[str, list[str]], body: bytes,
+                                options: EnvelopeOptions) -> AttemptResult:
         result = AttemptResult()
         helo = self.settings.server.hostname
         timeout = self.delivery.connect_timeout_seconds
+        prepare = self._prepare(sender)
         if self.delivery.smarthost:
             relay = Relay(self.delivery.smarthost_login, self.delivery.smarthost_password)
             everyone = [r for rs in by_domain.values() for r in rs]
-            host = host_port(self.delivery.smarthost, 587 if relay.login else 25)
-            return await deliver_remote([host], sender, everyone, body, helo=helo, timeout=timeout, relay=relay)
+            host, port = host_port(self.delivery.smarthost, 587 if relay.login else 25)
+            return await deliver_remote([NextHop(host, port, host)], sender, everyone, body, helo=helo,
+                                        timeout=timeout, relay=relay, options=options, prepare=prepare)
         for domain, recipients in by_domain.items():
             try:
                 hosts = await mail_hosts(domain, self.delivery, self._resolver)
@@ -178,35 +219,63 @@ class DeliveryWorker:
                 target = result.permanent if exc.permanent else result.temporary
                 target.update(dict.fromkeys(recipients, exc.reply))
                 continue
-            result.merge(await deliver_remote(hosts, sender, recipients, body, helo=helo, timeout=timeout))
+            result.merge(await deliver_remote(hosts, sender, recipients, body, helo=helo, timeout=timeout,
+                                              options=options, prepare=prepare))
         return result
 
-    async def _record(self, message: OutboundMessage, body: bytes, result: AttemptResult) -> None:
+    def _reports(self, message: OutboundMessage, result: AttemptResult, local_delivered: list[str],
+                 failures: dict[str, str], now: dt.datetime, deferred: bool) -> tuple[list[RecipientReport], bool]:
+        """What this attempt tells the sender, per recipient as each asked (RFC 3461 section 4.1), and
+        whether the one "delayed" notice is now given."""
+        requests = {r: RecipientDSN.from_json(d) for r, d in dsn_requests_of(message).items()}
+
+        def report(recipient: str, action: str, status: str, diagnostic: str = "", mta: str = "",
+                   until: dt.datetime | None = None) -> RecipientReport:
+            original = requests.get(recipient, RecipientDSN()).original_recipient()
+            return RecipientReport(recipient, action, status, diagnostic, mta, original, until)
+
+        def wants(recipient: str, event: str) -> bool:
+            return requests.get(recipient, RecipientDSN()).wants(event)
+
+        reports = [report(r, bounce.FAILED, status_of(reply, expired=r in result.temporary), reply,
+                          result.remote_mtas.get(r, ""))
+                   for r, reply in failures.items() if wants(r, "FAILURE")]
+        reports += [report(r, bounce.DELIVERED, "2.0.0") for r in local_delivered if wants(r, "SUCCESS")]
+        reports += [report(r, bounce.RELAYED, "2.0.0", mta=result.remote_mtas.get(r, "")) for r in result.delivered
+                    if r not in local_delivered and r not in result.dsn_passed and wants(r, "SUCCESS")]
+        delay_due = (deferred and not message.delay_notified
+                     and now - message.created_at >= dt.timedelta(seconds=self.delivery.delay_notify_seconds))
+        if delay_due:
+            reports += [report(r, bounce.DELAYED, status_of(reply), reply, result.remote_mtas.get(r, ""),
+                               until=message.expires_at)
+                        for r, reply in result.temporary.items() if wants(r, "DELAY")]
+        return reports, delay_due
+
+    async def _record(self, message: OutboundMessage, body: bytes, result: AttemptResult,
+                      local_delivered: list[str]) -> None:
         now = dt.datetime.now(dt.UTC)
         retry_at = now + dt.timedelta(seconds=retry_delay(message.attempts + 1, self.delivery))
         expired = bool(result.temporary) and retry_at > message.expires_at
         failures = dict(result.permanent)
         if expired:
             failures.update(result.temporary)
-        bounce = None
-        if failures and message.sender:  # never bounce a bounce (RFC 5321 section 6.1)
-            report = delivery_status_notification(
-                hostname=self.settings.server.hostname, sender=message.sender, failures=failures, original=body,
-                arrival=message.created_at, expired=expired and not result.permanent,
-                remote_mta=result.remote_mta, envid=message.dsn_envid, ret=message.dsn_ret)
-            bounce = NewOutbound("", [message.sender], report,
-                                 expires_in=dt.timedelta(seconds=self.delivery.expire_seconds))
+        deferred = bool(result.temporary) and not expired
+        reports, delay_notified = self._reports(message, result, local_delivered, failures, now, deferred)
+        # Building a report copies the original (up to FULL_RETURN_LIMIT): a thread's work.
+        notice = await asyncio.to_thread(
+            lambda: report_mail(self.settings, sender=message.sender, reports=reports, original=body,
+                                arrival=message.created_at, envid=message.dsn_envid, ret=message.dsn_ret))
         log.info("queued message %d: delivered %d, failed %d, deferred %d", message.id, len(result.delivered),
-                 len(failures), 0 if expired else len(result.temporary))
-        if result.temporary and not expired:
+                 len(failures), len(result.temporary) if deferred else 0)
+        if deferred:
             error = "; ".join(f"<{r}>: {reply}" for r, reply in result.temporary.items())
             await asyncio.to_thread(self.store.defer_outbound, message.id, self.name, list(result.temporary),
-                                    error, retry_at, bounce)
-            if bounce is not None:
+                                    error, retry_at, notice, delay_notified)
+            if notice is not None:
                 self.wake()
             return
         state = FAILED if failures and not result.delivered else DELIVERED
         error = "; ".join(f"<{r}>: {reply}" for r, reply in failures.items())
-        await asyncio.to_thread(self.store.finish_outbound, message.id, self.name, state, error, bounce)
-        if bounce is not None:
+        await asyncio.to_thread(self.store.finish_outbound, message.id, self.name, state, error, notice)
+        if notice is not None:
             self.wake()

@@ -4,15 +4,26 @@ Hosts are tried in order until one answers; what each recipient's reply says is
 kept, so the queue can retry the temporary failures and bounce the permanent ones.
 TLS is opportunistic (RFC 3207 / RFC 7435): used when offered, certificates not
 verified, because MX host names are not authenticated anyway without DANE/MTA-STS.
+
+What goes out depends on what the next hop offers, so the final bytes are made
+here, per connection, by the caller's ``prepare``: 7-bit when the hop lacks
+8BITMIME (RFC 6152), then DKIM-signed. DSN parameters (RFC 3461) are passed on
+to a hop that offers DSN; for one that does not, the caller reports "relayed".
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import aiosmtplib
+
+from kantoor.smtpd.dsn import RecipientDSN
+from kantoor.smtpd.seven_bit import ConversionFailed
 
 log = logging.getLogger("kantoor.smtpd.outbound")
 
@@ -22,13 +33,15 @@ class AttemptResult:
     delivered: list[str] = field(default_factory=list)
     temporary: dict[str, str] = field(default_factory=dict)  # recipient → reply
     permanent: dict[str, str] = field(default_factory=dict)
-    remote_mta: str = ""  # the host that answered
+    remote_mtas: dict[str, str] = field(default_factory=dict)  # recipient → the host that answered for it
+    dsn_passed: list[str] = field(default_factory=list)  # delivered to a hop that took over DSN duty
 
     def merge(self, other: AttemptResult) -> None:
         self.delivered += other.delivered
+        self.dsn_passed += other.dsn_passed
         self.temporary.update(other.temporary)
         self.permanent.update(other.permanent)
-        self.remote_mta = self.remote_mta or other.remote_mta
+        self.remote_mtas.update(other.remote_mtas)
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,36 @@ class Relay:
 
     login: str = ""
     password: str = field(default="", repr=False)
+
+
+class NextHop(NamedTuple):
+    """Where to connect (an address or a host name) and the name to report (RFC 3464 Remote-MTA)."""
+
+    address: str
+    port: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class EnvelopeOptions:
+    """The envelope extensions of a queued message (RFC 3461 DSN, RFC 6531 SMTPUTF8)."""
+
+    dsn: dict[str, RecipientDSN] = field(default_factory=dict)
+    envid: str = ""  # xtext, as received
+    ret: str = ""
+    smtputf8: bool = False
+
+
+def _unchanged(body: bytes, seven_bit: bool) -> bytes:
+    return body
+
+
+def needs_smtputf8(sender: str, recipients: list[str], body: bytes, options: EnvelopeOptions) -> bool:
+    """Does the message need the next hop to speak SMTPUTF8? Non-ASCII addresses always do; a message
+    received with SMTPUTF8 does when its header section is not ASCII (RFC 6531 section 3.4)."""
+    if not (sender.isascii() and all(r.isascii() for r in recipients)):
+        return True
+    return options.smtputf8 and not body.split(b"\r\n\r\n", 1)[0].isascii()
 
 
 def _reply(code: int, message: str) -> str:
@@ -56,13 +99,18 @@ def _split(recipients: list[str], code: int, reply: str, result: AttemptResult) 
         target[recipient] = reply
 
 
-async def deliver_remote(hosts: list[tuple[str, int]], sender: str, recipients: list[str], body: bytes, *,
-                         helo: str, timeout: float, relay: Relay | None = None) -> AttemptResult:
-    """Deliver ``body`` for ``recipients`` to the first host of ``hosts`` that accepts a connection."""
+async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str], body: bytes, *,
+                         helo: str, timeout: float, relay: Relay | None = None,
+                         options: EnvelopeOptions | None = None,
+                         prepare: Callable[[bytes, bool], bytes] = _unchanged) -> AttemptResult:
+    """Deliver ``body`` for ``recipients`` to the first host of ``hosts`` that accepts a connection;
+    ``prepare(body, seven_bit)`` makes the bytes to send (converted to 7-bit if ``seven_bit``, signed)."""
     last_error = "451 4.4.1 No mail host could be reached"
-    for host, port in hosts:
+    options = options or EnvelopeOptions()
+    for host, port, name in hosts:
         try:
-            return await _deliver_to(host, port, sender, recipients, body, helo=helo, timeout=timeout, relay=relay)
+            return await _deliver_to(host, port, name or host, sender, recipients, body, helo=helo, timeout=timeout,
+                                     relay=relay, options=options, prepare=prepare)
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 aiosmtplib.SMTPHeloError, aiosmtplib.SMTPException, OSError) as exc:
             if isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600 and relay is not None:
@@ -76,47 +124,67 @@ async def deliver_remote(hosts: list[tuple[str, int]], sender: str, recipients: 
     return result
 
 
-async def _deliver_to(host: str, port: int, sender: str, recipients: list[str], body: bytes, *, helo: str,
-                      timeout: float, relay: Relay | None) -> AttemptResult:
+async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: list[str], body: bytes, *, helo: str,
+                      timeout: float, relay: Relay | None, options: EnvelopeOptions,
+                      prepare: Callable[[bytes, bool], bytes]) -> AttemptResult:
     implicit_tls = relay is not None and port == 465
     client = aiosmtplib.SMTP(hostname=host, port=port, local_hostname=helo, timeout=timeout,
                              use_tls=implicit_tls, start_tls=None if not implicit_tls else False,
                              validate_certs=False, tls_context=_opportunistic_context())
-    result = AttemptResult(remote_mta=host)
+    result = AttemptResult(remote_mtas=dict.fromkeys(recipients, name))
     await client.connect()
     try:
         if relay is not None and relay.login:
             await client.login(relay.login, relay.password)
-        options = []
-        if not body.isascii() and client.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")
-        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
+        mail_options = []
+        utf8 = needs_smtputf8(sender, recipients, body, options)
         if utf8:
             if not client.supports_extension("smtputf8"):
+                # RFC 6531 section 3.4: such a message is not sent on without SMTPUTF8; it bounces.
                 _split(recipients, 553, "553 5.6.7 The receiving server does not support SMTPUTF8", result)
                 return result
-            options.append("SMTPUTF8")
+            mail_options.append("SMTPUTF8")
+        eight_bit = not body.isascii()
+        seven_bit = eight_bit and not client.supports_extension("8bitmime") and not utf8
+        if eight_bit and not seven_bit:
+            mail_options.append("BODY=8BITMIME")
+        dsn = client.supports_extension("dsn")
+        if dsn:
+            if options.ret:
+                mail_options.append(f"RET={options.ret}")
+            if options.envid:
+                mail_options.append(f"ENVID={options.envid}")
         encoding = "utf-8" if utf8 else "ascii"
         try:
-            await client.mail(sender, options=options, encoding=encoding)
+            # Parsing, re-encoding and signing a message is CPU work (and reads the key file): not on the loop.
+            content = await asyncio.to_thread(prepare, body, seven_bit)
+        except ConversionFailed:
+            _split(recipients, 554, "554 5.6.3 The message needs 8BITMIME, which the receiving server does not "
+                   "offer, and could not be converted to 7-bit", result)
+            return result
+        try:
+            await client.mail(sender, options=mail_options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             _split(recipients, exc.code, _reply(exc.code, exc.message), result)
             return result
         accepted = []
         for recipient in recipients:
+            rcpt_options = options.dsn.get(recipient, RecipientDSN()).rcpt_parameters() if dsn else []
             try:
-                await client.rcpt(recipient, encoding=encoding)
+                await client.rcpt(recipient, options=rcpt_options, encoding=encoding)
                 accepted.append(recipient)
             except aiosmtplib.SMTPResponseException as exc:
                 _split([recipient], exc.code, _reply(exc.code, exc.message), result)
         if not accepted:
             return result
         try:
-            await client.data(body)
+            await client.data(content)
         except aiosmtplib.SMTPResponseException as exc:
             _split(accepted, exc.code, _reply(exc.code, exc.message), result)
             return result
         result.delivered += accepted
+        if dsn:
+            result.dsn_passed += accepted
         return result
     finally:
         try:

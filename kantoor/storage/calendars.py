@@ -13,15 +13,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 
-from kantoor.storage.errors import AlreadyExists, NotFound
-from kantoor.storage.models import Account, Alias, Collection, DeadProperty, Grant, Item, utcnow
+from kantoor.storage.card_search import COLUMN_OF_PROPERTY, like_pattern
+from kantoor.storage.errors import AlreadyExists, NotFound, PermissionDenied, PreconditionFailed
+from kantoor.storage.indexing import card_columns, index_vcard
+from kantoor.storage.models import Account, Alias, Blob, Collection, DeadProperty, Grant, Item, utcnow
 from kantoor.storage.names import TOOL_OF_KIND, validate_item_name
 from kantoor.storage.properties import MAX_PROPERTY_BYTES
 from kantoor.storage.transactions import StoreBase, same_or_null
 
 COLLECTION_COLUMNS = frozenset({"display_name", "description", "color"})
+# What a COPY duplicates of an item row: its body and every index column, not its identity.
+_COPIED_COLUMNS = tuple(c.key for c in Item.__table__.columns
+                        if c.key not in ("id", "collection_id", "name", "uid", "modseq", "created_at", "updated_at"))
 # Floating times are indexed as UTC: widen a query by the largest UTC offset.
 FLOATING_SLACK = dt.timedelta(hours=14)
 
@@ -130,6 +135,66 @@ class CalendarsMixin(StoreBase):
             s.flush()
             return item
 
+    def copy_calendar_item(self, source_id: int, name: str, target_id: int, new_name: str, overwrite: bool = True,
+                           actor: int | None = None) -> tuple[Item, bool]:
+        """Copy a calendar object or vCard to another (or the same) collection in one transaction
+        (WebDAV COPY, RFC 4918 §9.8); returns (the copy, created).
+
+        Needs ``read`` on the item and ``bind`` on the target (``write`` on an item the
+        copy replaces, which ``overwrite=False`` refuses with PreconditionFailed); the
+        target's UID must stay unique (AlreadyExists) and the target owner's capacity
+        is charged. The copy has the same body (a shared blob gains a reference) and
+        dead properties (§9.8.2); the target's change log shows it.
+        """
+        validate_item_name(new_name)
+        with self.write() as s:
+            locked = {cid: self._locked_collection(s, cid) for cid in sorted({source_id, target_id})}
+            source, target = locked[source_id], locked[target_id]
+            if source.kind != target.kind or source.kind not in ("calendar", "addressbook"):
+                raise ValueError("items copy only between calendars or between address books")
+            item = s.scalar(select(Item).where(Item.collection_id == source.id, Item.name == name))
+            if item is None:
+                raise NotFound(f"no item {name}")
+            self.access.authorize(s, actor, "read", source, item)
+            if source.id == target.id and name == new_name:
+                raise ValueError("an item cannot be copied onto itself")
+            existing = s.scalar(select(Item).where(Item.collection_id == target.id, Item.name == new_name))
+            if existing is None:
+                self.access.authorize(s, actor, "bind", target)
+            else:
+                if not overwrite:
+                    raise PreconditionFailed(f"{new_name} exists and Overwrite is F")
+                self.access.authorize(s, actor, "write", target, existing)
+            if item.ical_uid:
+                clash = s.scalar(select(Item.name).where(
+                    Item.collection_id == target.id, Item.ical_uid == item.ical_uid, Item.name != new_name))
+                if clash is not None:
+                    raise AlreadyExists(f"UID {item.ical_uid} is already used by {clash}")
+            freed = 0
+            if existing is not None:
+                if existing.blob_sha256:
+                    self._release_blobs(s, select(Item.blob_sha256).where(Item.id == existing.id))
+                freed = existing.size
+                s.execute(delete(Grant).where(Grant.item_id == existing.id))
+                s.execute(delete(DeadProperty).where(DeadProperty.item_id == existing.id))
+            self.quota.reserve(s, target.owner_id, TOOL_OF_KIND[target.kind], item.size - freed)
+            copy = existing or Item(collection_id=target.id, name=new_name, created_at=utcnow())
+            for column in _COPIED_COLUMNS:
+                setattr(copy, column, getattr(item, column))
+            copy.updated_at = utcnow()
+            if item.blob_sha256:
+                s.execute(update(Blob).where(Blob.sha256 == item.blob_sha256)
+                          .values(refcount=Blob.refcount + 1, updated_at=utcnow()))
+            if existing is None:
+                s.add(copy)
+            s.flush()
+            for prop_name, value in s.execute(select(DeadProperty.name, DeadProperty.value)
+                                              .where(DeadProperty.item_id == item.id)).all():
+                s.add(DeadProperty(item_id=copy.id, name=prop_name, value=value))
+            copy.modseq = self._record_change(s, target, new_name, None, "created" if existing is None else "modified")
+            s.flush()
+            return copy, existing is None
+
     def item_properties(self, collection_id: int, actor: int | None = None) -> dict[str, dict[str, str]]:
         """Dead properties of every item of the collection that has some: item name → {Clark name: XML}."""
         with self.read() as s:
@@ -167,32 +232,80 @@ class CalendarsMixin(StoreBase):
                 query = query.where(or_(Item.recurring.is_(True), Item.dtstart.is_(None), and_(*overlap)))
             return list(s.scalars(query.order_by(Item.name)))
 
+    def busy_candidates(self, owner_id: int, start: dt.datetime, end: dt.datetime,
+                        actor: int | None = None) -> list[tuple[Item, bytes]] | None:
+        """Events of the owner's calendars that may overlap [start, end), with their bodies, for a
+        free/busy answer (RFC 6638 §5): only calendars ``actor`` holds ``freebusy`` on count, and the
+        caller must reveal nothing of them but busy time. Candidates come from the indexed start/end
+        columns (recurring items always, for the caller to expand); None when ``actor`` may see the
+        free/busy time of none of the owner's calendars."""
+        with self.read() as s:
+            visible = []
+            for coll in s.scalars(select(Collection).where(Collection.owner_id == owner_id,
+                                                           Collection.kind == "calendar")):
+                try:
+                    self.access.authorize(s, actor, "freebusy", coll)
+                except PermissionDenied:
+                    continue
+                visible.append(coll.id)
+            if not visible:
+                return None
+            rows = list(s.scalars(select(Item).where(
+                Item.collection_id.in_(visible), or_(Item.component == "VEVENT", Item.recurring.is_(True)),
+                or_(Item.recurring.is_(True), and_(Item.dtstart < end + FLOATING_SLACK,
+                                                    or_(Item.dtend > start - FLOATING_SLACK,
+                                                        and_(Item.dtend.is_(None),
+                                                             Item.dtstart >= start - FLOATING_SLACK)))))
+                .order_by(Item.id)))
+        return [(row, self.read_body(row)) for row in rows]  # type: ignore[attr-defined]
+
     def contact_candidates(self, collection_id: int, condition: ContactCondition,
                            actor: int | None = None) -> list[Item]:
-        """vCards that may match an addressbook-query: ``condition`` is ``("fn"|"email", text)`` (the
-        indexed FN / e-mail addresses contain ``text``, case-insensitively) or ``("and"|"or", [conditions])``.
-        A superset: the caller applies the exact RFC 6352 §10.5 match; cards with no indexed FN stay in."""
+        """vCards that may match an addressbook-query, from the vCard search columns.
+
+        ``condition`` is ``("match", PROPERTY, match_type, text)`` (one text-match, see
+        :mod:`kantoor.storage.card_search`), ``("defined", PROPERTY, bool)`` or
+        ``("and"|"or", [conditions])``. A superset: the caller applies the exact RFC 6352
+        §10.5 test; cards stored before they were indexed (NULL columns) are always in."""
         with self.read() as s:
             coll = s.get(Collection, collection_id)
             if coll is None:
                 raise NotFound(f"no collection {collection_id}")
             self.access.authorize(s, actor, "read", coll)
-            query = select(Item).where(Item.collection_id == coll.id,
-                                       or_(Item.fn == "", _contact_clause(condition)))
+            query = select(Item).where(Item.collection_id == coll.id, _contact_clause(condition))
             return list(s.scalars(query.order_by(Item.name)))
 
+    def index_unindexed_cards(self, collection_id: int) -> int:
+        """Fill the vCard search columns of cards stored before they existed (migration 0003 could
+        index only cards kept inline); returns how many. The bodies do not change, so neither do
+        ETags nor the change log."""
+        with self.read() as s:
+            rows = list(s.scalars(select(Item).where(Item.collection_id == collection_id, Item.component == "VCARD",
+                                                     Item.card_fn.is_(None))))
+            bodies = {row.id: self.read_body(row) for row in rows}  # type: ignore[attr-defined]
+        if not rows:
+            return 0
+        with self.write() as s:
+            for item_id, body in bodies.items():
+                columns = card_columns(index_vcard(body))
+                s.execute(update(Item).where(Item.id == item_id, Item.card_fn.is_(None)).values(**columns))
+        return len(rows)
 
-ContactCondition = tuple[str, object]
-_CONTACT_COLUMNS = {"fn": Item.fn, "email": Item.emails}
+
+ContactCondition = tuple[object, ...]
 
 
 def _contact_clause(condition: ContactCondition):  # type: ignore[no-untyped-def]
-    op, operand = condition
+    op = condition[0]
     if op in ("and", "or"):
-        assert isinstance(operand, list) and operand
-        parts = [_contact_clause(c) for c in operand]
+        operands = condition[1]
+        assert isinstance(operands, list) and operands
+        parts = [_contact_clause(c) for c in operands]
         return and_(*parts) if op == "and" else or_(*parts)
-    column = _CONTACT_COLUMNS[op]
-    assert isinstance(operand, str)
-    # LIKE lowers ASCII only on SQLite: callers pass ASCII text (see kantoor.davserver.caldav).
-    return func.lower(column).contains(operand.lower(), autoescape=True)
+    column = getattr(Item, COLUMN_OF_PROPERTY[str(condition[1])])
+    if op == "defined":
+        return or_(column.is_(None), (column != "") if condition[2] else (column == ""))
+    if op == "match":
+        pattern = like_pattern(str(condition[3]), str(condition[2]))
+        return or_(column.is_(None), column.contains(pattern, autoescape=True))
+    raise ValueError(f"unknown contact condition {op!r}")

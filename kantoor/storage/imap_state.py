@@ -10,13 +10,34 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, insert, literal, select, text, update
+from sqlalchemy.orm import Session, undefer
 
 from kantoor.storage.errors import AlreadyExists, NotFound
-from kantoor.storage.models import Blob, Collection, Grant, Item, utcnow
+from kantoor.storage.mail_flags import (
+    check_flags_size,
+    has_flag,
+    is_private_view,
+    split_flags,
+    user_flags_join,
+    view_flags,
+    view_modseq,
+)
+from kantoor.storage.models import (
+    Blob,
+    Change,
+    Collection,
+    Grant,
+    Item,
+    MailUserFlags,
+    MessageHeader,
+    MessageText,
+    utcnow,
+)
 from kantoor.storage.names import normalize_flags
+from kantoor.storage.notify import CHANNEL, ChangeEvent
 from kantoor.storage.transactions import StoreBase
 
 
@@ -29,40 +50,65 @@ class FlagUpdate:
     modified: list[int] = field(default_factory=list)
 
 
-def _message_copy(item: Item, collection_id: int, uid: int) -> Item:
-    """A new row for ``item`` in another mailbox: same body reference, index columns, flags and date."""
+def _message_copy(item: Item, collection_id: int, uid: int, flags: str) -> Item:
+    """A new row for ``item`` in another mailbox: same body reference, index columns and date."""
     return Item(
         collection_id=collection_id, name=str(uid), uid=uid, blob_sha256=item.blob_sha256,
         inline_body=item.inline_body, size=item.size, etag=item.etag, content_type=item.content_type,
-        created_at=utcnow(), updated_at=utcnow(), internaldate=item.internaldate, flags=item.flags,
+        created_at=utcnow(), updated_at=utcnow(), internaldate=item.internaldate, flags=flags,
         subject=item.subject, from_addr=item.from_addr, to_addr=item.to_addr, message_id=item.message_id,
+        imap_envelope=item.imap_envelope, imap_bodystructure=item.imap_bodystructure, imap_body=item.imap_body,
+        sent_date=item.sent_date,
     )
+
+
+def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
+    """The copy shares the original's SEARCH rows (headers, text): copied in SQL, never recomputed."""
+    s.execute(insert(MessageHeader).from_select(
+        ["item_id", "name", "value"],
+        select(literal(new_item_id), MessageHeader.name, MessageHeader.value)
+        .where(MessageHeader.item_id == source_item_id)))
+    s.execute(insert(MessageText).from_select(
+        ["item_id", "body"],
+        select(literal(new_item_id), MessageText.body).where(MessageText.item_id == source_item_id)))
+
+
+_CACHE = (undefer(Item.imap_envelope), undefer(Item.imap_bodystructure), undefer(Item.imap_body))
 
 
 class ImapStateMixin(StoreBase):
     # ------------------------------------------------------------------ expunge
     def expunge_messages(self, mailbox_id: int, uids: Iterable[int] | None = None,
                          actor: int | None = None) -> list[int]:
-        """Remove the messages flagged \\Deleted (only those among ``uids`` when given); returns their UIDs."""
+        """Remove the messages flagged \\Deleted (only those among ``uids`` when given); returns their UIDs.
+
+        In a shared mailbox \\Deleted is the actor's own flag (see :mod:`kantoor.storage.mail_flags`).
+        Selected in SQL: nothing is loaded for the messages that stay.
+        """
         with self.write() as s:
             coll = self._locked_collection(s, mailbox_id)
             self.access.authorize(s, actor, "write", coll)
-            query = select(Item).where(Item.collection_id == coll.id)
+            private = is_private_view(coll, actor)
+            query = select(Item.id, Item.uid, Item.name, Item.size).where(
+                Item.collection_id == coll.id, has_flag(private, "\\Deleted"))
+            if private:
+                query = query.outerjoin(MailUserFlags, user_flags_join(actor))
             if uids is not None:
                 query = query.where(Item.uid.in_(list(uids)))
-            doomed = [i for i in s.scalars(query.order_by(Item.uid))
-                      if "\\deleted" in i.flags.lower().split()]
+            doomed = list(s.execute(query.order_by(Item.uid)))
             if not doomed:
                 return []
-            ids = [i.id for i in doomed]
+            ids = [row.id for row in doomed]
             self._release_blobs(s, select(Item.blob_sha256).where(Item.id.in_(ids), Item.blob_sha256.is_not(None)))
-            freed = sum(int(i.size) for i in doomed)
+            freed = sum(int(row.size) for row in doomed)
             s.execute(delete(Grant).where(Grant.item_id.in_(ids)))
+            s.execute(delete(MessageHeader).where(MessageHeader.item_id.in_(ids)))
+            s.execute(delete(MessageText).where(MessageText.item_id.in_(ids)))
+            s.execute(delete(MailUserFlags).where(MailUserFlags.item_id.in_(ids)))
             s.execute(delete(Item).where(Item.id.in_(ids)))
             self.quota.reserve(s, coll.owner_id, "mail", -freed)
-            for item in doomed:
-                self._record_change(s, coll, item.name, item.uid, "deleted")
-            return [int(i.uid or 0) for i in doomed]
+            self._record_changes(s, coll, [(row.name, int(row.uid)) for row in doomed], "deleted")
+            return [int(row.uid or 0) for row in doomed]
 
     # ------------------------------------------------------------------ copy and move
     def copy_messages(self, source_id: int, uids: Iterable[int], target_id: int, actor: int | None = None,
@@ -72,6 +118,9 @@ class ImapStateMixin(StoreBase):
         All or nothing: the target's owner is charged for every copy (a move between
         two mailboxes of one owner costs nothing; across owners it is charged to the
         target's owner and given back to the source's), and [OVERQUOTA] stores nothing.
+        The stored ENVELOPE/BODYSTRUCTURE and SEARCH rows go along, never recomputed.
+        The actor's flags (their own in a shared mailbox) go along too; other users'
+        own flags stay behind with the mailbox they were set in.
         """
         if source_id == target_id and move:
             raise ValueError("cannot move messages into the mailbox they are in")
@@ -84,10 +133,16 @@ class ImapStateMixin(StoreBase):
                 raise NotFound("not a mailbox")
             self.access.authorize(s, actor, "write" if move else "read", source)
             self.access.authorize(s, actor, "bind", target)
-            items = list(s.scalars(select(Item).where(Item.collection_id == source.id, Item.uid.in_(wanted))
+            items = list(s.scalars(select(Item).options(*_CACHE)
+                                   .where(Item.collection_id == source.id, Item.uid.in_(wanted))
                                    .order_by(Item.uid))) if wanted else []
             if not items:
                 return []
+            from_private, to_private = is_private_view(source, actor), is_private_view(target, actor)
+            own: dict[int, str] = {}
+            if from_private:
+                own = dict(s.execute(select(MailUserFlags.item_id, MailUserFlags.flags).where(
+                    MailUserFlags.principal_id == actor, MailUserFlags.item_id.in_([i.id for i in items]))).all())
             total = sum(int(i.size) for i in items)
             if not move or source.owner_id != target.owner_id:
                 self.quota.reserve(s, target.owner_id, "mail", total)
@@ -98,22 +153,33 @@ class ImapStateMixin(StoreBase):
                 old_uid, old_name = int(item.uid or 0), item.name
                 new_uid = target.uidnext
                 target.uidnext = new_uid + 1
+                seen = view_flags(item.flags, own.get(item.id), from_private)
+                system, keywords = split_flags(seen)
+                flags = " ".join(keywords if to_private else seen)
                 if move:
-                    # The row itself moves: its body reference and index columns go along.
+                    # The row itself moves: its body reference and index rows go along.
                     s.execute(delete(Grant).where(Grant.item_id == item.id))
+                    s.execute(delete(MailUserFlags).where(MailUserFlags.item_id == item.id))
                     item.collection_id, item.uid, item.name = target.id, new_uid, str(new_uid)
+                    item.flags = flags
                     item.updated_at = utcnow()
                     self._record_change(s, source, old_name, old_uid, "deleted")
                     item.modseq = self._record_change(s, target, item.name, new_uid, "created")
+                    placed = item
                 else:
-                    copy_ = _message_copy(item, target.id, new_uid)
+                    placed = _message_copy(item, target.id, new_uid, flags)
                     if item.blob_sha256:
                         s.execute(update(Blob).where(Blob.sha256 == item.blob_sha256)
                                   .values(refcount=Blob.refcount + 1, updated_at=utcnow()))
-                    s.add(copy_)
-                    copy_.modseq = self._record_change(s, target, copy_.name, new_uid, "created")
-                pairs.append((old_uid, new_uid))
+                    s.add(placed)
+                    placed.modseq = self._record_change(s, target, placed.name, new_uid, "created")
                 s.flush()  # one UID at a time: a name clash shows here, inside the transaction
+                if not move:
+                    _copy_index_rows(s, item.id, placed.id)
+                if to_private and system:
+                    s.add(MailUserFlags(item_id=placed.id, principal_id=actor, collection_id=target.id,
+                                        flags=" ".join(system), modseq=placed.modseq))
+                pairs.append((old_uid, new_uid))
             self._fault("before_commit")
             return pairs
 
@@ -182,6 +248,9 @@ class ImapStateMixin(StoreBase):
             self._record_change(s, inbox, item.name, item.uid, "deleted")
             item.collection_id = target.id
             item.modseq = self._record_change(s, target, item.name, item.uid, "created")
+        # Other users' own flags on these messages follow them into the new mailbox.
+        s.execute(update(MailUserFlags).where(MailUserFlags.collection_id == inbox.id)
+                  .values(collection_id=target.id))
         if parent is not None:
             self._record_change(s, parent, new_path.rsplit("/", 1)[-1] + "/", None, "created")
         s.flush()
@@ -248,6 +317,29 @@ class ImapStateMixin(StoreBase):
         self._free_names_after_clock(owner_id, path)
         self.delete_collection(coll.id, actor=actor)
 
+    # ------------------------------------------------------------------ change log in bulk
+    def _record_changes(self, s: Session, coll: Collection, entries: list[tuple[str, int]], kind: str) -> list[int]:
+        """:meth:`_record_change` for many messages of one mailbox in one statement; returns their new modseqs.
+
+        One after-commit event (and one PostgreSQL NOTIFY) stands for all of them: a
+        listener (IMAP IDLE, QRESYNC) learns that the mailbox changed and reads the
+        change log, so a STORE on 50,000 messages does not wake it 50,000 times.
+        """
+        if not entries:
+            return []
+        first = int(coll.modseq) + 1
+        coll.modseq = first + len(entries) - 1
+        coll.updated_at = now = utcnow()
+        s.connection().execute(insert(Change.__table__), [
+            {"collection_id": coll.id, "modseq": first + n, "item_name": name, "item_uid": uid, "kind": kind, "at": now}
+            for n, (name, uid) in enumerate(entries)])
+        event = ChangeEvent(collection_id=coll.id, owner_id=coll.owner_id, kind=kind, modseq=int(coll.modseq),
+                            item_name=entries[-1][0], item_uid=entries[-1][1])
+        s.info["events"].append(event)
+        if not self._is_sqlite:
+            s.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": event.to_payload()})
+        return list(range(first, first + len(entries)))
+
     # ------------------------------------------------------------------ flags with CONDSTORE
     def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str,
                     actor: int | None = None, unchanged_since: int | None = None) -> FlagUpdate:
@@ -255,37 +347,82 @@ class ImapStateMixin(StoreBase):
 
         RFC 7162 3.1.3: a message whose modseq is above ``unchanged_since`` is left
         alone and listed in ``modified``; every changed message gets a new modseq.
+        In a mailbox the actor does not own, system flags are the actor's own
+        (:mod:`kantoor.storage.mail_flags`): storing only \\Seen then needs just the
+        ``read`` right (RFC 4314's "s"), anything else ``write``; the new modseq is
+        the actor's, and other users' view of the message does not change.
+        The rows are read and written with one statement each (executemany), not
+        one ORM object per message.
         """
         flag_list = normalize_flags(flags)
         lowered = {f.lower() for f in flag_list}
         result = FlagUpdate()
         with self.write() as s:
             coll = self._locked_collection(s, mailbox_id)
-            self.access.authorize(s, actor, "write", coll)
+            private = is_private_view(coll, actor)
+            only_seen = private and lowered <= {"\\seen"} and mode != "set"
+            self.access.authorize(s, actor, "read" if only_seen else "write", coll)
+            if mode not in ("set", "add", "remove"):
+                raise ValueError(f"unknown flag mode {mode!r}")
             wanted = sorted(set(int(u) for u in uids))
             if not wanted:
                 return result
-            for item in s.scalars(select(Item).where(Item.collection_id == coll.id, Item.uid.in_(wanted))
-                                  .order_by(Item.uid)):
-                uid = int(item.uid or 0)
-                if unchanged_since is not None and item.modseq > unchanged_since:
-                    result.modified.append(uid)
+            columns = [Item.id, Item.uid, Item.name, Item.flags, Item.modseq]
+            query = select(*columns).where(Item.collection_id == coll.id)
+            if private:
+                query = query.add_columns(MailUserFlags.flags, MailUserFlags.modseq).outerjoin(
+                    MailUserFlags, user_flags_join(actor))
+            if len(wanted) > 500:  # a range read beats a long IN list; extra rows are skipped below
+                query = query.where(Item.uid.between(wanted[0], wanted[-1]))
+            else:
+                query = query.where(Item.uid.in_(wanted))
+            chosen = set(wanted)
+            changes: list[tuple[Any, list[str], list[str]]] = []  # (row, current view, new view)
+            for row in s.execute(query.order_by(Item.uid)):
+                if row.uid not in chosen:
                     continue
-                current = item.flags.split() if item.flags else []
+                own_flags, own_modseq = (row[5], row[6]) if private else (None, None)
+                modseq = view_modseq(row.modseq, own_modseq) if private else int(row.modseq)
+                if unchanged_since is not None and modseq > unchanged_since:
+                    result.modified.append(int(row.uid))
+                    continue
+                current = view_flags(row.flags, own_flags, private)
                 if mode == "set":
                     new = flag_list
                 elif mode == "add":
                     new = normalize_flags(current + flag_list)
-                elif mode == "remove":
+                else:
                     new = [f for f in current if f.lower() not in lowered]
+                if new == current:
+                    result.unchanged[int(row.uid)] = (new, modseq)
                 else:
-                    raise ValueError(f"unknown flag mode {mode!r}")
-                if new != current:
-                    item.flags = " ".join(new)
-                    item.modseq = self._record_change(s, coll, item.name, uid, "modified")
-                    result.updated[uid] = (new, int(item.modseq))
-                else:
-                    result.unchanged[uid] = (new, int(item.modseq))
+                    check_flags_size(new)
+                    changes.append((row, current, new))
+            modseqs = self._record_changes(s, coll, [(row.name, int(row.uid)) for row, _, _ in changes], "modified")
+            item_updates: list[dict[str, Any]] = []
+            own_rows: list[dict[str, Any]] = []
+            for (row, current, new), modseq in zip(changes, modseqs, strict=True):
+                result.updated[int(row.uid)] = (new, modseq)
+                if not private:
+                    item_updates.append({"_id": row.id, "_flags": " ".join(new), "_modseq": modseq})
+                    continue
+                system, keywords = split_flags(new)
+                if keywords != split_flags(current)[1]:  # keywords are shared: everyone sees them change
+                    owners_system = split_flags(row.flags.split())[0]
+                    item_updates.append({"_id": row.id, "_flags": " ".join(owners_system + keywords),
+                                         "_modseq": modseq})
+                own_rows.append({"item_id": row.id, "principal_id": actor, "collection_id": coll.id,
+                                 "flags": " ".join(system), "modseq": modseq})
+            conn = s.connection()
+            items = Item.__table__
+            if item_updates:
+                conn.execute(update(items).where(items.c.id == bindparam("_id"))
+                             .values(flags=bindparam("_flags"), modseq=bindparam("_modseq")), item_updates)
+            if own_rows:
+                table = MailUserFlags.__table__
+                ids = [r["item_id"] for r in own_rows]
+                conn.execute(delete(table).where(table.c.principal_id == actor, table.c.item_id.in_(ids)))
+                conn.execute(insert(table), own_rows)
             return result
 
     # ------------------------------------------------------------------ ACL (RFC 4314) read-out
@@ -328,5 +465,7 @@ class ImapStateMixin(StoreBase):
             gone = set(int(u) for u in s.scalars(select(Change.item_uid).where(
                 Change.collection_id == coll.id, Change.modseq > modseq, Change.kind == "deleted",
                 Change.item_uid.is_not(None))))
-            present = set(int(u or 0) for u in s.scalars(select(Item.uid).where(Item.collection_id == coll.id)))
+            # A UID is never reused in a mailbox, so only the gone ones need checking (not the whole mailbox).
+            present = set(int(u or 0) for u in s.scalars(select(Item.uid).where(
+                Item.collection_id == coll.id, Item.uid.in_(sorted(gone))))) if gone else set()
             return sorted(gone - present)

@@ -24,6 +24,8 @@ class ItemIndex:
     recurring: bool = False
     fn: str = ""
     emails: list[str] = field(default_factory=list)
+    # vCards: index column name -> folded search text (kantoor.storage.card_search); empty otherwise.
+    card_search: dict[str, str] = field(default_factory=dict)
     subject: str = ""
     from_addr: str = ""
     to_addr: str = ""
@@ -81,7 +83,17 @@ def index_calendar(body: bytes) -> ItemIndex:
     return ItemIndex()
 
 
+def card_columns(index: ItemIndex) -> dict[str, str | None]:
+    """Every vCard search column with its value: None (not indexed: always a candidate) for non-vCards."""
+    from kantoor.storage.card_search import COLUMN_OF_PROPERTY
+
+    return {column: index.card_search.get(column) if index.component == "VCARD" else None
+            for column in COLUMN_OF_PROPERTY.values()}
+
+
 def index_vcard(body: bytes) -> ItemIndex:
+    from kantoor.storage.card_search import COLUMN_OF_PROPERTY, card_values, search_column
+
     fn = ""
     uid: str | None = None
     emails: list[str] = []
@@ -99,7 +111,9 @@ def index_vcard(body: bytes) -> ItemIndex:
             uid = value.strip()
         elif prop == "EMAIL":
             emails.append(value.strip().lower())
-    return ItemIndex(component="VCARD", ical_uid=uid, fn=fn, emails=emails)
+    values = card_values(text)
+    search = {column: search_column(values.get(name, ())) for name, column in COLUMN_OF_PROPERTY.items()}
+    return ItemIndex(component="VCARD", ical_uid=uid, fn=fn, emails=emails, card_search=search)
 
 
 def index_message(body: bytes) -> ItemIndex:

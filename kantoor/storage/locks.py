@@ -18,7 +18,7 @@ import datetime as dt
 import secrets
 from collections.abc import Sequence
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import bindparam, delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from kantoor.storage.errors import StorageError
@@ -57,6 +57,20 @@ def _lifetime(timeout: int | None) -> int:
     if timeout <= 0 or timeout > MAX_LOCK_SECONDS:
         return MAX_LOCK_SECONDS
     return int(timeout)
+
+
+# Every write (PUT, DELETE, MOVE …) reads the locks on its path and its ancestors, so
+# these statements are built once (building a select costs more than running it).
+_LOCKS_ON = (select(Lock).where(Lock.expires_at > bindparam("now"), Lock.root.in_(bindparam("roots", expanding=True)))
+             .order_by(Lock.created_at))
+_LOCKS_BELOW = (select(Lock).where(Lock.expires_at > bindparam("now"),
+                                   Lock.root.like(bindparam("pattern"), escape="\\")).order_by(Lock.created_at))
+
+
+def _below_pattern(root: str) -> str:
+    """A LIKE pattern for the paths strictly below ``root``."""
+    prefix = normalize_root(root).rstrip("/") + "/"
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class LocksMixin(StoreBase):
@@ -133,13 +147,12 @@ class LocksMixin(StoreBase):
         if not roots:
             return []
         with self.read() as s:
-            return self._live_locks(s, Lock.root.in_([normalize_root(r) for r in roots]))
+            return list(s.scalars(_LOCKS_ON, {"now": utcnow(), "roots": [normalize_root(r) for r in roots]}))
 
     def locks_below(self, root: str) -> list[Lock]:
         """Live locks on paths strictly below ``root``."""
-        prefix = normalize_root(root).rstrip("/") + "/"
         with self.read() as s:
-            return self._live_locks(s, Lock.root.startswith(prefix, autoescape=True))
+            return list(s.scalars(_LOCKS_BELOW, {"now": utcnow(), "pattern": _below_pattern(root)}))
 
     def release_locks_at(self, root: str, recursive: bool = False) -> int:
         """Remove the locks on ``root`` (and below it if ``recursive``): the resource is gone or moved."""

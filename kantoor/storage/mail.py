@@ -1,4 +1,11 @@
-"""Messages: delivery (the one call SMTP and IMAP APPEND share), listing, flags."""
+"""Messages: delivery, the one call SMTP and IMAP APPEND share.
+
+Delivery computes the message index once (:mod:`kantoor.storage.message_index`:
+ENVELOPE/BODYSTRUCTURE wire forms, decoded headers and text) and stores it with
+the message; COPY and MOVE reuse it (:mod:`kantoor.storage.imap_state`). What IMAP
+reads is in :mod:`kantoor.storage.mail_views`, shared mailboxes in
+:mod:`kantoor.storage.shared_mail`; both are part of :class:`MailMixin`.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,15 @@ from sqlalchemy import select
 
 from kantoor.storage.errors import NotFound
 from kantoor.storage.indexing import index_for
-from kantoor.storage.models import (
-    Collection,
-    Item,
-    utcnow,
-)
+from kantoor.storage.mail_flags import check_flags_size, is_private_view, split_flags
+from kantoor.storage.mail_views import MailViewsMixin, _index_columns, _index_rows
+from kantoor.storage.message_index import MAX_PARSE, index_message_bytes
+from kantoor.storage.models import Collection, Item, MailUserFlags, utcnow
 from kantoor.storage.names import normalize_flags
-from kantoor.storage.transactions import StoreBase
+from kantoor.storage.shared_mail import SharedMailMixin
 
 
-class MailMixin(StoreBase):
+class MailMixin(MailViewsMixin, SharedMailMixin):
     # ------------------------------------------------------------------ mail
     def mailbox(self, owner_id: int, name: str, actor: int | None = None) -> Collection:
         if name.upper() == "INBOX":
@@ -39,7 +45,7 @@ class MailMixin(StoreBase):
         return self.deliver_message_to_mailboxes([mailbox_id], raw, actor, max_size, flags, internaldate)[mailbox_id]
 
     def list_messages(self, mailbox_id: int, actor: int | None = None) -> list[Item]:
-        """Every message in a mailbox, in UID order (body columns not loaded)."""
+        """Every message in a mailbox, in UID order (for tools and tests; IMAP uses the views below)."""
         with self.read() as s:
             coll = s.get(Collection, mailbox_id)
             if coll is None:
@@ -61,15 +67,17 @@ class MailMixin(StoreBase):
         """Store one message in several mailboxes in ONE transaction: all get it, or none does.
 
         Per mailbox: the ``bind`` right, quota, the next UID, the change log; the body
-        is stored once. Returns the new item by mailbox id.
+        is stored once and indexed once. Returns the new item by mailbox id.
         """
         ids = sorted(set(mailbox_ids))  # a fixed lock order: two deliveries never deadlock
         stored, sha, data = self._store_body(raw, max_size)
         if data is None:
             with self.blobs.open(sha) as fh:
-                data = fh.read(256 * 1024)  # headers are at the top
+                data = fh.read(MAX_PARSE)
         index = index_for("message/rfc822", data)
-        flag_text = " ".join(normalize_flags(flags))
+        cache = index_message_bytes(data)
+        wanted = normalize_flags(flags)
+        check_flags_size(wanted)
         items: dict[int, Item] = {}
         with self.write() as s:
             for mailbox_id in ids:
@@ -80,12 +88,19 @@ class MailMixin(StoreBase):
                 self.quota.reserve(s, coll.owner_id, "mail", stored.size)
                 uid = coll.uidnext
                 coll.uidnext = uid + 1
+                private = is_private_view(coll, actor)
+                system, keywords = split_flags(wanted)
                 item = Item(collection_id=coll.id, name=str(uid), uid=uid, created_at=utcnow(),
-                            internaldate=internaldate or utcnow(), flags=flag_text)
+                            internaldate=internaldate or utcnow(),
+                            flags=" ".join(keywords if private else wanted), **_index_columns(cache))
                 self._apply_body(s, item, stored, sha, "message/rfc822", index)
                 s.add(item)
                 item.modseq = self._record_change(s, coll, item.name, uid, "created")
                 s.flush()  # makes the Blob row visible to the next mailbox's refcount update
+                _index_rows(s, item.id, cache)
+                if private and system:
+                    s.add(MailUserFlags(item_id=item.id, principal_id=actor, collection_id=coll.id,
+                                        flags=" ".join(system), modseq=item.modseq))
                 items[mailbox_id] = item
             self._fault("before_commit")
         return items

@@ -13,6 +13,7 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -172,6 +173,9 @@ class Collection(Base):
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    # --- IMAP \Recent (RFC 3501 2.3.2; issue 5, migration 0004): messages with a UID above this
+    # are recent; the first session to SELECT claims them by raising it, atomically, in the database.
+    recent_uid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Blob(Base):
@@ -214,6 +218,14 @@ class Item(Base):
     recurring: Mapped[bool] = mapped_column(Boolean, default=False)
     fn: Mapped[str] = mapped_column(String(512), default="")
     emails: Mapped[str] = mapped_column(Text, default="")
+    # vCard search columns (kantoor.storage.card_search): folded values between newlines;
+    # NULL = not indexed (not a vCard, or stored before indexing): always a query candidate.
+    card_fn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_n: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_email: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_tel: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_nickname: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_org: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Message index columns.
     internaldate: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
     flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, system flags first
@@ -221,6 +233,62 @@ class Item(Base):
     from_addr: Mapped[str] = mapped_column(Text, default="")
     to_addr: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(998), default="")
+    # --- IMAP message cache (issue 5, migration 0004): computed once at delivery, NULL for
+    # messages stored before 0004 (filled in lazily on first use). The wire form of
+    # ENVELOPE / BODYSTRUCTURE / BODY, as Dovecot keeps them in its index cache, so FETCH
+    # writes them without opening the body; sent_date is the Date header's own calendar day
+    # (SEARCH SENTBEFORE/SENTON/SENTSINCE, RFC 3501 6.4.4).
+    imap_envelope: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    imap_bodystructure: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    imap_body: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    sent_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+
+# --- IMAP mail index tables (issue 5, migration 0004) ----------------------------------------
+# CONDSTORE and IDLE refreshes ask "which messages changed after modseq n" (RFC 7162 3.1).
+Index("ix_items_collection_modseq", Item.collection_id, Item.modseq)
+# Flag tests (SELECT's unseen count, SEARCH SEEN …, EXPUNGE's \\Deleted) read this index alone instead of rows
+# that may hold a 16 KiB inline body before the flags column (SQLite reads a row up to the column it needs).
+Index("ix_items_mail_flags", Item.collection_id, Item.uid, Item.flags, Item.modseq)
+# Messages stored before migration 0004 still to be indexed: a partial index holds just those, so checking
+# "anything left to index?" costs nothing once a mailbox is done.
+Index("ix_items_unindexed_mail", Item.collection_id, sqlite_where=Item.imap_envelope.is_(None),
+      postgresql_where=Item.imap_envelope.is_(None))
+
+
+class MessageHeader(Base):
+    """One header field of a message, decoded (RFC 2047) and lower-cased: SEARCH HEADER/FROM/TO/CC/BCC/SUBJECT
+    run as SQL over these rows (RFC 3501 6.4.4 matches case-insensitive substrings)."""
+
+    __tablename__ = "message_headers"
+    __table_args__ = (Index("ix_message_headers_item_name", "item_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))  # lower-case field name
+    value: Mapped[str] = mapped_column(Text, default="")  # decoded, lower-case, capped
+
+
+class MessageText(Base):
+    """The decoded text parts of a message (MIME transfer encoding and charset undone, lower-cased,
+    capped): SEARCH BODY/TEXT run as SQL over it instead of reading every body."""
+
+    __tablename__ = "message_texts"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+
+
+class MailUserFlags(Base):
+    """System flags (\\Seen \\Answered \\Flagged \\Deleted \\Draft) of one user on one message of a
+    mailbox that user does not own (a group mailbox, a folder shared with them): each reader has their own.
+    ``modseq`` is when this user's flags last changed (their CONDSTORE view, RFC 7162)."""
+
+    __tablename__ = "mail_user_flags"
+    __table_args__ = (Index("ix_mail_user_flags_view", "collection_id", "principal_id", "modseq"),)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    flags: Mapped[str] = mapped_column(Text, default="")
+    modseq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Grant(Base):
@@ -337,4 +405,18 @@ class OutboundMessage(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
     dsn_envid: Mapped[str] = mapped_column(String(100), default="")
     dsn_ret: Mapped[str] = mapped_column(String(8), default="")  # FULL|HDRS
+    # RFC 3461 per recipient: JSON {address: {"notify": "SUCCESS,FAILURE", "orcpt": "rfc822;a@b"}}.
+    dsn_recipients: Mapped[str] = mapped_column(Text, default="{}")
+    delay_notified: Mapped[bool] = mapped_column(Boolean, default=False)  # the one "delayed" DSN was sent
+    smtputf8: Mapped[bool] = mapped_column(Boolean, default=False)  # received with MAIL … SMTPUTF8 (RFC 6531)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class ServerNotice(Base):
+    """A notice the server mailed to an account (e.g. "mailbox almost full"), kept so it is sent once
+    until its cause goes away (the row is then removed)."""
+
+    __tablename__ = "server_notices"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)

@@ -9,20 +9,33 @@ IMMEDIATE) already serialises claims. Results are recorded only by the worker
 that still holds the claim, so a message whose lease ran out and was taken over
 by another process is never recorded twice. A permanent failure and the bounce
 it causes are written in ONE transaction: no bounce is lost, none is doubled.
+
+Mail the server itself sends (delivery reports, warnings, later invitations and
+sign-up confirmations) enters the same queue through :func:`server_mail` /
+:meth:`OutboundMixin.send_server_mail`: From the server's address, the null
+envelope sender, DKIM-signed at delivery like every other outbound message.
+A *notice* (``ServerNotice``) is a server mail sent once per account and cause,
+until the cause is cleared; the row and the mail are written together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
+import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kantoor.config import Settings
 from kantoor.storage.errors import NotFound
-from kantoor.storage.models import Blob, OutboundMessage, utcnow
+from kantoor.storage.models import Account, Blob, OutboundMessage, Plan, ServerNotice, Usage, utcnow
 from kantoor.storage.transactions import Body, StoreBase
 
 QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
@@ -39,6 +52,43 @@ class NewOutbound:
     expires_in: dt.timedelta = dt.timedelta(days=5)
     dsn_envid: str = ""
     dsn_ret: str = ""
+    dsn_recipients: dict[str, dict[str, str]] = field(default_factory=dict)  # see OutboundMessage
+    smtputf8: bool = False
+
+
+def dsn_requests_of(message: OutboundMessage) -> dict[str, dict[str, str]]:
+    """What each recipient's sender asked for under RFC 3461 (address → {"notify", "orcpt"})."""
+    value = json.loads(message.dsn_recipients or "{}")
+    return value if isinstance(value, dict) else {}
+
+
+def server_from_address(settings: Settings) -> str:
+    """The From address of mail the server itself sends."""
+    return settings.delivery.server_from.strip() or f"postmaster@{settings.server.mail_domain}"
+
+
+def server_mail(settings: Settings, recipients: list[str], message: EmailMessage | bytes,
+                display_name: str = "Mail Delivery System") -> NewOutbound:
+    """The queue entry for a message the server sends: From the server's address (unless the message
+    has a From), a Date and Message-ID, the null envelope sender so no report loops back
+    (RFC 5321 section 4.5.5, RFC 3834 section 3.3)."""
+    head = (message.as_bytes(policy=SMTP) if isinstance(message, EmailMessage) else message)
+    present = {line.split(b":", 1)[0].strip().lower()
+               for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in line}
+    sender = server_from_address(settings)
+    domain = sender.rpartition("@")[2] or settings.server.hostname
+    added = []
+    if b"from" not in present:
+        added.append(f"From: {email.utils.formataddr((display_name, sender))}")
+    if b"date" not in present:
+        added.append(f"Date: {email.utils.format_datetime(email.utils.localtime())}")
+    if b"message-id" not in present:
+        added.append(f"Message-ID: <{secrets.token_hex(16)}@{domain}>")
+    if b"auto-submitted" not in present:
+        added.append("Auto-Submitted: auto-generated")
+    body = "".join(f"{line}\r\n" for line in added).encode("utf-8") + head
+    return NewOutbound("", list(recipients), body,
+                       expires_in=dt.timedelta(seconds=settings.delivery.expire_seconds))
 
 
 def recipients_of(message: OutboundMessage) -> list[str]:
@@ -66,7 +116,9 @@ class OutboundMixin(StoreBase):
             blob_sha256=stored.blob_sha256, inline_body=stored.inline, size=stored.size,
             account_id=message.account_id, state=QUEUED, attempts=0, next_attempt_at=now,
             expires_at=now + message.expires_in, last_error="", claimed_by="", claimed_until=None,
-            dsn_envid=message.dsn_envid, dsn_ret=message.dsn_ret, created_at=now)
+            dsn_envid=message.dsn_envid, dsn_ret=message.dsn_ret,
+            dsn_recipients=json.dumps(message.dsn_recipients), delay_notified=False, smtputf8=message.smtputf8,
+            created_at=now)
         s.add(row)
         s.flush()
         return row
@@ -117,9 +169,10 @@ class OutboundMixin(StoreBase):
         return row
 
     def defer_outbound(self, message_id: int, worker: str, remaining: Iterable[str], error: str,
-                       retry_at: dt.datetime, bounce: NewOutbound | None = None) -> bool:
+                       retry_at: dt.datetime, bounce: NewOutbound | None = None, delay_notified: bool = False) -> bool:
         """After an attempt with temporary failures: keep ``remaining`` recipients, try again at ``retry_at``
-        (and queue ``bounce`` about recipients that failed for good, in the same transaction)."""
+        (and queue ``bounce`` — a report on this attempt — in the same transaction; ``delay_notified``
+        records that it announced the delay, which is done once)."""
         stored = self._store_body(bounce.body, None)[0] if bounce is not None else None
         with self.write() as s:
             row = self._claimed(s, message_id, worker)
@@ -131,6 +184,7 @@ class OutboundMixin(StoreBase):
             row.next_attempt_at = retry_at
             row.claimed_by = ""
             row.claimed_until = None
+            row.delay_notified = row.delay_notified or delay_notified
             if bounce is not None and stored is not None:
                 self._add_outbound(s, bounce, stored)
         return True
@@ -173,6 +227,48 @@ class OutboundMixin(StoreBase):
             row.claimed_by = ""
             row.claimed_until = None
         return True
+
+    # ------------------------------------------------------------------ mail from the server
+    def send_server_mail(self, message: NewOutbound) -> OutboundMessage:
+        """Queue a message the server sends (made by :func:`server_mail`)."""
+        return self.enqueue_outbound(message)
+
+    def send_notice_once(self, account_id: int, kind: str, message: NewOutbound) -> bool:
+        """Queue ``message`` unless this account already has a ``kind`` notice outstanding; the notice
+        row and the queued mail commit together, so two processes never both send it."""
+        stored, _sha, _ = self._store_body(message.body, None)
+        try:
+            with self.write() as s:
+                if s.get(ServerNotice, (account_id, kind)) is not None:
+                    return False
+                s.add(ServerNotice(account_id=account_id, kind=kind, sent_at=utcnow()))
+                s.flush()
+                self._add_outbound(s, message, stored)
+        except IntegrityError:
+            return False  # another process sent it a moment ago
+        return True
+
+    def clear_notices(self, kind: str, account_ids: Iterable[int]) -> None:
+        """The cause is gone: the next time it happens, the notice goes out again."""
+        ids = list(account_ids)
+        if not ids:
+            return
+        with self.write() as s:
+            s.execute(delete(ServerNotice).where(ServerNotice.kind == kind, ServerNotice.account_id.in_(ids)))
+
+    def mail_usage_for_notice(self, kind: str, percent: int) -> list[tuple[int, str, int, int, bool]]:
+        """(account id, login, mail bytes used, capacity, notice outstanding) for every account at or over
+        ``percent`` of its plan's mail capacity, and every account with an outstanding ``kind`` notice."""
+        used = func.coalesce(Usage.bytes, 0)
+        query = (select(Account.id, Account.login, used, Plan.mail_bytes, ServerNotice.account_id)
+                 .join(Plan, Plan.name == Account.plan)
+                 .outerjoin(Usage, and_(Usage.owner_id == Account.principal_id, Usage.tool == "mail"))
+                 .outerjoin(ServerNotice, and_(ServerNotice.account_id == Account.id, ServerNotice.kind == kind))
+                 .where(or_(and_(Plan.mail_bytes > 0, used * 100 >= Plan.mail_bytes * percent),
+                            ServerNotice.account_id.is_not(None))))
+        with self.read() as s:
+            return [(int(a), str(login), int(u), int(cap), notice is not None)
+                    for a, login, u, cap, notice in s.execute(query)]
 
     # ------------------------------------------------------------------ administration
     def retry_outbound(self, message_id: int) -> OutboundMessage:

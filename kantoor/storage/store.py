@@ -39,11 +39,12 @@ from kantoor.storage.names import (
 from kantoor.storage.outbound import OutboundMixin
 from kantoor.storage.policies import AccessPolicy, QuotaPolicy
 from kantoor.storage.properties import PropertiesMixin
+from kantoor.storage.shared_calendars import SharedCalendarsMixin
 from kantoor.storage.upkeep import UpkeepMixin
 
 
 class Store(AccountsMixin, GroupsMixin, ContainersMixin, ItemsMixin, MailMixin, GrantsMixin, DriveMixin,
-            PropertiesMixin, CalendarsMixin, UpkeepMixin, OutboundMixin,
+            PropertiesMixin, CalendarsMixin, SharedCalendarsMixin, UpkeepMixin, OutboundMixin,
             LocksMixin, ImapStateMixin):
     """Accounts, groups, collections, items, messages, grants and blobs, on one write path."""
 

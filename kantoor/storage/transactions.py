@@ -8,18 +8,21 @@ notification code. See :mod:`kantoor.storage.store` for the invariant.
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, bindparam, insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kantoor.storage.blobs import BlobStore, StoredBlob
 from kantoor.storage.database import WRITE_OPTION, is_sqlite
 from kantoor.storage.errors import NotFound
-from kantoor.storage.indexing import ItemIndex
+from kantoor.storage.indexing import ItemIndex, card_columns
 from kantoor.storage.models import (
     Blob,
     Change,
@@ -29,6 +32,37 @@ from kantoor.storage.models import (
 )
 from kantoor.storage.notify import CHANNEL, ChangeEvent, Notifier
 from kantoor.storage.policies import AccessPolicy, QuotaPolicy, SystemOnly, Unlimited
+
+# One writer gate per SQLite engine (every Store on it shares it). SQLite admits one
+# writer at a time; a thread whose BEGIN IMMEDIATE finds the lock taken is parked in
+# SQLite's busy handler, which polls with sleeps of up to 100 ms, so eight concurrent
+# PUTs spent half their time asleep (py-spy, bench/webdav.py). Queueing this process's
+# writers on a Python lock first wakes the next one the moment the previous commits;
+# the busy timeout still arbitrates between processes.
+_WRITE_GATES: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITE_GATES_LOCK = threading.Lock()
+
+
+def _write_gate(engine: Engine) -> threading.RLock:
+    with _WRITE_GATES_LOCK:
+        gate = _WRITE_GATES.get(engine)
+        if gate is None:
+            gate = _WRITE_GATES[engine] = threading.RLock()
+        return gate
+
+
+_COLLECTION_BY_ID = select(Collection).where(Collection.id == bindparam("id"))
+_COLLECTION_BY_ID_FOR_UPDATE = _COLLECTION_BY_ID.with_for_update()
+_INSERT_CHANGE = insert(Change.__table__)
+
+
+@dataclass
+class _SharedRead:
+    """The read session a thread's request_scope() shares, and how many read() blocks use it now."""
+
+    session: Session | None = None
+    depth: int = 0
+    stale: bool = False  # a write happened while a read block held it: end it after that block
 
 
 @dataclass(frozen=True)
@@ -58,6 +92,9 @@ class StoreBase:
         self.inline_limit = inline_limit
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._is_sqlite = is_sqlite(engine)
+        self._write_gate = _write_gate(engine) if self._is_sqlite else None
+        # Open request_scope()s by thread id (see _SharedRead).
+        self._scopes: dict[int, _SharedRead] = {}
         # Test seam: called with a stage name during writes ("after_blob_write");
         # raising from it simulates a crash half-way through a write.
         self.fault_hook: Callable[[str], None] | None = None
@@ -65,6 +102,22 @@ class StoreBase:
     # ------------------------------------------------------------------ sessions
     @contextmanager
     def read(self) -> Iterator[Session]:
+        shared = self._scopes.get(threading.get_ident())
+        if shared is not None:
+            # Inside request_scope(): every read of this request shares one session.
+            if shared.session is None:
+                shared.session = self._sessions(autoflush=False)
+            shared.depth += 1
+            try:
+                yield shared.session
+            except SQLAlchemyError:
+                shared.stale = True  # a failed statement may have ended the transaction: start afresh
+                raise
+            finally:
+                shared.depth -= 1
+                if shared.depth == 0 and shared.stale:
+                    self.end_shared_read()
+            return
         session = self._sessions()
         try:
             yield session
@@ -74,20 +127,63 @@ class StoreBase:
             session.close()
 
     @contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """Let every ``read()`` of this thread until the block ends share one session.
+
+        An HTTP request of a DAV client makes a handful of small reads (credentials,
+        path, locks); a session each cost as much as the queries (py-spy,
+        bench/webdav.py). The shared read transaction ends at the next ``write()``
+        of the thread (so what is read after a write sees it), at
+        :meth:`end_shared_read` and when the block ends; objects read stay usable
+        after that, as with ``read()``. The block may end in another thread (a
+        WSGI response closed by the server), so scopes are kept by thread id.
+        """
+        thread = threading.get_ident()
+        if thread in self._scopes:
+            yield  # already inside one
+            return
+        shared = self._scopes[thread] = _SharedRead()
+        try:
+            yield
+        finally:
+            self._scopes.pop(thread, None)
+            if shared.session is not None:
+                shared.session.close()
+
+    def end_shared_read(self) -> None:
+        """End this thread's shared read transaction now (the next read starts a new one)."""
+        shared = self._scopes.get(threading.get_ident())
+        if shared is None or shared.session is None:
+            return
+        if shared.depth:
+            shared.stale = True  # called inside a read block: that block keeps its session
+            return
+        shared.session.close()
+        shared.session, shared.stale = None, False
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction; change events are published after commit."""
-        session = self._sessions()
-        session.connection(execution_options={WRITE_OPTION: True})
-        events: list[ChangeEvent] = []
-        session.info["events"] = events
+        self.end_shared_read()
+        gate = self._write_gate
+        if gate is not None:
+            gate.acquire()
         try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+            session = self._sessions()
+            events: list[ChangeEvent] = []
+            session.info["events"] = events
+            try:
+                session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
         finally:
-            session.close()
+            if gate is not None:
+                gate.release()
         for event in events:
             self.notifier.publish(event)
 
@@ -99,10 +195,8 @@ class StoreBase:
     def _locked_collection(self, s: Session, collection_id: int) -> Collection:
         # FOR UPDATE serialises modseq/UID allocation on PostgreSQL; SQLite's
         # BEGIN IMMEDIATE already holds the database write lock.
-        query = select(Collection).where(Collection.id == collection_id)
-        if not self._is_sqlite:
-            query = query.with_for_update()
-        coll = s.scalar(query)
+        # (Statements built once: every item write starts here.)
+        coll = s.scalar(_COLLECTION_BY_ID if self._is_sqlite else _COLLECTION_BY_ID_FOR_UPDATE, {"id": collection_id})
         if coll is None:
             raise NotFound(f"no collection {collection_id}")
         return coll
@@ -110,7 +204,10 @@ class StoreBase:
     def _record_change(self, s: Session, coll: Collection, name: str, uid: int | None, kind: str) -> int:
         coll.modseq += 1
         coll.updated_at = utcnow()
-        s.add(Change(collection_id=coll.id, modseq=coll.modseq, item_name=name, item_uid=uid, kind=kind))
+        # A plain INSERT, not an ORM object (nothing uses one): an object less in the flush
+        # was ~10% of a small PUT's write transaction (cProfile).
+        s.connection().execute(_INSERT_CHANGE, {"collection_id": coll.id, "modseq": coll.modseq, "item_name": name,
+                                                "item_uid": uid, "kind": kind})
         event = ChangeEvent(collection_id=coll.id, owner_id=coll.owner_id, kind=kind, modseq=coll.modseq,
                             item_name=name, item_uid=uid)
         s.info["events"].append(event)
@@ -156,6 +253,8 @@ class StoreBase:
         item.recurring = index.recurring
         item.fn = index.fn
         item.emails = " ".join(index.emails)
+        for column, value in card_columns(index).items():
+            setattr(item, column, value)
         item.subject = index.subject
         item.from_addr = index.from_addr
         item.to_addr = index.to_addr

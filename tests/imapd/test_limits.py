@@ -92,3 +92,15 @@ def test_idle_connection_is_logged_out(policy_server) -> None:  # type: ignore[n
         assert stream.readline().startswith(b"* BYE")
         assert stream.readline() == b""
         assert 3 < time.monotonic() - started < 20
+
+
+def test_mailbox_names_must_be_canonical_modified_utf7_rfc3501_5_1_3(raw, user) -> None:  # type: ignore[no-untyped-def]
+    session = raw(user)
+    for bad in ("&Jjo", "&AGE-", "Caf\u00e9"):  # unterminated shift, ASCII in base64, raw 8-bit
+        data = b'CREATE "' + bad.encode("utf-8") + b'"'
+        reply = session.command(data)
+        assert reply[-1].split()[1] in (b"NO", b"BAD"), (bad, reply)
+    assert session.command('CREATE "Caf&AOk-/&ZeVnLIqe-"')[-1].split()[1] == b"OK"
+    listed = session.command('LIST "" "Caf*"')
+    assert b'"Caf&AOk-"' in listed[0] and b'"Caf&AOk-/&ZeVnLIqe-"' in listed[1]
+    assert session.command('RENAME "Caf&AOk-" "&AGE-"')[-1].split()[1] == b"NO"

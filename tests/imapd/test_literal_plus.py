@@ -68,7 +68,7 @@ def test_enable_unselect_namespace_and_id(raw, user, folder) -> None:  # type: i
     session = raw(user)
     assert session.command("ENABLE")[-1].split()[1] == b"BAD"
     assert session.command("ENABLE X-NOTHING")[0] == b"* ENABLED"
-    assert session.command("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+    assert session.command("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))'
     assert session.command('ID ("name" "test")')[0].startswith(b"* ID (")
     session.command(f'SELECT "{folder}"')
     assert session.command("UNSELECT")[-1].split()[1] == b"OK"

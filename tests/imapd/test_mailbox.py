@@ -20,7 +20,7 @@ def test_select_reports_exists_uidvalidity_uidnext_and_flags(connect, fresh_user
     assert typ == "OK" and data == [b"1"]
     assert int(untagged(client, "UIDVALIDITY")[0]) > 0
     assert untagged(client, "UIDNEXT") == [b"2"]
-    assert untagged(client, "RECENT") == [b"0"]
+    assert untagged(client, "RECENT") == [b"1"]  # the first SELECT after delivery (RFC 3501 2.3.2)
     assert b"\\Seen" in untagged(client, "FLAGS")[0]
     assert b"\\*" in untagged(client, "PERMANENTFLAGS")[0]
     assert untagged(client, "READ-WRITE")

@@ -45,7 +45,8 @@ def _argument(word: str) -> bytes:
     (("ANSWERED",), "1"), (("UNANSWERED",), "2 3"), (("DELETED",), "3"), (("UNDELETED",), "1 2"),
     (("DRAFT",), "3"), (("UNDRAFT",), "1 2"), (("FLAGGED",), "2"), (("UNFLAGGED",), "1 3"),
     (("SEEN",), "1"), (("UNSEEN",), "2 3"), (("KEYWORD", "$Work"), "2"), (("UNKEYWORD", "$work"), "1 3"),
-    (("NEW",), ""), (("RECENT",), ""), (("OLD",), "1 2 3"),
+    # EXAMINE shows new mail as \Recent without taking it (RFC 3501 2.3.2, 6.3.2); NEW = RECENT UNSEEN.
+    (("NEW",), "2 3"), (("RECENT",), "1 2 3"), (("OLD",), ""), (("NOT", "RECENT"), ""),
     (("FROM", "jürgen"), "1"), (("FROM", "example.net"), "2"), (("TO", "jurgen"), "2"),
     (("CC", "boss"), "1"), (("BCC", "hidden"), "3"), (("SUBJECT", "GRÜSSE"), ""), (("SUBJECT", "grüße"), "1"),
     (("HEADER", "X-Project", "kant"), "1"), (("BODY", "longer"), "2"), (("TEXT", "lunch"), "2"),

@@ -104,3 +104,41 @@ def test_feature_gates_follow_the_plan(tiny_core) -> None:  # type: ignore[no-un
     # Moving to a higher plan raises the limits at once.
     tiny_core.store.update_account(free.login, plan="standard")
     assert tiny_core.quota.allows(tiny_core.store.get_account(free.login), "imap")
+
+
+def test_a_plan_change_by_another_process_counts_from_the_next_write(tiny_core, open_test_core) -> None:  # type: ignore[no-untyped-def]
+    """reserve() reads the capacity in its own UPDATE: nothing cached survives a plan change."""
+    account = tiny_core.store.create_account("grow@example.org", "", "tiny")
+    root = _root(tiny_core, account)
+    tiny_core.store.put_item(root.id, "a", b"x" * 90_000, "application/octet-stream", actor=account.principal_id)
+    with pytest.raises(QuotaExceeded):
+        tiny_core.store.put_item(root.id, "b", b"x" * 20_000, "application/octet-stream",
+                                 actor=account.principal_id)
+    # A second core on the same database: another `kantoor` process, changing the plan.
+    other = open_test_core(_tiny)
+    other.store.update_account(account.login, plan="standard")
+    tiny_core.store.put_item(root.id, "b", b"x" * 20_000, "application/octet-stream", actor=account.principal_id)
+    other.store.update_account(account.login, plan="tiny")
+    with pytest.raises(QuotaExceeded) as info:
+        tiny_core.store.put_item(root.id, "c", b"x", "application/octet-stream", actor=account.principal_id)
+    assert (info.value.used, info.value.capacity, info.value.requested) == (110_000, 100_000, 1)
+    # Shrinking is always allowed, also over the capacity.
+    tiny_core.store.delete_item(root.id, "b", actor=account.principal_id)
+    assert tiny_core.store.usage(account.principal_id)["documents"] == 90_000
+
+
+def test_a_group_follows_its_administrators_plan_change(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    admin = tiny_core.store.create_account("lead@example.org", "", "tiny")
+    group = tiny_core.store.create_group("Band", admin.login)
+    drive = tiny_core.store.find_collection(group.principal_id, "folder", "", admin.principal_id)
+    with pytest.raises(QuotaExceeded):
+        tiny_core.store.put_item(drive.id, "big", b"x" * 150_000, "application/octet-stream",
+                                 actor=admin.principal_id)
+    tiny_core.store.update_account(admin.login, plan="standard")
+    tiny_core.store.put_item(drive.id, "big", b"x" * 150_000, "application/octet-stream", actor=admin.principal_id)
+    assert tiny_core.store.usage(group.principal_id)["documents"] == 150_000
+
+
+def test_reserving_for_an_owner_that_does_not_exist_fails_loudly(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LookupError), tiny_core.store.write() as s:
+        tiny_core.quota.reserve(s, 999_999, "documents", 1)

@@ -122,6 +122,8 @@ class Delivered:
     rcpt_tos: list[str]
     content: bytes
     tls: bool
+    mail_options: list[str] = field(default_factory=list)
+    rcpt_options: dict[str, list[str]] = field(default_factory=dict)  # recipient → its RCPT parameters
 
 
 @dataclass
@@ -130,6 +132,17 @@ class FakeMXHandler:
     held: set[str] = field(default_factory=set)
     received: list[Delivered] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hidden: set[str] = field(default_factory=set)  # EHLO keywords not to offer (e.g. "8BITMIME")
+    dsn: bool = False  # offer DSN (RFC 3461) and accept its parameters
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        kept = [r for r in responses if r[4:].split(" ")[0].upper() not in self.hidden]
+        if self.dsn:
+            kept.insert(-1, "250-DSN")
+        last = kept[-1][4:]
+        return [f"250-{r[4:]}" for r in kept[:-1]] + [f"250 {last}"]
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -140,13 +153,33 @@ class FakeMXHandler:
             if replies:
                 return replies.pop(0)
         envelope.rcpt_tos.append(address)
+        per_rcpt = getattr(envelope, "per_rcpt", {})
+        per_rcpt[address] = list(rcpt_options)
+        envelope.per_rcpt = per_rcpt  # type: ignore[attr-defined]
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
             self.received.append(Delivered(envelope.mail_from or "", list(envelope.rcpt_tos),
-                                           envelope.original_content or b"", session.ssl is not None))
+                                           envelope.original_content or b"", session.ssl is not None,
+                                           list(envelope.mail_options), dict(getattr(envelope, "per_rcpt", {}))))
         return "250 2.0.0 Accepted by the fake MX"
+
+
+class FakeSMTP(SMTP):
+    """aiosmtpd's SMTP taking the DSN parameters when the handler offers DSN (aiosmtpd refuses them)."""
+
+    def _getparams(self, params):  # type: ignore[no-untyped-def]
+        result = super()._getparams(params)
+        if result is not None and getattr(self.event_handler, "dsn", False):
+            for key in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(key, None)
+        return result
+
+
+class FakeController(Controller):
+    def factory(self) -> SMTP:
+        return FakeSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def free_port() -> int:
@@ -155,13 +188,127 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_on_both() -> int:
+    """A port free on 127.0.0.1 and on ::1 (two fake MX hosts with one port number, told apart by address)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET6) as sock:
+            try:
+                sock.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free on both loopback addresses")
+
+
+# ---------------------------------------------------------------- a fake DNS zone
+class FakeZone:
+    """An authoritative DNS server for test zones on 127.0.0.1 (UDP and TCP), built on dnspython's
+    message API. ``records[(name, type)] = [rdata text, …]``; a name in ``servfail`` gets SERVFAIL;
+    a name with no record of any type is NXDOMAIN, one with other types gets an empty answer."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.servfail: set[str] = set()
+        self.lock = threading.Lock()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        for target in (self._serve_udp, self._serve_tcp):
+            threading.Thread(target=target, daemon=True).start()
+
+    def add(self, name: str, rtype: str, *values: str) -> None:
+        with self.lock:
+            self.records.setdefault((name.lower().rstrip(".") + ".", rtype.upper()), []).extend(values)
+
+    def answer(self, wire: bytes) -> bytes | None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:  # noqa: BLE001 - not a DNS query: no answer
+            return None
+        if len(query.question) != 1:
+            return None
+        response = dns.message.make_response(query)
+        response.flags |= 0x0400  # AA: this server is the authority for the fake zone
+        question = query.question[0]
+        name = question.name.to_text().lower()
+        rtype = dns.rdatatype.to_text(question.rdtype)
+        with self.lock:
+            if name.rstrip(".") in self.servfail:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                return response.to_wire()
+            values = self.records.get((name, rtype))
+            known = any(n == name for n, _ in self.records)
+        if values:
+            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", rtype, values))
+        elif not known:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        return response.to_wire(max_size=65535)
+
+    def _serve_udp(self) -> None:
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(4096)
+            except OSError:
+                return
+            reply = self.answer(data)
+            if reply is not None:
+                self.udp.sendto(reply, peer)
+
+    def _serve_tcp(self) -> None:
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    size = int.from_bytes(conn.recv(2), "big")
+                    data = b""
+                    while len(data) < size:
+                        chunk = conn.recv(size - len(data))
+                        if not chunk:
+                            break
+                        data += chunk
+                    reply = self.answer(data)
+                    if reply is not None:
+                        conn.sendall(len(reply).to_bytes(2, "big") + reply)
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self.udp.close()
+        self.tcp.close()
+
+
+@pytest.fixture(scope="module")
+def zone() -> Iterator[FakeZone]:
+    """A fake DNS zone for this test module; point a server at it with
+    ``KANTOOR_DELIVERY_DNS_NAMESERVERS=f"127.0.0.1:{zone.port}"``."""
+    fake = FakeZone()
+    yield fake
+    fake.close()
+
+
 class FakeMX:
-    def __init__(self, **smtp_kwargs: Any) -> None:
-        """``smtp_kwargs`` go to aiosmtpd's SMTP (tls_context, require_starttls, authenticator …)."""
-        self.handler = FakeMXHandler()
-        self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True,
-                                     decode_data=False, **smtp_kwargs)
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, hidden: set[str] | None = None,
+                 dsn: bool = False, **smtp_kwargs: Any) -> None:
+        """``smtp_kwargs`` go to aiosmtpd's SMTP (tls_context, require_starttls, authenticator …);
+        ``hidden`` EHLO keywords are not offered; ``dsn`` offers DSN."""
+        self.handler = FakeMXHandler(hidden={h.upper() for h in hidden or ()}, dsn=dsn)
+        self.port = port or free_port()
+        self.controller = FakeController(self.handler, hostname=host, port=self.port, enable_SMTPUTF8=True,
+                                         decode_data=False, **smtp_kwargs)
 
     def start(self) -> FakeMX:
         self.controller.start()
@@ -189,6 +336,27 @@ def fake_mx() -> Iterator[FakeMX]:
     mx = FakeMX().start()
     yield mx
     mx.stop()
+
+
+@pytest.fixture(scope="module")
+def make_module_fake_mx() -> Iterator[Callable[..., FakeMX]]:
+    """``make_module_fake_mx(**kwargs)``: a fake MX (see ``FakeMX``) that lives until the module ends."""
+    started: list[FakeMX] = []
+
+    def make(**kwargs: Any) -> FakeMX:
+        mx = FakeMX(**kwargs).start()
+        started.append(mx)
+        return mx
+
+    yield make
+    for mx in started:
+        mx.stop()
+
+
+@pytest.fixture(scope="module")
+def port_on_both_loopbacks() -> int:
+    """One port number free on 127.0.0.1 and on ::1, for this module."""
+    return free_port_on_both()
 
 
 @pytest.fixture

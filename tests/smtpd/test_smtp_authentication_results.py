@@ -4,66 +4,19 @@ and DMARC (RFC 7489), looked up in a fake zone served by a DNS server in the tes
 from __future__ import annotations
 
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import dkim
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-class FakeZone:
-    """A UDP DNS server answering from ``records[(name, type)] = [text, …]``; everything else is NXDOMAIN."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list[str]] = {}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            try:
-                query = dns.message.from_wire(data)
-            except Exception:  # noqa: BLE001 - not a query
-                continue
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text().lower()
-            rtype = dns.rdatatype.to_text(question.rdtype)
-            answers = self.records.get((name, rtype))
-            if answers:
-                response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", rtype, answers))
-            elif not any(n == name for n, _ in self.records):
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), peer)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
-def zone() -> Iterator[FakeZone]:
-    fake = FakeZone()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture(scope="module")
-def signing_key(zone: FakeZone) -> bytes:
-    """sender.test: SPF allows 127.0.0.1, a DKIM key, DMARC p=reject; liar.test: SPF allows nobody."""
+def signing_key(zone: Any) -> bytes:
+    """sender.test: SPF allows 127.0.0.1, a DKIM key, DMARC p=reject; liar.test: SPF allows nobody;
+    soft.test: SPF ~all (softfail), DMARC p=none."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
@@ -79,12 +32,14 @@ def signing_key(zone: FakeZone) -> bytes:
         ("_dmarc.sender.test.", "TXT"): ['"v=DMARC1; p=reject"'],
         ("liar.test.", "TXT"): ['"v=spf1 -all"'],
         ("_dmarc.liar.test.", "TXT"): ['"v=DMARC1; p=reject"'],
+        ("soft.test.", "TXT"): ['"v=spf1 ip4:192.0.2.1 ~all"'],
+        ("_dmarc.soft.test.", "TXT"): ['"v=DMARC1; p=none"'],
     })
     return pem
 
 
 @pytest.fixture(scope="module")
-def mx_server(zone: FakeZone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def mx_server(zone: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from harness import launch_server
 
     proc = launch_server(tmp_path_factory.mktemp("authres") / "data",
@@ -133,3 +88,28 @@ def test_forged_sender_fails_spf_and_dmarc_and_a_forged_header_is_removed_rfc860
     results = _auth_results(mail.received(login, password, subject))
     assert "spf=fail" in results and "dmarc=fail" in results, results
     assert "dkim=none" in results or "dkim=fail" in results, results
+
+
+def test_spf_softfail_is_reported_rfc7208_section_2_6_5(mx_server, mail_for, signing_key) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(mx_server)
+    login, password = mx_server.make_user()
+    subject = mail.unique("soft-")
+    with mail.mx() as client:
+        assert client.sendmail("news@soft.test", [login], _message("news@soft.test", subject)) == {}
+    results = _auth_results(mail.received(login, password, subject))
+    assert "spf=softfail" in results, results
+    assert "dmarc=fail" in results, results  # no aligned pass from SPF or DKIM
+
+
+def test_altered_signed_mail_fails_dkim_rfc6376_section_6_1_3(mx_server, mail_for, signing_key) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(mx_server)
+    login, password = mx_server.make_user()
+    subject = mail.unique("altered-")
+    message = _message("alice@sender.test", subject)
+    signed = dkim.sign(message, b"sel", b"sender.test", signing_key, include_headers=[b"from", b"subject"]) + message
+    tampered = signed.replace(b"Hello.", b"Send money.")  # the body hash no longer matches
+    with mail.mx() as client:
+        assert client.sendmail("alice@sender.test", [login], tampered) == {}
+    results = _auth_results(mail.received(login, password, subject))
+    assert "dkim=fail" in results, results
+    assert "spf=pass" in results and "dmarc=pass" in results, results  # SPF alone is aligned

@@ -5,6 +5,31 @@ from __future__ import annotations
 import smtplib
 import socket
 import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import launch_server
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server that gives up on a silent client after one second."""
+    proc = launch_server(tmp_path_factory.mktemp("impatient") / "data", KANTOOR_LIMITS_SMTP_TIMEOUT_SECONDS="1")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _dialogue(sock: socket.socket, reader: Any, lines: list[bytes]) -> bytes:
+    """Send each command, read its (possibly multi-line) reply; returns the last reply line."""
+    reply = b""
+    for line in lines:
+        sock.sendall(line + b"\r\n")
+        while (reply := reader.readline())[3:4] == b"-":
+            pass
+    return reply
 
 
 def test_garbage_command_is_500_and_the_session_continues(mail) -> None:  # type: ignore[no-untyped-def]
@@ -17,14 +42,67 @@ def test_garbage_command_is_500_and_the_session_continues(mail) -> None:  # type
         assert client.noop()[0] == 250
 
 
-def test_commands_out_of_sequence_are_503(server, mail) -> None:  # type: ignore[no-untyped-def]
+def test_commands_out_of_sequence_are_503_5_5_1_rfc5321_section_4_1_4(server, mail) -> None:  # type: ignore[no-untyped-def]
     with smtplib.SMTP(server.host, server.ports["smtp"], timeout=30) as client:
-        assert client.docmd("MAIL", "FROM:<a@example.org>")[0] == 503  # before EHLO
+        code, text = client.docmd("MAIL", "FROM:<a@example.org>")  # before EHLO
+        assert (code, text[:6]) == (503, b"5.5.1 "), text
         client.ehlo("mx.example.org")
-        assert client.docmd("RCPT", f"TO:<{server.admin_login}>")[0] == 503  # before MAIL
-        assert client.docmd("DATA")[0] == 503  # before RCPT
+        for command, arg in (("RCPT", f"TO:<{server.admin_login}>"),  # before MAIL
+                             ("DATA", "")):  # before RCPT
+            code, text = client.docmd(command, arg)
+            assert (code, text[:6]) == (503, b"5.5.1 "), (command, text)
         client.mail("a@example.org")
-        assert client.docmd("MAIL", "FROM:<b@example.org>")[0] == 503  # nested MAIL
+        code, text = client.docmd("DATA")  # MAIL but no accepted recipient
+        assert (code, text[:6]) == (503, b"5.5.1 "), text
+        code, text = client.docmd("MAIL", "FROM:<b@example.org>")  # nested MAIL
+        assert (code, text[:6]) == (503, b"5.5.1 "), text
+
+
+def test_malformed_addresses_are_501_rfc5321_section_4_1_2(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, _ = server.make_user()
+    with mail.mx() as client:
+        for sender in ("<a@@example.org>", "<no-domain>", "<a@example..org>", "<a\"b@example.org>"):
+            code, text = client.docmd("MAIL", f"FROM:{sender}")
+            assert (code, text[:6]) == (501, b"5.1.7 "), (sender, text)  # RFC 3463: sender address syntax
+        assert client.mail("a@example.org")[0] == 250
+        for recipient in ("<user>", "<@localhost>", "<a@b..example>", "<a@-bad-.example>", f"<{'x' * 65}@localhost>",
+                          "<a@[300.1.1.1]>", "<a(comment)@localhost>"):
+            code, text = client.docmd("RCPT", f"TO:{recipient}")
+            assert (code, text[:6]) == (501, b"5.1.3 "), (recipient, text)  # RFC 3463: destination syntax
+        # RFC 5321 section 4.5.1: "postmaster" alone is the one recipient without a domain.
+        # Dots in a row are outside the grammar but handed out in practice: taken (like other MTAs do).
+        assert client.docmd("RCPT", "TO:<first..last@example.org>")[0] == 550  # well-formed, just not ours
+        assert client.docmd("RCPT", "TO:<Postmaster>")[0] == 250
+        assert client.docmd("RCPT", f"TO:<{login}>")[0] == 250
+        assert client.noop()[0] == 250
+
+
+def test_over_long_text_line_is_500_and_nothing_is_delivered_rfc5321_section_4_5_3_1_6(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    with mail.mx() as client:
+        client.mail("a@example.org")
+        client.rcpt(login)
+        assert client.docmd("DATA")[0] == 354
+        client.send(b"Subject: long\r\n\r\n" + b"x" * 1200 + b"\r\nmore\r\n.\r\n")
+        code, text = client.getreply()
+        assert code == 500 and text[:6] == b"5.5.2 " and b"Line too long" in text
+        assert client.noop()[0] == 250
+    assert mail.inbox(login, password) == []
+
+
+def test_bare_lf_in_data_is_refused_whole_rfc5321_section_2_3_8(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    with mail.mx() as client:
+        client.mail("a@example.org")
+        client.rcpt(login)
+        assert client.docmd("DATA")[0] == 354
+        # An "SMTP smuggling" attempt: a bare-LF end of data followed by a second transaction.
+        client.send(b"Subject: first\r\n\r\nhello\n.\nMAIL FROM:<ceo@localhost>\nRCPT TO:<" + login.encode()
+                    + b">\nDATA\nSubject: smuggled\n\nwire money\r\n.\r\n")
+        code, text = client.getreply()
+        assert code == 554 and text[:6] == b"5.5.2 " and b"bare CR or LF" in text, text
+        assert client.noop()[0] == 250
+    assert mail.inbox(login, password) == []
 
 
 def test_over_long_command_line_is_500_5_5_2(mail) -> None:  # type: ignore[no-untyped-def]
@@ -61,8 +139,25 @@ def test_connection_dropped_during_data_delivers_nothing(server, mail) -> None: 
     assert mail.subjects(mail.inbox(login, password)) == [whole]
 
 
-def test_idle_connection_gets_421_but_slow_data_is_not_cut_off(start_server, mail_for) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server(KANTOOR_LIMITS_SMTP_TIMEOUT_SECONDS="1")
+def test_client_stalling_mid_data_gets_421_and_nothing_is_delivered_rfc5321_section_4_5_3_2_6(  # type: ignore[no-untyped-def]
+        impatient, mail_for) -> None:
+    srv = impatient
+    mail = mail_for(srv)
+    login, password = srv.make_user()
+    with socket.create_connection((srv.host, srv.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        reply = _dialogue(sock, reader, [b"EHLO mx.example.org", b"MAIL FROM:<a@example.org>",
+                                         f"RCPT TO:<{login}>".encode(), b"DATA"])
+        assert reply.startswith(b"354")
+        sock.sendall(b"Subject: stalled\r\n\r\nthe first half")  # … and then nothing
+        assert reader.readline().startswith(b"421 4.4.2 ")
+        assert reader.readline() == b""  # closed
+    assert mail.inbox(login, password) == []
+
+
+def test_idle_connection_gets_421_but_slow_data_is_not_cut_off(impatient, mail_for) -> None:  # type: ignore[no-untyped-def]
+    srv = impatient
     with socket.create_connection((srv.host, srv.ports["smtp"]), timeout=10) as sock:
         reader = sock.makefile("rb")
         assert reader.readline().startswith(b"220 ")

@@ -75,7 +75,9 @@ def test_submitted_mail_reaches_the_remote_mx_dkim_signed_rfc6376(relay, mail_fo
     assert _submit(mail, login, password, [friend], mail.unique("signed-")) == {}
     [delivered] = fake_mx.wait_for(friend)
     assert delivered.mail_from == login
-    assert delivered.content.startswith(b"Received: from laptop.example.org")
+    # Signed when it leaves (RFC 6376 section 5), so the signature is the topmost field, above our Received.
+    assert delivered.content.startswith(b"DKIM-Signature: ")
+    assert b"\r\nReceived: from laptop.example.org" in delivered.content.split(b"\r\n\r\n", 1)[0]
     # The public key exactly as the administrator was told to publish it.
     record = re.search(r"_domainkey\.\S+\s+IN\s+TXT\s+\((.*)\)", dns_records).group(1)  # type: ignore[union-attr]
     txt = "".join(re.findall(r'"([^"]*)"', record)).encode()
@@ -356,3 +358,28 @@ def test_two_server_processes_deliver_each_message_once(start_server, mail_for, 
         fake_mx.wait_for(recipient)
     time.sleep(1.0)  # longer than the back-off: a duplicate would have arrived by now
     assert [len(fake_mx.messages_for(r)) for r in recipients] == [1] * len(recipients)
+
+
+def test_an_internal_fault_is_retried_and_expires_like_a_4xx_rfc5321_4_5_4_1(start_server, mail_for, fake_mx,  # type: ignore[no-untyped-def]
+                                                                                 tmp_path) -> None:
+    """A fault inside this server (here: the DKIM key file cannot be read) is a temporary failure with back-off, not a
+    message stuck on its lease for ever; once the fault is repaired the message goes out exactly once."""
+    srv = start_server(tmp_path / "faulty", KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}",
+                       **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    key = srv.data_dir / "dkim" / "localhost.pem"
+    good = key.read_bytes()
+    key.unlink()
+    key.mkdir()  # reading it now fails (IsADirectoryError), as an unreadable disk would
+    target = _remote(mail.unique("fault"))
+    assert _submit(mail, ann, ann_pw, [target], mail.unique("faulty-")) == {}
+    _wait(lambda: _attempts(srv).get(target, 0) >= 2)  # retried, and each try counted
+    core = srv.core()
+    assert [m.last_error.split(" ")[:2] for m in core.store.list_outbound()] == [[f"<{target}>:", "451"]]
+    assert fake_mx.messages_for(target) == []
+    key.rmdir()
+    key.write_bytes(good)
+    fake_mx.wait_for(target)
+    _wait(lambda: _attempts(srv) == {})
+    assert len(fake_mx.messages_for(target)) == 1

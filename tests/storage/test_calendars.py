@@ -82,12 +82,15 @@ def test_contact_candidates_match_fn_and_email_in_sql(core) -> None:  # type: ig
     def names(condition) -> list[str]:  # type: ignore[no-untyped-def]
         return [i.name for i in core.store.contact_candidates(book.id, condition, me)]
 
-    assert names(("fn", "LOVE")) == ["ada.vcf"]
-    assert names(("email", "example.ORG")) == ["ada.vcf", "pct.vcf"]
-    assert names(("or", [("fn", "turing"), ("email", "ada@")])) == ["ada.vcf", "alan.vcf"]
-    assert names(("and", [("fn", "a"), ("email", "bletchley")])) == ["alan.vcf"]
-    assert names(("fn", "0%")) == ["pct.vcf"]  # LIKE wildcards are matched literally
-    assert names(("fn", "nobody")) == []
+    assert names(("match", "FN", "contains", "LOVE")) == ["ada.vcf"]
+    assert names(("match", "EMAIL", "ends-with", "example.ORG")) == ["ada.vcf", "pct.vcf"]
+    assert names(("or", [("match", "FN", "contains", "turing"), ("match", "EMAIL", "starts-with", "ada@")])) == [
+        "ada.vcf", "alan.vcf"]
+    assert names(("and", [("match", "FN", "contains", "a"), ("match", "EMAIL", "contains", "bletchley")])) == [
+        "alan.vcf"]
+    assert names(("match", "FN", "contains", "0%")) == ["pct.vcf"]  # LIKE wildcards are matched literally
+    assert names(("match", "FN", "equals", "alan")) == []
+    assert names(("match", "FN", "contains", "nobody")) == []
 
 
 def test_move_calendar_item_is_one_transaction_with_change_log_and_uid_check(core) -> None:  # type: ignore[no-untyped-def]

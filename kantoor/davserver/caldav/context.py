@@ -46,6 +46,11 @@ class RequestState:
     if_none_match: bool = False
     # Rights letters already worked out for this request, by Radicale path.
     rights_cache: dict[str, str] = field(default_factory=dict, compare=False)
+    # What others share with the account, looked up once per request (see ``bindings``).
+    shares: dict[int, object] = field(default_factory=dict, compare=False)
+    # Items looked up by (collection id, name) before this request wrote anything: a PUT or
+    # DELETE reuses the row Radicale's lookup found to see what it replaces (``invitations``).
+    looked_up: dict[tuple[int, str], object] = field(default_factory=dict, compare=False)
 
     @property
     def actor(self) -> int | None:

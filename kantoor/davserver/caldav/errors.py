@@ -18,7 +18,7 @@ from radicale import httputils, types
 from radicale.app import REQUEST_METHODS, Application
 
 from kantoor.davserver.caldav.methods import DavMethods
-from kantoor.davserver.caldav.resources import DavPrecondition
+from kantoor.davserver.caldav.preconditions import DavPrecondition
 from kantoor.storage import (
     AlreadyExists,
     BlobTooLarge,
@@ -76,6 +76,6 @@ class KantoorRadicale(DavMethods):
     """Radicale's application with Kantoor's methods, and Kantoor's storage errors mapped per method."""
 
 
-for _method in REQUEST_METHODS:
+for _method in [*REQUEST_METHODS, "COPY"]:
     _name = f"do_{_method}"
     setattr(KantoorRadicale, _name, guarded(getattr(DavMethods, _name)))

@@ -3,6 +3,12 @@
 - PROPFIND: ``Depth: infinity`` is refused (RFC 4918 §9.1, ``DAV:propfind-finite-depth``),
   and the multistatus is completed by :class:`~kantoor.davserver.caldav.properties.PropfindCompleter`.
 - PROPPATCH: answered through the Store (dead properties, protected-property refusal).
+- GET of a vCard and address-data in REPORTs come in the vCard version the client asks for
+  (:mod:`kantoor.davserver.caldav.vcard_negotiation`).
+- REPORT limits Radicale ignores (limit-recurrence-set, limit-freebusy-set, CARDDAV:limit):
+  :mod:`kantoor.davserver.caldav.report_limits`.
+- POST to the scheduling outbox: free/busy (:mod:`kantoor.davserver.caldav.scheduling`).
+- COPY (which Radicale lacks): :mod:`kantoor.davserver.caldav.copying`.
 - PUT: a body of the wrong media type is 415 with ``supported-calendar-data`` /
   ``supported-address-data``; one Radicale cannot parse is 400 with
   ``valid-calendar-data`` / ``valid-address-data`` (RFC 4791 §5.3.2.1, RFC 6352 §6.3.2.1).
@@ -15,13 +21,18 @@ import xml.etree.ElementTree as ET
 from http import client
 
 import defusedxml.ElementTree as DefusedET
-from radicale import httputils, pathutils, types
+from radicale import httputils, pathutils, types, xmlutils
 from radicale.app import Application
 from radicale.app.base import Access
 
 from kantoor.davserver.caldav.context import DavContext, put_body
+from kantoor.davserver.caldav.copying import do_copy
 from kantoor.davserver.caldav.properties import BadPropertyUpdate, PropfindCompleter, PropfindRequest, proppatch
+from kantoor.davserver.caldav.report_limits import ReportLimits, apply_calendar_limits, apply_result_limit, parse_limits
 from kantoor.davserver.caldav.resources import StoredCollection, StoredItem
+from kantoor.davserver.caldav.scheduling import OUTBOX, schedule_freebusy
+from kantoor.davserver.caldav.vcard_negotiation import convert_address_data, requested_version, wanted_address_data
+from kantoor.davserver.caldav.vcard_versions import convert
 
 MEDIA_TYPES_OF_KIND = {
     "calendar": ("text/calendar",),
@@ -101,3 +112,65 @@ class DavMethods(Application):
         if kind is not None and response[0] == client.BAD_REQUEST:
             return self._webdav_error_response(client.BAD_REQUEST, VALID_DATA[kind], request_info)
         return response
+
+    def do_COPY(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                user_groups: set, request_info: dict) -> types.WSGIResponse:
+        return do_copy(self, environ, base_prefix, path, user, user_groups, request_info)
+
+    def do_GET(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+               user_groups: set, request_info: dict) -> types.WSGIResponse:
+        status, headers, answer, extra = super().do_GET(environ, base_prefix, path, user, user_groups, request_info)
+        if status != client.OK or not str(dict(headers).get("Content-Type", "")).startswith("text/vcard"):
+            return status, headers, answer, extra
+        headers = {**dict(headers), "Vary": "Accept"}
+        version = requested_version(environ.get("HTTP_ACCEPT", ""))
+        if version is not None and isinstance(answer, str):
+            # Same entity, another representation: the ETag stays the stored one, so a client's
+            # If-Match on its next PUT still names what is stored (RFC 6352 §6.3.2 GET).
+            answer = convert(answer, version)
+        return status, headers, answer, extra
+
+    def do_REPORT(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                  user_groups: set, request_info: dict) -> types.WSGIResponse:
+        body = _buffer_body(environ)
+        version = wanted_address_data(body)  # raises DavPrecondition for a media type we cannot serve
+        limits = ReportLimits()
+        if b"limit" in body:  # most REPORTs have none: no second parse for them
+            try:
+                request = DefusedET.fromstring(body)
+                limits = parse_limits(request)
+            except ET.ParseError:
+                pass  # Radicale answers the malformed body itself
+            except ValueError:
+                return httputils.BAD_REQUEST
+            else:
+                if limits.nresults is not None and request.tag != xmlutils.make_clark("CR:addressbook-query"):
+                    limits = ReportLimits(limits.recurrence, limits.freebusy)
+        response = super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+        status, headers, content, extra = response
+        if (version is None and not limits.rewrites_calendar_data and limits.nresults is None) \
+                or status != client.MULTI_STATUS or not content:
+            return response
+        multistatus = ET.fromstring(content)  # our own answer
+        if limits.nresults is not None:
+            apply_result_limit(multistatus, limits.nresults, xmlutils.make_href(base_prefix, path))
+        if limits.rewrites_calendar_data:
+            apply_calendar_limits(multistatus, limits)
+        if version is not None:
+            convert_address_data(multistatus, version)
+        return status, headers, self._xml_response(multistatus, request_info), extra
+
+    def do_POST(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                user_groups: set, request_info: dict) -> types.WSGIResponse:
+        parts = [p for p in pathutils.strip_path(path).split("/") if p]
+        if len(parts) != 2 or parts[1] != OUTBOX:
+            return super().do_POST(environ, base_prefix, path, user, user_groups, request_info)
+        if not user:
+            return httputils.NOT_ALLOWED  # 401 with a challenge
+        if parts[0] != user:
+            return httputils.NOT_ALLOWED  # RFC 6638 §6.1: only the owner posts to an outbox
+        media_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if media_type != "text/calendar":
+            return self._webdav_error_response(client.UNSUPPORTED_MEDIA_TYPE, "C:supported-calendar-data",
+                                               request_info)
+        return schedule_freebusy(self.context, _buffer_body(environ))

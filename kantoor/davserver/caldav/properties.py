@@ -26,8 +26,11 @@ import defusedxml.ElementTree as DefusedET
 from radicale import pathutils, xmlutils
 
 from kantoor.auth.rights import DAV_PRIVILEGES
+from kantoor.davserver.caldav.bindings import bound_collection_id, dav_rights, shared_by_id
 from kantoor.davserver.caldav.context import DavContext, current_request
 from kantoor.davserver.caldav.resources import StoredCollection, StoredItem
+from kantoor.davserver.caldav.scheduling import INBOX, OUTBOX, box_resourcetype, is_schedule_box
+from kantoor.davserver.caldav.vcard_versions import VERSIONS
 from kantoor.storage import NotFound, PermissionDenied
 from kantoor.storage.models import Account, Collection
 
@@ -61,6 +64,9 @@ QUOTA_PROPERTIES = (clark("D:quota-available-bytes"), clark("D:quota-used-bytes"
 PRIVILEGE_SET = clark("D:current-user-privilege-set")
 REPORT_SET = clark("D:supported-report-set")
 ADDRESS_SET = clark("C:calendar-user-address-set")
+ADDRESS_DATA_SET = clark("CR:supported-address-data")
+RESOURCETYPE = clark("D:resourcetype")
+USER_TYPE = clark("C:calendar-user-type")
 PRINCIPAL_HREFS = (clark("D:principal-URL"), clark("C:calendar-home-set"), clark("CR:addressbook-home-set"))
 
 REPORTS_OF_KIND = {
@@ -201,7 +207,12 @@ class PropfindCompleter:
         if key not in self._collections:
             found = None
             owner = self._account(login)
-            if owner is not None:
+            collection_id = bound_collection_id(name)
+            if collection_id is not None:
+                if owner is not None and owner.principal_id == self.actor:
+                    shared = shared_by_id(self.context, collection_id)
+                    found = shared.collection if shared is not None else None
+            elif owner is not None:
                 for kind in COLUMN_OF_PROPERTY:
                     try:
                         found = self.context.store.find_collection(owner.principal_id, kind, name, self.actor)
@@ -213,7 +224,10 @@ class PropfindCompleter:
 
     def _rights_on(self, collection: Collection) -> frozenset[str]:
         if collection.id not in self._rights:
-            self._rights[collection.id] = self.context.store.rights_held(collection.id, actor=self.actor)
+            shared = shared_by_id(self.context, collection.id) if collection.owner_id != self.actor else None
+            held = shared.rights if shared is not None else self.context.store.rights_held(collection.id,
+                                                                                          actor=self.actor)
+            self._rights[collection.id] = dav_rights(collection, held)
         return self._rights[collection.id]
 
     # -- the rewrite
@@ -256,6 +270,15 @@ class PropfindCompleter:
         if len(parts) == 1:
             self._principal_overrides(owner, out)
             return out
+        if len(parts) == 2 and is_schedule_box(parts[1]):
+            if self._wanted(RESOURCETYPE):
+                out[RESOURCETYPE] = (200, box_resourcetype(parts[1]))
+            if self._wanted(PRIVILEGE_SET):
+                element = _privileges(frozenset({"read"}), calendar=False)
+                if parts[1] == OUTBOX:  # RFC 6638 §6.1.1: the owner may send scheduling requests
+                    ET.SubElement(ET.SubElement(element, clark("D:privilege")), clark("C:schedule-send"))
+                out[PRIVILEGE_SET] = (200, element)
+            return out
         collection = self._collection(parts[0], parts[1])
         if collection is None:
             return out
@@ -267,7 +290,10 @@ class PropfindCompleter:
             out[REPORT_SET] = (200, _reports(REPORTS_OF_KIND[collection.kind] if len(parts) == 2 and readable
                                              else ()))
         if len(parts) == 2:
-            self._quota_overrides(owner, out)
+            if collection.owner_id == owner.principal_id:
+                self._quota_overrides(owner, out)
+            if collection.kind == "addressbook" and self._wanted(ADDRESS_DATA_SET):
+                out[ADDRESS_DATA_SET] = (200, _address_data_types())
         if self.request.props and all(name in LIVE for name in self.request.props):
             return out  # the common sync PROPFIND (getetag, getctag …): no dead-property lookup
         if len(parts) == 2:
@@ -296,6 +322,17 @@ class PropfindCompleter:
                 element = ET.Element(name)
                 ET.SubElement(element, clark("D:href")).text = principal_href
                 out[name] = (200, element)
+        if own:
+            for name, box in ((clark("C:schedule-outbox-URL"), OUTBOX), (clark("C:schedule-inbox-URL"), INBOX)):
+                if self._wanted(name, in_allprop=False):
+                    element = ET.Element(name)
+                    ET.SubElement(element, clark("D:href")).text = xmlutils.make_href(
+                        self.base_prefix, f"/{owner.login}/{box}/")
+                    out[name] = (200, element)
+            if self._wanted(USER_TYPE, in_allprop=False):
+                element = ET.Element(USER_TYPE)
+                element.text = "INDIVIDUAL"
+                out[USER_TYPE] = (200, element)
         if self._wanted(ADDRESS_SET):
             element = ET.Element(ADDRESS_SET)
             for address in self.context.store.account_addresses(owner.login):
@@ -332,6 +369,16 @@ def _privileges(rights: frozenset[str], calendar: bool) -> ET.Element:
         else:
             tag = clark(f"D:{name}")
         ET.SubElement(ET.SubElement(element, clark("D:privilege")), tag)
+    return element
+
+
+def _address_data_types() -> ET.Element:
+    """RFC 6352 §6.2.2: both vCard versions are served (see ``vcard_negotiation``)."""
+    element = ET.Element(ADDRESS_DATA_SET)
+    for version in VERSIONS:
+        data_type = ET.SubElement(element, clark("CR:address-data-type"))
+        data_type.set("content-type", "text/vcard")
+        data_type.set("version", version)
     return element
 
 

@@ -8,8 +8,12 @@ Radicale paths map onto the Store like this:
                            ``addressbook`` whose ``path`` is ``<name>`` (``calendar``,
                            ``tasks``, ``contacts`` exist for every account)
 ``/<login>/<name>/<href>`` an item of that collection
+``/<login>/shared-<id>/``  a calendar or address book of someone else (or of one of the
+                           account's groups) bound into its home (:mod:`.bindings`)
+``/<login>/schedule-outbox/``, ``/<login>/schedule-inbox/``  RFC 6638 boxes (:mod:`.scheduling`)
 
-Every Store call passes the request's actor, so the Store's ACL engine decides.
+Every Store call passes the request's actor, so the Store's ACL engine decides. A PUT or
+DELETE of an event the account organizes queues iMIP mail to its attendees (:mod:`.invitations`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import json
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import overload
@@ -26,9 +31,13 @@ from radicale import item as radicale_item
 from radicale import storage as radicale_storage
 from radicale.item import filter as radicale_filter
 
-from kantoor.davserver.caldav.contact_query import sql_condition
+from kantoor.davserver.caldav.bindings import is_members_book
+from kantoor.davserver.caldav.contact_query import parse_query
 from kantoor.davserver.caldav.context import DavContext, current_put_body, current_request
+from kantoor.davserver.caldav.invitations import send_invitations
+from kantoor.davserver.caldav.preconditions import DavPrecondition
 from kantoor.storage import AlreadyExists, NotFound, PermissionDenied
+from kantoor.storage.card_search import card_values
 from kantoor.storage.indexing import ItemIndex, index_for
 from kantoor.storage.models import Account, Collection, Item
 
@@ -47,15 +56,7 @@ PROPERTY_COLUMNS = {
 }
 
 SYNC_TOKEN_PREFIX = "urn:kantoor:sync:"
-
-
-class DavPrecondition(Exception):
-    """A request broke a CalDAV/CardDAV precondition; answered with ``status`` and the XML element."""
-
-    def __init__(self, status: int, precondition: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.precondition = precondition
+log = logging.getLogger(__name__)
 
 
 class UidConflict(DavPrecondition):
@@ -131,25 +132,6 @@ class _PlainCollection(radicale_storage.BaseCollection):
     def last_modified(self) -> str:
         return http_date(None)
 
-    def get_filtered(self, filters: Iterable[ET.Element]) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """calendar-query candidates from the indexed start/end columns; Radicale then filters exactly
-        (recurring items are always candidates, so their instances are expanded there)."""
-        if self.kind != "calendar":
-            condition = sql_condition(filters)
-            if condition is None:
-                yield from ((item, False) for item in self.get_all())
-                return
-            actor = current_request().actor
-            for row in self._context.store.contact_candidates(self.row.id, condition, actor):
-                yield self._item(row), False
-            return
-        tag, start, end, _simple = radicale_filter.simplify_prefilters(filters, self.tag)
-        lower = None if start <= radicale_filter.TIMESTAMP_MIN else dt.datetime.fromtimestamp(start, dt.UTC)
-        upper = None if end >= radicale_filter.TIMESTAMP_MAX else dt.datetime.fromtimestamp(end, dt.UTC)
-        rows = self._context.store.calendar_candidates(self.row.id, lower, upper, tag, current_request().actor)
-        for row in rows:
-            yield self._item(row), False
-
     def get_multi(self, hrefs: Iterable[str]) -> Iterable[tuple[str, radicale_item.Item | None]]:
         return [(href, None) for href in hrefs]
 
@@ -193,18 +175,33 @@ class PrincipalCollection(_PlainCollection):
         return meta if key is None else meta.get(key)
 
 
+class ScheduleBox(_PlainCollection):
+    """The account's scheduling outbox or inbox (RFC 6638 §2.1-2.2; see ``scheduling``): no items."""
+
+    def __init__(self, account: Account, name: str) -> None:
+        super().__init__(f"{account.login}/{name}")
+
+
 class StoredCollection(radicale_storage.BaseCollection):
     """A Store calendar or address book as Radicale sees it."""
 
-    def __init__(self, context: DavContext, owner_login: str, row: Collection) -> None:
+    def __init__(self, context: DavContext, owner_login: str, row: Collection, binding: str | None = None,
+                 title: str | None = None) -> None:
         self._context = context
         self._owner_login = owner_login
         self.row = row
+        # Bound into another account's home (see ``bindings``): the name there and the display name.
+        self.binding = binding
+        self._title = title
 
     # -- identity
     @property
     def path(self) -> str:
-        return f"{self._owner_login}/{self.row.path}"
+        return f"{self._owner_login}/{self.binding or self.row.path}"
+
+    @property
+    def read_only(self) -> bool:
+        return is_members_book(self.row)
 
     @property
     def kind(self) -> str:
@@ -240,6 +237,33 @@ class StoredCollection(radicale_storage.BaseCollection):
     def _item(self, row: Item) -> StoredItem:
         return StoredItem(self._context, row, self)
 
+    def get_filtered(self, filters: Iterable[ET.Element]) -> Iterable[tuple[radicale_item.Item, bool]]:
+        """calendar-query candidates from the indexed start/end columns; Radicale then filters exactly
+        (recurring items are always candidates, so their instances are expanded there).
+        addressbook-query: see :mod:`kantoor.davserver.caldav.contact_query`."""
+        if self.kind != "calendar":
+            query = parse_query(filters)
+            if query is None:
+                yield from ((item, False) for item in self.get_all())
+                return
+            actor = current_request().actor
+            rows = self._context.store.contact_candidates(self.row.id, query.sql(), actor)
+            if any(row.card_fn is None for row in rows):
+                # Cards stored before the search columns existed: index them once, so the
+                # next query narrows in SQL (this one is exact anyway).
+                self._context.store.index_unindexed_cards(self.row.id)
+            for row in rows:
+                item = self._item(row)
+                if query.holds(card_values(item.serialize())):
+                    yield item, True  # matched exactly: Radicale need not parse it
+            return
+        tag, start, end, _simple = radicale_filter.simplify_prefilters(filters, self.tag)
+        lower = None if start <= radicale_filter.TIMESTAMP_MIN else dt.datetime.fromtimestamp(start, dt.UTC)
+        upper = None if end >= radicale_filter.TIMESTAMP_MAX else dt.datetime.fromtimestamp(end, dt.UTC)
+        rows = self._context.store.calendar_candidates(self.row.id, lower, upper, tag, current_request().actor)
+        for row in rows:
+            yield self._item(row), False
+
     def get_all(self) -> Iterable[radicale_item.Item]:
         actor = current_request().actor
         return [self._item(row) for row in self._context.store.list_items(self.row.id, actor)]
@@ -262,10 +286,14 @@ class StoredCollection(radicale_storage.BaseCollection):
         return result
 
     def get(self, href: str) -> StoredItem | None:
+        state = current_request()
         try:
-            return self._item(self._context.store.get_item(self.row.id, href, current_request().actor))
+            row = self._context.store.get_item(self.row.id, href, state.actor)
         except NotFound:
+            state.looked_up[(self.row.id, href)] = None
             return None
+        state.looked_up[(self.row.id, href)] = row
+        return self._item(row)
 
     def has_uid(self, uid: str) -> bool:
         # Not scanned here: Store.put_item refuses a clashing UID inside its write
@@ -281,12 +309,15 @@ class StoredCollection(radicale_storage.BaseCollection):
 
     def upload(self, href: str, item: radicale_item.Item) -> tuple[radicale_item.Item, radicale_item.Item | None]:
         state = current_request()
+        if self.read_only:
+            raise PermissionDenied("a group's members book is read-only", "write")
         if_match, if_none_match = self._preconditions(href)
         allowed = [c.strip().upper() for c in self.row.components.split(",") if c.strip()]
         if self.kind == "calendar" and allowed and item.component_name.upper() not in allowed:
             raise DavPrecondition(403, "C:supported-calendar-component",
                                   f"this calendar holds only {', '.join(allowed)}")
         body = self._client_bytes(href, item) or item.serialize().encode("utf-8")
+        before = self._scheduling_body(href)
         try:
             row, _created = self._context.store.put_item(
                 self.row.id, href, body, CONTENT_TYPE_OF_KIND[self.kind], actor=state.actor,
@@ -294,6 +325,7 @@ class StoredCollection(radicale_storage.BaseCollection):
                 max_size=self._context.settings.limits.max_dav_body_bytes, index=self._index(body))
         except AlreadyExists as exc:
             raise UidConflict(self.tag, str(exc)) from exc
+        self._schedule(before, body)
         uploaded = radicale_item.Item(
             collection=self, href=href, text=item.serialize(), etag=row.etag,
             last_modified=http_date(row.updated_at), uid=row.ical_uid or None)
@@ -322,11 +354,41 @@ class StoredCollection(radicale_storage.BaseCollection):
 
     def delete(self, href: str | None = None) -> None:
         actor = current_request().actor
+        if self.read_only or (href is None and self.binding is not None):
+            raise PermissionDenied("bound and read-only collections are not deleted through a home", "write")
         if href is None:
             self._context.store.delete_collection(self.row.id, actor)
             return
         if_match, _ = self._preconditions(href)
+        before = self._scheduling_body(href)
         self._context.store.delete_item(self.row.id, href, actor, if_match=if_match)
+        self._schedule(before, None)
+
+    # -- iMIP (see ``invitations``)
+    def _scheduling_body(self, href: str) -> bytes | None:
+        """The stored object at ``href`` before a write, when the write may call for invitations."""
+        state = current_request()
+        if self.kind != "calendar" or state.account is None:
+            return None
+        key = (self.row.id, href)
+        if key in state.looked_up:
+            row = state.looked_up.pop(key)  # once: a second write in this request sees the first one's result
+        else:
+            try:
+                row = self._context.store.get_item(self.row.id, href, state.actor)
+            except (NotFound, PermissionDenied):
+                return None  # nothing there, or nothing this actor may read (the write decides on its own)
+        return self._context.store.read_body(row) if isinstance(row, Item) else None
+
+    def _schedule(self, before: bytes | None, after: bytes | None) -> None:
+        account = current_request().account
+        if self.kind != "calendar" or account is None:
+            return
+        try:
+            send_invitations(self._context, account, before, after)
+        except Exception:
+            # The write has committed; a mail that cannot be queued must not turn it into an error.
+            log.exception("queueing iMIP mail for %s failed", self.path)
 
     # -- properties
     @overload
@@ -338,8 +400,8 @@ class StoredCollection(radicale_storage.BaseCollection):
     def get_meta(self, key: str | None = None) -> Mapping[str, str] | str | None:
         row = self.row
         meta = {"tag": self.tag}
-        if row.display_name:
-            meta["D:displayname"] = row.display_name
+        if self._title or row.display_name:
+            meta["D:displayname"] = self._title or row.display_name
         if row.color:
             meta["ICAL:calendar-color"] = row.color
         if row.description:

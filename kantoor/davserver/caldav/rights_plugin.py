@@ -15,7 +15,9 @@ from radicale import pathutils
 from radicale import rights as radicale_rights
 
 from kantoor.auth.rights import RADICALE_LETTERS
+from kantoor.davserver.caldav.bindings import bound_collection_id, dav_rights, shared_by_id
 from kantoor.davserver.caldav.context import DavContext, current_request
+from kantoor.davserver.caldav.scheduling import is_schedule_box
 
 DAV_KINDS = ("calendar", "addressbook")
 
@@ -32,15 +34,32 @@ class Rights(radicale_rights.BaseRights):
         parts = [p for p in pathutils.strip_path(pathutils.sanitize_path(path)).split("/") if p]
         if not parts:
             return "R"
-        if parts[0] == user:
-            return {1: "RW", 2: "rw"}.get(len(parts), "")
         if len(parts) != 2:
-            return ""  # other principals are not browsable; their shared collections are
+            return "RW" if parts == [user] else ""  # other principals are not browsable
         cache = state.rights_cache
         key = "/".join(parts)
         if key not in cache:
-            cache[key] = self._granted_letters(parts[0], parts[1], state.actor)
+            collection_id = bound_collection_id(parts[1])
+            if parts[0] == user and is_schedule_box(parts[1]):
+                cache[key] = "R"  # readable; POST to the outbox is answered by ``scheduling``
+            elif parts[0] == user and collection_id is None:
+                cache[key] = "rw"  # one's own calendars and address books
+            elif parts[0] == user:
+                cache[key] = self._bound_letters(collection_id, state.actor)  # type: ignore[arg-type]
+            else:
+                cache[key] = self._granted_letters(parts[0], parts[1], state.actor)
         return cache[key]
+
+    def _bound_letters(self, collection_id: int, actor: int) -> str:
+        """Letters for a collection bound into the actor's home: the actor's rights on the original."""
+        shared = shared_by_id(self._context, collection_id)
+        if shared is None:
+            return ""
+        rights = dav_rights(shared.collection, shared.rights)
+        letters: set[str] = set()
+        for right in rights:
+            letters |= set(RADICALE_LETTERS.get(right, ""))
+        return "".join(sorted(letters))
 
     def _granted_letters(self, login: str, name: str, actor: int | None) -> str:
         store = self._context.store

@@ -16,6 +16,17 @@ from radicale import item as radicale_item
 from radicale import pathutils, types, xmlutils
 from radicale import storage as radicale_storage
 
+from kantoor.davserver.caldav.bindings import (
+    PREFIX,
+    binding_name,
+    bound_collection_id,
+    forget_shares,
+    is_members_book,
+    is_reserved,
+    shared_by_id,
+    shared_with_me,
+    title,
+)
 from kantoor.davserver.caldav.context import DavContext, current_request
 from kantoor.davserver.caldav.properties import PROTECTED, text_property_xml
 from kantoor.davserver.caldav.resources import (
@@ -25,10 +36,12 @@ from kantoor.davserver.caldav.resources import (
     DavPrecondition,
     PrincipalCollection,
     RootCollection,
+    ScheduleBox,
     StoredCollection,
     StoredItem,
     UidConflict,
 )
+from kantoor.davserver.caldav.scheduling import is_schedule_box
 from kantoor.storage import AlreadyExists, NotFound, PermissionDenied
 from kantoor.storage.models import Account, Collection
 
@@ -63,13 +76,43 @@ class Storage(radicale_storage.BaseStorage):
                 continue
         return None
 
-    def _children(self, owner: Account) -> list[Collection]:
+    def _collection(self, owner: Account, name: str) -> StoredCollection | None:
+        """``/<owner>/<name>/``: one of the owner's own collections, or one bound into the
+        home of the logged-in account (:mod:`kantoor.davserver.caldav.bindings`)."""
+        collection_id = bound_collection_id(name)
+        if collection_id is None:
+            row = self._find(owner, name)
+            return StoredCollection(self._context, owner.login, row) if row is not None else None
         actor = current_request().actor
-        found: list[Collection] = []
+        if owner.principal_id != actor:
+            return None  # bindings exist only in one's own home
+        shared = shared_by_id(self._context, collection_id)
+        if shared is not None and is_members_book(shared.collection):
+            self._refresh_members_books(actor)
+            shared = shared_by_id(self._context, collection_id)
+        if shared is None:
+            return None
+        return StoredCollection(self._context, owner.login, shared.collection, binding=name, title=title(shared))
+
+    def _refresh_members_books(self, actor: int) -> None:
+        for group in self._context.store.member_groups(actor):
+            self._context.store.refresh_members_book(group.id)
+        forget_shares()  # a book may be new, or have a new modseq
+
+    def _children(self, owner: Account) -> list[StoredCollection]:
+        actor = current_request().actor
+        found: list[StoredCollection] = []
         for kind in DAV_KINDS:
-            found.extend(c for c in self._context.store.list_collections(owner.principal_id, kind, actor)
+            found.extend(StoredCollection(self._context, owner.login, c)
+                         for c in self._context.store.list_collections(owner.principal_id, kind, actor)
                          if c.path and "/" not in c.path)
-        return sorted(found, key=lambda c: c.path)
+        found.sort(key=lambda c: c.row.path)
+        if owner.principal_id == actor:
+            self._refresh_members_books(actor)
+            found.extend(StoredCollection(self._context, owner.login, shared.collection,
+                                          binding=binding_name(shared.collection.id), title=title(shared))
+                         for shared in shared_with_me(self._context))
+        return found
 
     def discover(
             self, path: str, depth: str = "0",
@@ -91,13 +134,14 @@ class Storage(radicale_storage.BaseStorage):
         if len(parts) == 1:
             yield PrincipalCollection(owner)
             if depth != "0":
-                for row in self._children(owner):
-                    yield StoredCollection(self._context, owner.login, row)
+                yield from self._children(owner)
             return
-        row = self._find(owner, parts[1])
-        if row is None:
+        if len(parts) == 2 and is_schedule_box(parts[1]) and owner.principal_id == current_request().actor:
+            yield ScheduleBox(owner, parts[1])
             return
-        collection = StoredCollection(self._context, owner.login, row)
+        collection = self._collection(owner, parts[1])
+        if collection is None:
+            return
         if len(parts) == 2:
             yield collection
             if depth != "0":
@@ -128,6 +172,9 @@ class Storage(radicale_storage.BaseStorage):
         owner = self._owner(parts[0])
         if owner is None:
             raise NotFound(f"no principal {parts[0]}")
+        if is_reserved(parts[1]):
+            raise PermissionDenied(f"{parts[1]!r} is reserved (names starting with {PREFIX!r} bind shared "
+                                   "collections; schedule-inbox/outbox are the scheduling boxes)", "write")
         if self._find(owner, parts[1]) is not None:
             raise AlreadyExists(f"{parts[1]} exists")
         fields = {column: props[name] for name, column in PROPERTY_COLUMNS.items()
@@ -156,15 +203,27 @@ class Storage(radicale_storage.BaseStorage):
         source = item.collection
         assert isinstance(source, StoredCollection) and isinstance(to_collection, StoredCollection)
         assert item.href is not None
-        allowed = [c.strip().upper() for c in to_collection.row.components.split(",") if c.strip()]
-        if to_collection.kind == "calendar" and allowed and (item.component_name or "").upper() not in allowed:
-            raise DavPrecondition(403, "C:supported-calendar-component",
-                                  f"this calendar holds only {', '.join(allowed)}")
+        _check_component(to_collection, item)
         try:
             self._context.store.move_calendar_item(source.row.id, item.href, to_collection.row.id, to_href,
                                                    actor=current_request().actor)
         except AlreadyExists as exc:
             raise UidConflict(to_collection.tag, str(exc)) from exc
+
+    def copy(self, item: radicale_item.Item, to_collection: radicale_storage.BaseCollection, to_href: str,
+             overwrite: bool) -> bool:
+        """COPY of one item (RFC 4918 §9.8) in one Store transaction; True when the copy is new."""
+        source = item.collection
+        assert isinstance(source, StoredCollection) and isinstance(to_collection, StoredCollection)
+        assert item.href is not None
+        _check_component(to_collection, item)
+        try:
+            _copy, created = self._context.store.copy_calendar_item(
+                source.row.id, item.href, to_collection.row.id, to_href, overwrite=overwrite,
+                actor=current_request().actor)
+        except AlreadyExists as exc:
+            raise UidConflict(to_collection.tag, str(exc)) from exc
+        return created
 
     @contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args: object, **kwargs: object) -> Iterator[None]:
@@ -173,6 +232,13 @@ class Storage(radicale_storage.BaseStorage):
 
     def verify(self) -> bool:
         return True
+
+
+def _check_component(to_collection: StoredCollection, item: radicale_item.Item) -> None:
+    """RFC 4791 §5.3.2.1: the destination calendar must hold the item's component type."""
+    allowed = [c.strip().upper() for c in to_collection.row.components.split(",") if c.strip()]
+    if to_collection.kind == "calendar" and allowed and (item.component_name or "").upper() not in allowed:
+        raise DavPrecondition(403, "C:supported-calendar-component", f"this calendar holds only {', '.join(allowed)}")
 
 
 __all__ = ["Storage", "StoredItem"]

@@ -4,14 +4,17 @@ Modules: ``application`` (wsgidav configuration), ``authentication`` (Basic auth
 domain controller, webdav feature gate), ``provider`` (URL namespace → Store: own
 drive, ``Groups/``, ``Shared with me/``, others' Drop folders), ``resources``
 (listing, folders, files, dead properties), ``upload`` (streaming PUT, Drop folder
-puts), ``locking`` (WebDAV locks in the database), ``errors`` (Store errors → HTTP
-statuses), ``browser`` (HTML listings).
+puts), ``request_body`` (bodies cut off by the client), ``locking`` (WebDAV locks
+in the database), ``errors`` (Store errors → HTTP statuses), ``browser`` (HTML listings).
 
 Locks and dead properties live in the database (``Lock`` and ``DeadProperty``
 tables), so two ``kantoor serve`` processes on one database honour the same locks
-and see the same properties. Known limits: wsgidav's guard against a LOCK racing a
-PUT that is still receiving its body is per process; Basic auth is accepted on
-plain HTTP from any address (the issue wants it refused except on loopback).
+and see the same properties. Known limit: the guard against a LOCK racing a PUT
+that is still receiving its body is per process.
+
+Per request (see ``application``): the body is read through ``request_body``, so a
+client that drops the connection mid-upload never gets a truncated file stored,
+and every Store read of the request shares one database session.
 """
 
 from kantoor.davserver.files.application import build_files_app

@@ -145,15 +145,44 @@ class DatabaseLockManager(LockManager):
     def acquire(self, *, url: str, lock_type: str, lock_scope: str, lock_depth: str, lock_owner: bytes,
                 timeout: float | None, principal: str, token_list: list[str]) -> dict[str, Any]:
         url = normalize_lock_root(url)
-        if self._active_writes.get(url):
-            # A PUT on this URL is still receiving its body in this process.
-            raise DAVError(HTTP_LOCKED, err_condition=_conflict([url]))
+        # Held across the check and the insert: a writer marks its URL under this lock
+        # before it looks for locks (see _begin_write_transaction), so either this LOCK
+        # sees the write in progress or the writer sees the new lock.
+        self._lock.acquire_write()
         try:
-            lock = self.store.acquire_lock(url, scope=lock_scope, depth=lock_depth, principal=principal,
-                                           owner=_owner_text(lock_owner), timeout=_timeout(timeout))
-        except LockConflict as exc:
-            raise DAVError(HTTP_LOCKED, err_condition=_conflict(exc.roots)) from None
+            if self._active_writes.get(url):
+                # A PUT on this URL is still receiving its body in this process.
+                raise DAVError(HTTP_LOCKED, err_condition=_conflict([url]))
+            try:
+                lock = self.store.acquire_lock(url, scope=lock_scope, depth=lock_depth, principal=principal,
+                                               owner=_owner_text(lock_owner), timeout=_timeout(timeout))
+            except LockConflict as exc:
+                raise DAVError(HTTP_LOCKED, err_condition=_conflict(exc.roots)) from None
+        finally:
+            self._lock.release()
         return lock_dict(lock)
+
+    # wsgidav runs these two under its process-wide lock (a write lock for the second),
+    # which would queue every PUT of the process behind one another's database read.
+    # The database is the lock table here, so only the in-process marker needs the lock.
+    def check_write_permission(self, *, url: str, depth: str, token_list: list[str], principal: str) -> None:
+        condition = self._get_write_conflicts(url, depth, token_list, principal)
+        if condition.hrefs:
+            raise DAVError(HTTP_LOCKED, err_condition=condition)
+
+    def _begin_write_transaction(self, *, url: str, token_list: list[str], principal: str,
+                                 depth: str = "0") -> None:
+        url = normalize_lock_root(url)
+        self._lock.acquire_write()
+        try:
+            self._active_writes[url] = self._active_writes.get(url, 0) + 1
+        finally:
+            self._lock.release()
+        try:
+            self.check_write_permission(url=url, depth=depth, token_list=token_list, principal=principal)
+        except BaseException:
+            self._end_write_transaction(url)
+            raise
 
     def refresh(self, token: str, *, timeout: float | None = None) -> dict[str, Any]:
         return self.storage.refresh(token, timeout=timeout)

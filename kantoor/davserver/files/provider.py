@@ -50,6 +50,9 @@ from kantoor.storage.models import Account
 # no legitimate one comes near this.
 MAX_XML_BODY = 1024 * 1024
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
+# environ key: resources a look-up already found on the way (see _in_tree), used once.
+PRIMED_KEY = "kantoor.files.primed"
+PRIMING_METHODS = frozenset({"PUT", "MKCOL", "LOCK"})
 
 
 class DriveProvider(DAVProvider):
@@ -62,6 +65,9 @@ class DriveProvider(DAVProvider):
         return "KantoorDriveProvider"
 
     def get_resource_inst(self, path: str, environ: dict) -> DriveResource | None:
+        primed = environ.get(PRIMED_KEY)
+        if primed and path.rstrip("/") in primed:
+            return primed.pop(path.rstrip("/"))
         if environ.get("REQUEST_METHOD") not in READ_ONLY_METHODS:
             return self._resolve(path, environ)
         # wsgidav resolves the same path several times per request (browser, If headers,
@@ -143,20 +149,20 @@ class DriveProvider(DAVProvider):
         folder_path = "/".join(p for p in [base_path, *rest] if p)
         if len(folder_path) > MAX_FOLDER_PATH:
             return None
-        store, actor = self.ctx.store, account.principal_id
-        try:
-            return Folder(url, environ, store.find_collection(owner, "folder", folder_path, actor),
-                          mount_root=mount_root and not rest)
-        except NotFound:
-            pass
-        if not rest:
+        place = self.ctx.store.resolve_drive_path(owner, folder_path, account.principal_id)
+        if place.folder is not None:
+            return Folder(url, environ, place.folder, mount_root=mount_root and not rest)
+        if not rest or place.parent is None:
             return None
-        try:
-            parent = store.find_collection(owner, "folder", "/".join(p for p in [base_path, *rest[:-1]] if p), actor)
-            item = store.get_item(parent.id, rest[-1], actor)
-        except NotFound:
+        parent_url = "/".join([base, *rest[:-1]])
+        parent = Folder(parent_url, environ, place.parent, mount_root=mount_root and len(rest) == 1)
+        if place.item is None:
+            if environ.get("REQUEST_METHOD") in PRIMING_METHODS:
+                # wsgidav's next question about a missing resource is its folder: answer
+                # it from this look-up (once: a later write may change what a path names).
+                environ.setdefault(PRIMED_KEY, {})[parent_url] = parent
             return None
-        return File(url, environ, parent, item)
+        return File(url, environ, place.parent, place.item)
 
     def _others_drop_folder(self, parts: list[str], environ: dict, account: Account) -> Folder | None:
         """``/<login>/Drop folder/`` of another account: fellow group members may add files, nothing more."""

@@ -100,8 +100,13 @@ class DriveResource:
         owner's drive (``/~<owner principal>/<folder path>/<name>``), a lock one user
         takes binds every other path to the same resource. Virtual folders keep their URL.
         """
-        key = self.lock_key()
-        return quote(key, safe=HREF_SAFE) if key is not None else super().get_ref_url()  # type: ignore[misc]
+        cached = getattr(self, "_ref_url", None)
+        if cached is None:
+            # Asked once per property of a PROPFIND (lockdiscovery, supportedlock …): computed once.
+            key = self.lock_key()
+            cached = quote(key, safe=HREF_SAFE) if key is not None else super().get_ref_url()  # type: ignore[misc]
+            self._ref_url = cached
+        return cached
 
     def lock_key(self) -> str | None:
         return None
@@ -381,7 +386,18 @@ class Folder(DriveResource, DAVCollection):
 
     def get_member_list(self) -> list[DriveResource]:
         # One query per kind instead of one resolution per member.
-        folders, items = self._members()
+        propfind = self.environ.get("REQUEST_METHOD") == "PROPFIND"
+        properties: dict[str, dict[str, str]] = {}
+        if propfind:
+            # PROPFIND Depth 1: folders, files (without their bodies) and every file's
+            # dead properties in one session, and the locks below in one more query.
+            with store_errors():
+                listing = self.ctx.store.list_drive_folder(self.collection.id, actor=self.actor)
+            folders, items, properties = listing.folders, listing.items, listing.properties
+            if items:
+                self.provider.prefetch_locks(self.get_ref_url())
+        else:
+            folders, items = self._members()
         members: list[DriveResource] = []
         if self.mount_root:
             members += [GroupsFolder(util.join_uri(self.path, GROUPS), self.environ),
@@ -389,15 +405,9 @@ class Folder(DriveResource, DAVCollection):
         for folder in folders:
             name = folder.path.rsplit("/", 1)[-1]
             members.append(Folder(util.join_uri(self.path, name), self.environ, folder))
-        properties: dict[str, dict[str, str]] = {}
-        if self.environ.get("REQUEST_METHOD") == "PROPFIND" and items:
-            # PROPFIND Depth 1: every file's dead properties in one query, not one per file.
-            with store_errors():
-                properties = self.ctx.store.item_properties(self.collection.id, actor=self.actor)
-            self.provider.prefetch_locks(self.get_ref_url())
         for item in items:
             member = File(util.join_uri(self.path, item.name), self.environ, self.collection, item)
-            if self.environ.get("REQUEST_METHOD") == "PROPFIND":
+            if propfind:
                 member._dead_properties = properties.get(item.name, {})
             members.append(member)
         return members

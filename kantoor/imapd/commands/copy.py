@@ -23,7 +23,7 @@ class CopyCommand:
         """Start the Store copy/move in a thread; fires with (target uidvalidity, (source, new) UID pairs)."""
         mailbox = _parseMbox(name)
         chosen = self.mbox.select(messages, bool(uid))
-        uids = [m.uid for _, m in chosen]
+        uids = [u for _, u in chosen]
         store, account, source = self.context.store, self.account, self.mbox
 
         def work() -> tuple[int, list[tuple[int, int]]]:

@@ -8,7 +8,7 @@ from typing import Any
 class ExpungeCommand:
     def do_EXPUNGE(self, tag: bytes, messages: Any = None, uid: int = 0) -> None:  # noqa: N802
         mbox = self.mbox
-        uids = [m.uid for _, m in mbox.select(messages, True)] if uid else None
+        uids = [u for _, u in mbox.select(messages, True)] if uid else None
 
         def done(expunged: list[tuple[int, int]]) -> None:
             self._report_expunged(expunged)

@@ -1,29 +1,38 @@
-"""FETCH (RFC 3501 6.4.5): message bytes are read in a worker thread just before each message is sent.
+"""FETCH (RFC 3501 6.4.5): one Store query for the rows a FETCH names; message bytes only for sections.
 
-Twisted formats most data items; BODY[...] sections, RFC822.* and BODYSTRUCTURE
-are written here from the raw bytes, so sections are byte-exact and partial
-fetches answer ``BODY[...]<origin>`` as the RFC says.
+A FETCH of metadata only (FLAGS, UID, ENVELOPE, BODYSTRUCTURE, BODY, RFC822.SIZE,
+INTERNALDATE, MODSEQ) is answered from the Store rows in a worker thread, every
+line formatted there and written at once: the blob is never opened (the Store
+keeps ENVELOPE/BODYSTRUCTURE since delivery). A FETCH that needs bytes (BODY[...],
+RFC822*) goes through Twisted's per-message writer, each message's bytes read in
+a worker thread just before it is sent; sections are cut from the raw bytes so
+they are byte-exact, and partial fetches answer ``BODY[...]<origin>``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import re
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import (
     IllegalClientResponse,
     IMAP4Server,
-    MessageSet,
     _FetchParser,
     _literal,
-    collapseNestedLists,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from kantoor.imapd.bodystructure import body_structure
-from kantoor.imapd.message import StoredMessage, filter_header_lines
+from kantoor.imapd.message import HEADER_READ_LIMIT, StoredMessage, filter_header_lines
+from kantoor.storage.imap_state import FlagUpdate
+from kantoor.storage.mail_views import MessageRow
+from kantoor.storage.mime import header_complete
+
+log = logging.getLogger(__name__)
 
 _CHANGEDSINCE = re.compile(rb"\s*\(\s*CHANGEDSINCE\s+(\d{1,19})(\s+VANISHED)?\s*\)\s*\Z", re.IGNORECASE)
 _MODSEQ_ITEM = re.compile(rb"(?<![^\s(])MODSEQ(?![^\s)])", re.IGNORECASE)
@@ -70,19 +79,62 @@ def parse_fetch_items(line: bytes) -> FetchQuery:
 
 
 def bytes_needed(query: list[Any]) -> str | None:
-    """What FETCH items need read from the Store: None, "headers" or "full"."""
+    """What FETCH items need read from the message bytes: None (the Store row is enough), "headers" or "full".
+
+    ENVELOPE, BODYSTRUCTURE and BODY come from the row: the Store keeps them since delivery.
+    """
     need = None
     for part in query:
-        if part.type in ("envelope", "rfc822header"):
+        if part.type == "rfc822header":
             need = need or "headers"
-        elif part.type in ("rfc822", "rfc822text", "bodystructure"):
+        elif part.type in ("rfc822", "rfc822text"):
             return "full"
-        elif part.type == "body":
+        elif part.type == "body" and (part.header or part.text or part.mime or part.empty):
             if part.header is not None and not part.part:
                 need = need or "headers"
             else:
                 return "full"
     return need
+
+
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+
+def internaldate_item(when: dt.datetime) -> bytes:
+    """``INTERNALDATE "17-Jul-1996 09:44:25 +0000"`` (RFC 3501 9: date-time), in UTC."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return b'INTERNALDATE "%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+        when.day, _MONTHS[when.month - 1], when.year, when.hour, when.minute, when.second)
+
+
+def metadata_line(seq: int, row: MessageRow, query: list[Any], uid: bool, recent: bool) -> bytes:
+    """One untagged FETCH response from a Store row alone (no item in ``query`` needs the bytes)."""
+    items: list[bytes] = []
+    for part in query:
+        kind = part.type
+        if kind == "flags":
+            flags = [*row.flags, "\\Recent"] if recent else row.flags
+            items.append(b"FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
+        elif kind == "uid":
+            items.append(b"UID %d" % row.uid)
+        elif kind == "envelope":
+            items.append(b"ENVELOPE " + (row.envelope or "NIL").encode("latin-1"))
+        elif kind == "bodystructure":
+            items.append(b"BODYSTRUCTURE " + (row.bodystructure or "NIL").encode("latin-1"))
+        elif kind == "body":
+            items.append(b"BODY " + (row.body or "NIL").encode("latin-1"))
+        elif kind == "rfc822size":
+            items.append(b"RFC822.SIZE %d" % row.size)
+        elif kind == "internaldate":
+            items.append(internaldate_item(row.internaldate))
+        elif kind == "modseq":
+            items.append(b"MODSEQ (%d)" % row.modseq)
+        else:  # pragma: no cover - bytes_needed routes every other item to the slow path
+            raise ValueError(f"FETCH item {kind} needs the message bytes")
+    if uid and not any(part.type == "uid" for part in query):
+        items.append(b"UID %d" % row.uid)
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
 
 
 def marks_seen(query: list[Any]) -> bool:
@@ -110,7 +162,7 @@ class FetchCommand:
         return parse_fetch_items(line), b""
 
     def spew_modseq(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
-        _w(b"MODSEQ (%d)" % msg.item.modseq)
+        _w(b"MODSEQ (%d)" % msg.row.modseq)
 
     def do_FETCH(self, tag: bytes, messages: Any, query: list[Any], uid: int = 0) -> None:  # noqa: N802
         mbox = self.mbox
@@ -127,58 +179,79 @@ class FetchCommand:
             d.addCallback(lambda _: self.do_FETCH(tag, messages, query, uid))
             d.addErrback(lambda failure: (self._refuse(failure, tag), self._release()))
             return
-        if changed_since is not None:
-            numbers = [m.uid if uid else seq for seq, m in mbox.select(messages, bool(uid))
-                       if m.item.modseq > changed_since]
-            if not numbers:
+        if not query:
+            self.sendPositiveResponse(tag, b"FETCH completed")
+            return
+        chosen = mbox.select(messages, bool(uid))
+        need = bytes_needed(query)
+        cached = any(p.type in ("envelope", "bodystructure") or (p.type == "body" and not (
+            p.header or p.text or p.mime or p.empty)) for p in query)
+        seen = mbox.isWriteable() and marks_seen(query)
+        dates = need is not None or any(p.type == "internaldate" for p in query)
+        recent = set(mbox.recent)
+
+        marked: list[FlagUpdate] = []  # set in the worker thread, read on the reactor after it finished
+
+        def rows() -> list[tuple[int, MessageRow]]:
+            if seen:
+                # RFC 3501 6.4.5: reading the body sets \Seen; the rows read below already show it.
+                unseen = [row.uid for _, row in mbox.rows(chosen, dates=False) if "\\Seen" not in row.flags]
+                if unseen:
+                    marked.append(mbox.storage.store_flags(mbox.id, unseen, ["\\Seen"], "add", mbox.actor))
+            pairs = mbox.rows(chosen, cached=cached, dates=dates)
+            if changed_since is not None:
+                pairs = [(seq, row) for seq, row in pairs if row.modseq > changed_since]
+            return pairs
+
+        if need is None:
+            def lines() -> bytes:
+                return b"".join(metadata_line(seq, row, query, bool(uid), row.uid in recent) for seq, row in rows())
+
+            def written(data: bytes) -> None:
+                self.transport.write(data)
                 self.sendPositiveResponse(tag, b"FETCH completed")
-                self._release()  # in case a VANISHED look-up held later commands
-                return
-            messages = MessageSet()
-            for number in numbers:
-                messages.add(number)
-        if not (query and mbox.isWriteable() and marks_seen(query)):
-            super().do_FETCH(tag, messages, query, uid)
+
+            self._run(tag, lambda: deferToThread(lines), written)
             return
-        unseen = [m.uid for _, m in mbox.select(messages, bool(uid)) if "\\Seen" not in m.flags]
-        if not unseen:
-            super().do_FETCH(tag, messages, query, uid)
-            return
-        if not any(p.type == "flags" for p in query):
+        if seen and not any(p.type == "flags" for p in query):
             query = [*query, _FetchParser.Flags()]  # tell the client about the new \Seen
         self._hold()
-        d = mbox.mark_seen(unseen)
 
-        def marked(_: object) -> None:
-            # Twisted's FETCH keeps holding later commands and releases them when it is done.
-            super(FetchCommand, self).do_FETCH(tag, messages, query, uid)
+        def spew(pairs: list[tuple[int, MessageRow]]) -> None:
+            for update in marked:
+                mbox.note_own_changes(update)  # this session told the client: a refresh does not repeat it
+            _BodyWriter(self, tag, mbox, pairs, query, bool(uid), need == "headers").start()
 
         def failed(failure: Failure) -> None:
             self._refuse(failure, tag)
             self._release()
 
-        d.addCallbacks(marked, failed)
+        deferToThread(rows).addCallbacks(spew, failed)
 
     select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, arg_fetch_items)
 
-    def spewMessage(self, id: int, msg: StoredMessage, query: list[Any], uid: int) -> Deferred:  # noqa: N802, A002
-        need = bytes_needed(query)
-        if need is None:
-            return super().spewMessage(id, msg, query, uid)
-        d = deferToThread(msg.load, self.context.store, need == "headers")
-        d.addCallback(lambda _: super(FetchCommand, self).spewMessage(id, msg, query, uid))
+    def render_message(self, seq: int, msg: StoredMessage, query: list[Any], uid: bool) -> bytes:
+        """One untagged FETCH response for a message whose bytes are loaded (pure: runs in a worker thread)."""
+        items: list[bytes] = []
+        for part in query:
+            out: list[bytes] = []
+            if part.type == "body":
+                self.spew_body(part, seq, msg, out.append, None)
+            else:
+                getattr(self, "spew_" + part.type)(seq, msg, out.append, None)
+            items.append(b"".join(out))
+        if uid and not any(part.type == "uid" for part in query):
+            items.append(b"UID %d" % msg.uid)
+        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
 
-        def unload(result: object) -> object:
-            msg.unload()
-            return result
-
-        return d.addBoth(unload)
+    def spew_envelope(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
+        _w(b"ENVELOPE " + (msg.row.envelope or "NIL").encode("latin-1"))
 
     def spew_body(self, part: Any, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
         if _w is None:
             _w = self.transport.write
         if not (part.header or part.text or part.mime or part.empty):
-            _w(b"BODY " + collapseNestedLists([body_structure(msg._loaded(), extended=False)]))
+            _w(b"BODY " + (msg.row.body or "NIL").encode("latin-1"))
             return
         entity: Any = msg.part
         data: bytes | None = None
@@ -208,7 +281,7 @@ class FetchCommand:
         _w(label + b" " + _literal(data))
 
     def spew_bodystructure(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
-        _w(b"BODYSTRUCTURE " + collapseNestedLists([body_structure(msg._loaded(), extended=True)]))
+        _w(b"BODYSTRUCTURE " + (msg.row.bodystructure or "NIL").encode("latin-1"))
 
     def spew_rfc822(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
         _w(b"RFC822 " + _literal(msg._loaded().raw))
@@ -218,3 +291,99 @@ class FetchCommand:
 
     def spew_rfc822header(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
         _w(b"RFC822.HEADER " + _literal(msg._loaded().header_block))
+
+
+# Messages read and rendered per worker-thread round trip: a batch ends after this many bytes of bodies.
+BATCH_BYTES = 1024 * 1024
+BATCH_MESSAGES = 256
+
+
+@implementer(IPushProducer)
+class _BodyWriter:
+    """Writes a FETCH that needs message bytes: batches of messages read and rendered in a worker thread.
+
+    Registered as the transport's streaming producer, so a slow reader pauses it
+    (no more than one batch is buffered beyond what the socket takes), and the
+    reactor never reads or parses a body.
+    """
+
+    def __init__(self, server: Any, tag: bytes, mbox: Any, pairs: list[tuple[int, MessageRow]], query: list[Any],
+                 uid: bool, headers_only: bool) -> None:
+        self.server, self.tag, self.mbox, self.pairs = server, tag, mbox, pairs
+        self.query, self.uid, self.headers_only = query, uid, headers_only
+        self.position = 0
+        self.paused = False
+        self.waiting = False  # a batch is done and the next waits for resumeProducing
+        self.stopped = False
+
+    def start(self) -> None:
+        self.timeout = self.server.setTimeout(None)  # a long FETCH is not an idle client
+        self.server.transport.registerProducer(self, True)
+        self._next()
+
+    def _render(self, batch: list[tuple[int, MessageRow]]) -> bytes:
+        store = self.server.context.store
+        limit = HEADER_READ_LIMIT if self.headers_only else None
+        bodies = store.message_bodies(self.mbox.id, [row.id for _, row in batch], self.mbox.actor, limit)
+        out = []
+        for seq, row in batch:
+            msg = self.mbox.message(row)
+            data = bodies.get(row.id)
+            if data is None:
+                continue  # expunged by another session meanwhile: nothing to send (RFC 3501 7.4.1 comes later)
+            if self.headers_only and not header_complete(data):
+                msg.load(store, headers_only=True)  # a header block larger than the usual read
+            else:
+                msg.load_bytes(data, self.headers_only)
+            try:
+                out.append(self.server.render_message(seq, msg, self.query, self.uid))
+            finally:
+                msg.unload()
+        return b"".join(out)
+
+    def _next(self) -> None:
+        if self.stopped:
+            return
+        if self.position >= len(self.pairs):
+            self._finish(None)
+            return
+        end, size = self.position, 0
+        while end < len(self.pairs) and end - self.position < BATCH_MESSAGES and (
+                end == self.position or size + self.pairs[end][1].size <= BATCH_BYTES):
+            size += self.pairs[end][1].size
+            end += 1
+        batch, self.position = self.pairs[self.position:end], end
+        deferToThread(self._render, batch).addCallbacks(self._written, self._finish)
+
+    def _written(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        self.server.transport.write(data)
+        if self.paused:
+            self.waiting = True
+        else:
+            self._next()
+
+    def _finish(self, failure: Failure | None) -> None:
+        self.server.transport.unregisterProducer()
+        self.server.setTimeout(self.timeout)
+        if failure is not None:
+            # Part of the answer may be on the wire already: log it and answer NO rather than hang.
+            log.error("FETCH failed: %s", failure.getTraceback())
+            self.server.sendNegativeResponse(self.tag, b"[SERVERBUG] FETCH failed")
+        else:
+            self.server.sendPositiveResponse(self.tag, b"FETCH completed")
+        self.server._release()
+
+    # -- IPushProducer
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        if self.waiting:
+            self.waiting = False
+            self._next()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.mail.imap4 import IMAP4Server, _parseMbox, collapseNestedLists
 
-from kantoor.imapd.account import canonical_name
+from kantoor.imapd.account import canonical_name, strict_name
 from kantoor.imapd.commands.qresync import Resync, SelectParams, parse_select_params
 from kantoor.imapd.mailbox import SYSTEM_FLAGS, SelectedMailbox
 
@@ -52,7 +52,7 @@ class MailboxCommands:
         unseen = mbox.firstUnseen()
         if unseen is not None:
             self.sendPositiveResponse(None, b"[UNSEEN %d] first unseen message" % unseen)
-        permanent = flags + b" \\*" if mbox.isWriteable() else b""
+        permanent = " ".join(mbox.permanent_flags()).encode()
         self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + permanent + b")] flags you can change")
         self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
         self.sendPositiveResponse(None, b"[UIDNEXT %d] predicted next UID" % mbox.getUIDNext())
@@ -81,8 +81,9 @@ class MailboxCommands:
             self._leave_mailbox()
             self.sendPositiveResponse(tag, b"CLOSE completed")
 
-        # CLOSE expunges silently (RFC 3501 6.4.2), and only in a read-write mailbox.
-        self._run(tag, lambda: mbox.expunge() if mbox.isWriteable() else None, done)
+        # CLOSE expunges silently (RFC 3501 6.4.2), only in a read-write mailbox, and only with the right
+        # to expunge (RFC 4314 "e"): a reader who may keep just their own \Seen closes without expunging.
+        self._run(tag, lambda: mbox.expunge() if mbox.isWriteable() and mbox.may_write else None, done)
 
     select_CLOSE = (do_CLOSE,)
 
@@ -93,7 +94,11 @@ class MailboxCommands:
     select_UNSELECT = (do_UNSELECT,)
 
     def do_CREATE(self, tag: bytes, name: bytes) -> None:  # noqa: N802
-        mailbox = _parseMbox(name)
+        try:
+            mailbox = strict_name(name)
+        except ValueError as error:
+            self.sendNegativeResponse(tag, b"[CANNOT] " + str(error).encode("ascii"))
+            return
         self._run(tag, lambda: self.account.create(mailbox),
                   lambda _: self.sendPositiveResponse(tag, b"CREATE completed"))
 
@@ -121,17 +126,26 @@ class MailboxCommands:
             self.sendBadResponse(tag, b"unknown STATUS item")
             return
 
-        def done(mbox: SelectedMailbox | None) -> None:
-            if mbox is None:
+        def done(status: dict[str, int] | None) -> None:
+            if status is None:
                 self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
                 return
-            status = mbox.requestStatus(items)
             values = " ".join(f"{key} {status[key]}" for key in items).encode()
             self.sendUntaggedResponse(b"STATUS " + collapseNestedLists([mailbox.encode("imap4-utf-7")]).strip()
                                       + b" (" + values + b")")
             self.sendPositiveResponse(tag, b"STATUS completed")
 
-        self._run(tag, lambda: self.account.select(mailbox, False), done)
+        self._run(tag, lambda: self.account.status(mailbox), done)
 
     auth_STATUS = (do_STATUS, IMAP4Server.arg_astring, IMAP4Server.arg_plist)
     select_STATUS = auth_STATUS
+
+    def do_NAMESPACE(self, tag: bytes) -> None:  # noqa: N802
+        """RFC 2342: personal, other users' and shared namespaces (Twisted's sends the shared one twice)."""
+        account = self.account
+        self.sendUntaggedResponse(b"NAMESPACE " + collapseNestedLists([
+            account.getPersonalNamespaces(), account.getOtherUsersNamespaces(), account.getSharedNamespaces()]))
+        self.sendPositiveResponse(tag, b"NAMESPACE completed")
+
+    auth_NAMESPACE = (do_NAMESPACE,)
+    select_NAMESPACE = auth_NAMESPACE

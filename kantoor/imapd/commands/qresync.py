@@ -12,6 +12,7 @@ from twisted.mail.imap4 import IllegalClientResponse, IllegalIdentifierError, Me
 
 from kantoor.imapd.commands.enable import uid_set
 from kantoor.imapd.mailbox import SelectedMailbox
+from kantoor.storage.mail_search import ModseqAtLeast
 
 
 @dataclass
@@ -64,22 +65,31 @@ class QresyncCommand:
             return None  # a different mailbox by now: the client must resync from scratch
         store = self.context.store
 
-        def send(vanished: list[int]) -> None:
+        def work() -> tuple[list[int], list]:
+            vanished = store.vanished_since(mbox.id, spec.modseq, mbox.actor)
+            # Changed messages found in SQL (RFC 7162 MODSEQ search), then read: costs what changed.
+            hits = store.search_messages(mbox.id, ModseqAtLeast(spec.modseq + 1), mbox.actor)
+            chosen = [(seq, uid) for uid, _ in hits if (seq := mbox.seq_of(uid)) is not None]
+            return vanished, mbox.rows(chosen, dates=False)
+
+        def send(found: tuple[list[int], list]) -> None:
+            vanished, changed = found
             if spec.known is not None:
-                spec.known.last = mbox.messages[-1].uid if mbox.messages else 1
+                spec.known.last = mbox.uids[-1] if mbox.uids else 1
                 vanished = [u for u in vanished if u in spec.known]
             if vanished:
                 self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uid_set(vanished))
-            for seq, message in enumerate(mbox.messages, 1):
-                if message.item.modseq > spec.modseq and (spec.known is None or message.uid in spec.known):
+            for seq, row in changed:
+                if spec.known is None or row.uid in spec.known:
+                    flags = [*row.flags, "\\Recent"] if row.uid in mbox.recent else row.flags
                     self.sendUntaggedResponse(b"%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))" % (
-                        seq, message.uid, " ".join(message.flags).encode(), message.item.modseq))
+                        seq, row.uid, " ".join(flags).encode(), row.modseq))
 
-        return deferToThread(store.vanished_since, mbox.id, spec.modseq, mbox.actor).addCallback(send)
+        return deferToThread(work).addCallback(send)
 
     def _fetch_vanished(self, mbox: SelectedMailbox, messages: Any, changed_since: int) -> Deferred:
         """UID FETCH ... (CHANGEDSINCE m VANISHED): the UIDs of ``messages`` expunged since ``m`` (RFC 7162 3.2.6)."""
-        highest = mbox.messages[-1].uid if mbox.messages else 1
+        highest = mbox.uids[-1] if mbox.uids else 1
 
         def send(vanished: list[int]) -> None:
             if messages.last is MessageSet._empty:  # noqa: SLF001 - Twisted's marker for "*"

@@ -8,13 +8,14 @@ from __future__ import annotations
 from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox
 
-from kantoor.imapd.account import canonical_name, validate_name
+from kantoor.imapd.account import canonical_name, strict_name, validate_name
 
 
 class RenameCommand:
     def do_RENAME(self, tag: bytes, old: bytes, new: bytes) -> None:  # noqa: N802
-        old_name, new_name = canonical_name(_parseMbox(old)), canonical_name(_parseMbox(new))
+        old_name = canonical_name(_parseMbox(old))
         try:
+            new_name = canonical_name(strict_name(new))
             validate_name(new_name)
         except ValueError as error:
             self.sendNegativeResponse(tag, b"[CANNOT] " + str(error).encode("ascii", "replace"))

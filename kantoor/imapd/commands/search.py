@@ -1,4 +1,5 @@
-"""SEARCH and UID SEARCH (RFC 3501 6.4.4), evaluated in a worker thread by :mod:`kantoor.imapd.search_keys`."""
+"""SEARCH and UID SEARCH (RFC 3501 6.4.4): keys parsed by :mod:`kantoor.imapd.search_keys`, answered by the
+Store in one SQL query (:meth:`Store.search_messages`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, LiteralString
-from twisted.python.failure import Failure
 
 from kantoor.imapd import search_keys
 
@@ -53,39 +53,27 @@ class SearchCommand:
         if charset is not None and charset.upper() not in (b"US-ASCII", b"UTF-8"):
             self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] unsupported charset")
             return
-        messages = list(enumerate(self.mbox.messages, 1))
-        need = search_keys.needs(query)
-        store = self.context.store
-        searcher = search_keys.Searcher(len(messages), messages[-1][1].uid if messages else 0)
-
-        def work() -> list[tuple[int, int]]:
-            hits = []
-            for seq, message in messages:
-                if need is not None:
-                    message.load(store, need == "headers")
-                try:
-                    if searcher.matches(query, seq, message):
-                        hits.append((message.uid if uid else seq, int(message.item.modseq)))
-                finally:
-                    if need is not None:
-                        message.unload()
-            return hits
+        mbox = self.mbox
+        parser = search_keys.SearchParser(mbox.uids, mbox.recent)
+        try:
+            criterion = parser.parse(query)
+        except search_keys.SearchSyntaxError as error:
+            self.sendBadResponse(tag, str(error).encode("ascii", "replace"))
+            return
 
         def done(hits: list[tuple[int, int]]) -> None:
-            words = [b"SEARCH", *(b"%d" % number for number, _ in hits)]
-            if searcher.used_modseq:
+            # Only messages this session knows of: one that arrived or went meanwhile is told by the next refresh.
+            known = [(found, seq) for found, _ in hits if (seq := mbox.seq_of(found)) is not None]
+            numbers = [found if uid else seq for found, seq in known]
+            words = [b"SEARCH", *(b"%d" % number for number in numbers)]
+            if parser.used_modseq:
                 self.condstore = True  # RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE
                 if hits:
                     words.append(b"(MODSEQ %d)" % max(modseq for _, modseq in hits))
             self.sendUntaggedResponse(b" ".join(words))
             self.sendPositiveResponse(tag, b"SEARCH completed")
 
-        def bad(failure: Failure) -> Failure | None:
-            if failure.check(search_keys.SearchSyntaxError):
-                self.sendBadResponse(tag, str(failure.value).encode("ascii", "replace"))
-                return None
-            return failure
-
-        self._run(tag, lambda: deferToThread(work).addCallbacks(done, bad), lambda _: None)
+        store = self.context.store
+        self._run(tag, lambda: deferToThread(store.search_messages, mbox.id, criterion, mbox.actor), done)
 
     select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)

@@ -45,7 +45,7 @@ class StoreCommand:
                 if uid:
                     items.append(b"UID %d" % mbox.getUID(seq))
                 if self.condstore:
-                    items.append(b"MODSEQ (%d)" % mbox.messages[seq - 1].item.modseq)
+                    items.append(b"MODSEQ (%d)" % result.modseqs[seq])
                 self.sendUntaggedResponse(b"%d FETCH (%s)" % (seq, b" ".join(items)))
             if result.modified:
                 numbers = ",".join(str(n) for n in sorted(result.modified)).encode()

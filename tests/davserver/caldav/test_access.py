@@ -101,6 +101,12 @@ def test_plan_without_caldav_gets_403_with_reason_and_quota_gives_507(start_serv
     assert full.status == 507
     assert "quota-not-exceeded" in full.text  # RFC 4331 §6
     assert dav.request("GET", f"/dav/{login}/calendar/2.ics", small).status == 404  # nothing stored
+    # RFC 4918 §9.8 COPY counts against the same capacity, in the same transaction.
+    assert dav.request("MKCALENDAR", f"/dav/{login}/more/", small).status == 201
+    copied = dav.request("COPY", f"/dav/{login}/calendar/1.ics", small,
+                         headers={"Destination": f"{dav.base_url}{login}/more/1.ics"})
+    assert copied.status == 507 and "quota-not-exceeded" in copied.text
+    assert dav.request("GET", f"/dav/{login}/more/1.ics", small).status == 404
 
 
 def test_changed_password_and_disabled_account_stop_working_at_once(server, dav, user):

@@ -1,0 +1,325 @@
+"""The IMAP views of a mailbox: what a session asks, with a bounded number of queries whatever the mailbox size.
+
+The UID list at SELECT (one indexed column), counts in SQL, one query for the
+rows a FETCH names (flags and modseq in the reader's own view, see
+:mod:`kantoor.storage.mail_flags`), one for a SEARCH
+(:mod:`kantoor.storage.mail_search`), and the change log for what changed since a
+modseq. \\Recent is a per-mailbox mark raised atomically (RFC 3501 2.3.2).
+Messages stored before the message index existed (NULL columns, migration 0004)
+are indexed the first time they are fetched or searched, and saved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from kantoor.storage.errors import NotFound
+from kantoor.storage.mail_flags import is_private_view, modseq_expr, user_flags_join, view_flags
+from kantoor.storage.mail_search import Criterion, Flag, compile_criterion
+from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
+from kantoor.storage.models import Change, Collection, Item, MailUserFlags, MessageHeader, MessageText
+from kantoor.storage.transactions import StoreBase
+
+# Above this many UIDs a FETCH reads the UID range and drops what was not asked for (one query).
+_IN_LIST_LIMIT = 500
+# Old messages indexed per transaction on first use.
+_INDEX_BATCH = 200
+
+
+@dataclass(slots=True)
+class MessageRow:
+    """What FETCH needs of one message, in one reader's view (flags and modseq per user in shared mailboxes)."""
+
+    id: int
+    uid: int
+    flags: list[str]
+    modseq: int
+    size: int
+    internaldate: dt.datetime | None  # None unless asked for (parsing it costs on SQLite)
+    blob_sha256: str | None
+    envelope: str | None = None
+    bodystructure: str | None = None
+    body: str | None = None
+
+
+@dataclass
+class MailboxSnapshot:
+    """A mailbox as SELECT sees it: the UID list (sequence order) and what the untagged replies say."""
+
+    collection: Collection
+    uids: list[int]
+    first_unseen_uid: int | None
+    unseen: int
+    recent_from: int  # messages with a UID in (recent_from, recent_to] are \Recent for this session
+    recent_to: int
+    rights: frozenset[str] = frozenset()
+
+
+@dataclass
+class MailboxDelta:
+    """What changed in a mailbox after a modseq, in one reader's view."""
+
+    collection: Collection
+    expunged: list[int] = field(default_factory=list)  # UIDs
+    new_uids: list[int] = field(default_factory=list)
+    changed: list[MessageRow] = field(default_factory=list)  # known messages whose flags/modseq moved
+    recent_from: int = 0
+    recent_to: int = 0
+
+
+def _index_rows(s: Session, item_id: int, index: MessageIndex) -> None:
+    """The SEARCH rows of one message (headers and text)."""
+    if index.headers:
+        s.execute(insert(MessageHeader), [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
+    s.execute(insert(MessageText), [{"item_id": item_id, "body": index.text}])
+
+
+def _index_columns(index: MessageIndex) -> dict[str, object]:
+    return {"imap_envelope": index.envelope, "imap_bodystructure": index.bodystructure, "imap_body": index.body,
+            "sent_date": index.sent_date}
+
+
+class MailViewsMixin(StoreBase):
+    # ------------------------------------------------------------------ lazy index for old messages
+    def _ensure_indexed(self, item_ids: Sequence[int]) -> None:
+        """Index messages stored before the index existed (NULL envelope), once, and save it.
+
+        In batches: one read of the rows, and one write transaction, per
+        :data:`_INDEX_BATCH` messages (a mailbox of 50,000 old messages is indexed in
+        minutes on its first SEARCH, not one transaction per message). Bytes are
+        read and parsed outside the write transaction, so other writers wait only
+        for the inserts.
+        """
+        for start in range(0, len(item_ids), _INDEX_BATCH):
+            batch = list(item_ids[start:start + _INDEX_BATCH])
+            with self.read() as s:
+                rows = list(s.execute(select(Item.id, Item.inline_body, Item.blob_sha256).where(Item.id.in_(batch))))
+            caches = {}
+            for item_id, inline, sha in rows:
+                if inline is not None:
+                    data = inline
+                elif sha is not None:
+                    with self.blobs.open(sha) as fh:
+                        data = fh.read(MAX_PARSE)
+                else:
+                    data = b""
+                caches[item_id] = index_message_bytes(data[:MAX_PARSE])
+            with self.write() as s:
+                for item_id, cache in caches.items():
+                    done = s.execute(update(Item).where(Item.id == item_id, Item.imap_envelope.is_(None))
+                                     .values(**_index_columns(cache)))
+                    if done.rowcount:  # another session may have indexed it meanwhile
+                        _index_rows(s, item_id, cache)
+
+    def _unindexed(self, s: Session, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        query = select(Item.id).where(Item.collection_id == mailbox_id, Item.imap_envelope.is_(None))
+        if uids is not None:
+            query = query.where(Item.uid.in_(list(uids)))
+        return list(s.scalars(query))
+
+    # ------------------------------------------------------------------ IMAP views
+    def _readable_mailbox(self, s: Session, mailbox_id: int, actor: int | None) -> Collection:
+        coll = s.get(Collection, mailbox_id)
+        if coll is None or coll.kind != "mailbox":
+            raise NotFound(f"no mailbox {mailbox_id}")
+        self.access.authorize(s, actor, "read", coll)
+        return coll
+
+    def _view_query(self, coll: Collection, actor: int | None, *columns):  # type: ignore[no-untyped-def]
+        """SELECT ``columns`` FROM items [LEFT JOIN the reader's own flags] of one mailbox."""
+        query = select(*columns).select_from(Item).where(Item.collection_id == coll.id)
+        if is_private_view(coll, actor):
+            query = query.outerjoin(MailUserFlags, user_flags_join(actor))
+        return query
+
+    def _unseen(self, s: Session, coll: Collection, actor: int | None) -> tuple[int, int | None]:
+        unseen = compile_criterion(Flag("\\Seen", False), is_private_view(coll, actor))
+        row = s.execute(self._view_query(coll, actor, func.count(), func.min(Item.uid)).where(unseen)).one()
+        return int(row[0] or 0), (int(row[1]) if row[1] is not None else None)
+
+    def open_mailbox(self, mailbox_id: int, actor: int | None = None, claim_recent: bool = False) -> MailboxSnapshot:
+        """SELECT/EXAMINE: the UID list, unseen count and first unseen UID, and \\Recent (RFC 3501 2.3.2).
+
+        With ``claim_recent`` (SELECT, not EXAMINE) this session becomes the one that
+        sees the messages that arrived since the last SELECT as \\Recent: the
+        mailbox's ``recent_uid`` is raised to the highest UID in one locked
+        transaction, so of two sessions (or two server processes) only one gets them.
+        """
+        recent = self._claim_recent(mailbox_id, actor, None) if claim_recent else None
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            uids = list(s.scalars(select(Item.uid).where(Item.collection_id == coll.id).order_by(Item.uid)))
+            unseen, first = self._unseen(s, coll, actor)
+        # EXAMINE shows what is recent without claiming it (RFC 3501 6.3.2: it MUST NOT clear \Recent).
+        low, high = recent if recent is not None else (int(coll.recent_uid or 0), uids[-1] if uids else 0)
+        return MailboxSnapshot(coll, [int(u) for u in uids], first, unseen, low, high,
+                               self.rights_held(mailbox_id, actor=actor))
+
+    def _claim_recent(self, mailbox_id: int, actor: int | None, up_to: int | None) -> tuple[int, int]:
+        """Raise the mailbox's \\Recent mark to ``up_to`` (default: the highest UID); the UIDs claimed, as a range."""
+        with self.write() as s:
+            coll = self._locked_collection(s, mailbox_id)
+            self.access.authorize(s, actor, "read", coll)
+            highest = int(coll.uidnext) - 1 if up_to is None else min(int(up_to), int(coll.uidnext) - 1)
+            low = int(coll.recent_uid or 0)
+            if highest <= low:
+                return low, low
+            coll.recent_uid = highest
+            return low, highest
+
+    def mailbox_status(self, mailbox_id: int, actor: int | None = None) -> dict[str, int]:
+        """STATUS (RFC 3501 6.3.10) from aggregate queries: nothing per message leaves the database."""
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            count, recent = s.execute(select(func.count(), func.count().filter(Item.uid > coll.recent_uid))
+                                      .where(Item.collection_id == coll.id)).one()
+            unseen, _ = self._unseen(s, coll, actor)
+            return {"MESSAGES": int(count), "RECENT": int(recent), "UIDNEXT": int(coll.uidnext),
+                    "UIDVALIDITY": int(coll.uidvalidity), "UNSEEN": unseen,
+                    "HIGHESTMODSEQ": max(1, int(coll.modseq))}
+
+    def message_rows(self, mailbox_id: int, uids: Sequence[int], actor: int | None = None,
+                     cached: bool = False, dates: bool = True) -> list[MessageRow]:
+        """The rows of the messages ``uids`` (sorted), in one query; with ``cached`` also ENVELOPE/BODYSTRUCTURE/BODY,
+        without ``dates`` no INTERNALDATE. Large sets read the UID range and drop what was not asked for."""
+        if not uids:
+            return []
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            if cached and (missing := self._unindexed(s, coll.id, uids if len(uids) <= _IN_LIST_LIMIT else None)):
+                s.close()
+                self._ensure_indexed(missing)
+            private = is_private_view(coll, actor)
+            columns = [Item.id, Item.uid, Item.flags, Item.modseq, Item.size, Item.blob_sha256]
+            if private:
+                columns += [MailUserFlags.flags, MailUserFlags.modseq]
+            if cached:
+                columns += [Item.imap_envelope, Item.imap_bodystructure, Item.imap_body]
+            if dates:
+                columns += [Item.internaldate, Item.created_at]
+            query = self._view_query(coll, actor, *columns)
+            wanted = None
+            if len(uids) <= _IN_LIST_LIMIT:
+                query = query.where(Item.uid.in_(list(uids)))
+            else:
+                query = query.where(Item.uid.between(uids[0], uids[-1]))
+                wanted = set(uids)
+            rows = []
+            for r in s.connection().execute(query.order_by(Item.uid)):
+                uid = r[1]
+                if wanted is not None and uid not in wanted:
+                    continue
+                at = 6
+                user_flags = user_modseq = None
+                if private:
+                    user_flags, user_modseq = r[6], r[7]
+                    at = 8
+                row = MessageRow(r[0], uid, view_flags(r[2], user_flags, private),
+                                 r[3] if user_modseq is None or user_modseq < r[3] else user_modseq, r[4], None, r[5])
+                if cached:
+                    row.envelope, row.bodystructure, row.body = r[at], r[at + 1], r[at + 2]
+                    at += 3
+                if dates:
+                    row.internaldate = r[at] or r[at + 1]
+                rows.append(row)
+            return rows
+
+    def message_bytes(self, mailbox_id: int, item_id: int, actor: int | None = None, limit: int | None = None) -> bytes:
+        """A message's raw bytes (its first ``limit`` bytes when given), after a ``read`` check."""
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            row = s.execute(select(Item.inline_body, Item.blob_sha256)
+                            .where(Item.id == item_id, Item.collection_id == coll.id)).one_or_none()
+        if row is None:
+            raise NotFound(f"no message {item_id}")
+        inline, sha = row
+        if inline is not None:
+            return inline if limit is None else inline[:limit]
+        if sha is None:
+            return b""
+        if limit is None:
+            return self.blobs.read(sha)
+        with self.blobs.open(sha) as fh:
+            return fh.read(limit)
+
+    def message_bodies(self, mailbox_id: int, item_ids: Sequence[int], actor: int | None = None,
+                       limit: int | None = None) -> dict[int, bytes]:
+        """The raw bytes of several messages (their first ``limit`` bytes when given): one ``read`` check and one
+        query for the rows, then the blob files of the large ones."""
+        if not item_ids:
+            return {}
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            rows = list(s.connection().execute(select(Item.id, Item.inline_body, Item.blob_sha256).where(
+                Item.collection_id == coll.id, Item.id.in_(list(item_ids)))))
+        found: dict[int, bytes] = {}
+        for item_id, inline, sha in rows:
+            if inline is not None:
+                found[item_id] = inline if limit is None else inline[:limit]
+            elif sha is None:
+                found[item_id] = b""
+            elif limit is None:
+                found[item_id] = self.blobs.read(sha)
+            else:
+                with self.blobs.open(sha) as fh:
+                    found[item_id] = fh.read(limit)
+        return found
+
+    def search_messages(self, mailbox_id: int, criterion: Criterion, actor: int | None = None) -> list[tuple[int, int]]:
+        """SEARCH in SQL: (UID, modseq in the reader's view) of every matching message, in UID order."""
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            missing = self._unindexed(s, coll.id)
+        if missing:
+            self._ensure_indexed(missing)
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            private = is_private_view(coll, actor)
+            query = self._view_query(coll, actor, Item.uid, modseq_expr(private))
+            query = query.where(compile_criterion(criterion, private)).order_by(Item.uid)
+            return [(int(uid), int(m)) for uid, m in s.execute(query)]
+
+    def mailbox_changes(self, mailbox_id: int, since_modseq: int, known_last_uid: int, actor: int | None = None,
+                        claim_recent: bool = False, already_told: dict[int, int] | None = None) -> MailboxDelta:
+        """What changed after ``since_modseq`` for a session that knows the UIDs up to ``known_last_uid``.
+
+        Read from the change log and the modseq indexes, so it costs what changed,
+        not the mailbox size. The collection row is read first and bounds every
+        other query (UIDs below its ``uidnext``, modseqs up to its ``modseq``), so a
+        write committing meanwhile is reported by the next call, never half.
+        """
+        with self.read() as s:
+            coll = self._readable_mailbox(s, mailbox_id, actor)
+            top, uidnext = int(coll.modseq), int(coll.uidnext)
+            delta = MailboxDelta(coll)
+            if top <= since_modseq and uidnext - 1 <= known_last_uid:
+                return delta
+            delta.expunged = sorted(set(int(u) for u in s.scalars(select(Change.item_uid).where(
+                Change.collection_id == coll.id, Change.modseq > since_modseq, Change.modseq <= top,
+                Change.kind == "deleted", Change.item_uid.is_not(None), Change.item_uid <= known_last_uid))))
+            delta.new_uids = [int(u) for u in s.scalars(select(Item.uid).where(
+                Item.collection_id == coll.id, Item.uid > known_last_uid, Item.uid < uidnext).order_by(Item.uid))]
+            # (UID, modseq) of what changed; the session's own STOREs it already answered are left out
+            # (``already_told``: UID → the modseq it reported), so they cost no row reads.
+            touched = dict(s.execute(select(Item.uid, Item.modseq).where(
+                Item.collection_id == coll.id, Item.modseq > since_modseq, Item.modseq <= top,
+                Item.uid <= known_last_uid)).all())
+            if is_private_view(coll, actor):
+                for uid, modseq in s.execute(
+                        select(Item.uid, MailUserFlags.modseq).join(MailUserFlags, MailUserFlags.item_id == Item.id)
+                        .where(MailUserFlags.collection_id == coll.id, MailUserFlags.principal_id == actor,
+                               MailUserFlags.modseq > since_modseq, MailUserFlags.modseq <= top,
+                               Item.uid <= known_last_uid)):
+                    touched[uid] = max(modseq, touched.get(uid, 0))
+            told = already_told or {}
+            touched = {uid: m for uid, m in touched.items() if told.get(uid) != m}
+        if touched:
+            delta.changed = self.message_rows(mailbox_id, sorted(touched), actor, dates=False)
+        if claim_recent and delta.new_uids:
+            delta.recent_from, delta.recent_to = self._claim_recent(mailbox_id, actor, delta.new_uids[-1])
+        return delta

@@ -1,0 +1,130 @@
+"""A raw MIME tree that keeps exact bytes: sections for FETCH BODY[...], and the input of the message index.
+
+Python's ``email`` parser re-folds and re-encodes what it re-serialises, so IMAP
+sections (which must be byte-exact) are cut from the raw bytes here; ``email``
+only parses header blocks.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """(header block including its terminating blank line, body) — BODY[HEADER] must be exact bytes."""
+    if raw.startswith(b"\r\n"):
+        return b"\r\n", raw[2:]
+    if raw.startswith(b"\n"):
+        return b"\n", raw[1:]
+    match = _HEADER_END.search(raw)
+    if match is None:
+        return raw, b""
+    return raw[: match.end()], raw[match.end():]
+
+
+def header_complete(head: bytes) -> bool:
+    """Whether ``head`` (the start of a message) already holds the whole header block."""
+    return bool(_HEADER_END.search(head)) or head.startswith((b"\r\n", b"\n"))
+
+
+def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
+    """The raw parts between ``--boundary`` lines (RFC 2046 5.1.1), preamble and epilogue dropped.
+
+    A delimiter is ``--boundary`` at the start of a line, optionally ``--`` (the
+    last one), then only blanks to the end of the line; the line break before it
+    belongs to the delimiter, not to the part. Found with ``bytes.find`` (a regex
+    anchored at line starts scans every byte of a large attachment).
+    """
+    marker = b"--" + boundary
+    parts: list[bytes] = []
+    start: int | None = None
+    position = 0
+    while True:
+        found = body.find(marker, position)
+        if found < 0:
+            break
+        position = found + 1
+        if found and body[found - 1:found] != b"\n":
+            continue  # not at the start of a line
+        after = found + len(marker)
+        closing = body[after:after + 2] == b"--"
+        if closing:
+            after += 2
+        end_of_line = body.find(b"\n", after)
+        if body[after:end_of_line if end_of_line >= 0 else len(body)].strip(b" \t\r"):
+            continue  # "--boundary" followed by more text: not a delimiter
+        line_break = found - 2 if body[found - 2:found] == b"\r\n" else max(found - 1, 0)
+        if start is not None:
+            parts.append(body[start:line_break])
+        if closing:
+            return parts
+        start = position = end_of_line + 1 if end_of_line >= 0 else len(body)
+    if start is not None:  # unterminated multipart: keep what follows the last delimiter
+        parts.append(body[start:])
+    return parts
+
+
+def header_text(value: str) -> str:
+    """A header value as IMAP sends it: ASCII (8-bit bytes that are not RFC 2047 encoded become "?"), unfolded."""
+    raw = value.encode("utf-8", "surrogateescape")
+    return re.sub(r"\r?\n", "", raw.decode("ascii", "replace").replace("\ufffd", "?"))
+
+
+class MimePart:
+    """One MIME entity parsed from raw bytes; sub-parts keep their exact bytes.
+
+    It has the methods Twisted's IMessagePart asks for (``getHeaders`` …), so
+    Twisted's envelope code reads it directly.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.header_block, self.body = split_header(raw)
+        self._headers: Message | None = None
+        self._parts: list[MimePart] | None = None
+
+    @property
+    def headers(self) -> Message:
+        if self._headers is None:
+            self._headers = BytesHeaderParser(policy=compat32).parsebytes(self.header_block)
+        return self._headers
+
+    def getHeaders(self, negate: bool, *names: bytes | str) -> dict[str, str]:  # noqa: N802 (Twisted's name)
+        wanted = {(n.decode("ascii", "replace") if isinstance(n, bytes) else n).lower() for n in names}
+        result: dict[str, str] = {}
+        for name, value in self.headers.raw_items():
+            key = name.lower()
+            if wanted and (key in wanted) == negate:
+                continue
+            result.setdefault(key, header_text(value))
+        if "content-type" in wanted and not negate and "content-type" not in result:
+            # RFC 2045 5.2: no Content-Type means text/plain in US-ASCII (BODYSTRUCTURE needs it spelled out).
+            result["content-type"] = "text/plain; charset=us-ascii"
+        return result
+
+    def getBodyFile(self) -> io.BytesIO:  # noqa: N802
+        return io.BytesIO(self.body)
+
+    def getSize(self) -> int:  # noqa: N802
+        return len(self.raw)
+
+    def _boundary(self) -> bytes | None:
+        if self.headers.get_content_maintype() != "multipart":
+            return None
+        boundary = self.headers.get_boundary()
+        return boundary.encode("utf-8", "surrogateescape") if boundary else None
+
+    def isMultipart(self) -> bool:  # noqa: N802
+        return self._boundary() is not None
+
+    def getSubPart(self, part: int) -> MimePart:  # noqa: N802
+        if self._parts is None:
+            boundary = self._boundary()
+            self._parts = [MimePart(p) for p in split_multipart(self.body, boundary)] if boundary else []
+        return self._parts[part]  # IndexError tells Twisted there are no more parts

@@ -1,0 +1,143 @@
+"""Routing outbound mail by DNS (RFC 5321 section 5.1, RFC 7505) against a fake authoritative zone:
+the server's resolver (``KANTOOR_DELIVERY_DNS_NAMESERVERS``) asks a DNS server in the test process,
+and the MX hosts it names are fake MX servers on 127.0.0.1 and ::1 at one port number
+(``KANTOOR_DELIVERY_REMOTE_PORT``), told apart by address."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from harness import launch_server
+
+FAST_RETRIES = {
+    "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "0.3",
+    "KANTOOR_DELIVERY_RETRY_MAX_SECONDS": "0.6",
+    "KANTOOR_DELIVERY_POLL_SECONDS": "0.2",
+    "KANTOOR_DELIVERY_CONNECT_TIMEOUT_SECONDS": "5",
+}
+
+
+@pytest.fixture(scope="module")
+def mx_port(port_on_both_loopbacks: int) -> int:
+    return port_on_both_loopbacks
+
+
+@pytest.fixture(scope="module")
+def mx_v4(mx_port: int, make_module_fake_mx: Any) -> Any:
+    return make_module_fake_mx(host="127.0.0.1", port=mx_port)
+
+
+@pytest.fixture(scope="module")
+def routed(zone: Any, mx_port: int, mx_v4: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    proc = launch_server(tmp_path_factory.mktemp("routed") / "data",
+                         KANTOOR_DELIVERY_DNS_NAMESERVERS=f"127.0.0.1:{zone.port}",
+                         KANTOOR_DELIVERY_REMOTE_PORT=str(mx_port), **FAST_RETRIES)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _wait(predicate: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _send(srv: Any, mail: Any, recipient: str) -> tuple[str, str]:
+    login, password = srv.make_user()
+    with mail.submission() as client:
+        client.login(login, password)
+        assert client.sendmail(login, [recipient], mail.compose(mail.unique("routed-"), sender=login)) == {}
+    return login, password
+
+
+def _queue_row(srv: Any, recipient: str) -> Any:
+    rows = [m for m in srv.core().store.list_outbound(state=None) if recipient in m.recipients]
+    return rows[0] if rows else None
+
+
+def _bounce_status(mail: Any, login: str, password: str) -> str:
+    raw = _wait(lambda: [m for m in mail.inbox(login, password) if b"Undelivered Mail Returned" in m])[0]
+    return message_from_bytes(raw).get_payload()[1].as_bytes().decode()
+
+
+def test_lowest_preference_mx_is_tried_first_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_port, mx_v4, make_fake_mx) -> None:
+    # Listed in the answer in the "wrong" order: the preference decides, not the order.
+    zone.add("order.test", "MX", "20 mx-b.order.test.", "10 mx-a.order.test.")
+    zone.add("mx-a.order.test", "AAAA", "::1")
+    zone.add("mx-b.order.test", "A", "127.0.0.1")
+    mx_v6 = make_fake_mx(host="::1", port=mx_port)
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('pref')}@order.test"
+    _send(routed, mail, recipient)
+    assert len(mx_v6.wait_for(recipient)) == 1
+    assert mx_v4.messages_for(recipient) == []
+
+
+def test_next_mx_when_the_first_refuses_the_connection_rfc5321_section_5_1(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
+    zone.add("fallback.test", "MX", "10 mx-a.fallback.test.", "20 mx-b.fallback.test.")
+    zone.add("mx-a.fallback.test", "AAAA", "::1")  # nothing listens there: connection refused
+    zone.add("mx-b.fallback.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('fb')}@fallback.test"
+    _send(routed, mail, recipient)
+    assert len(mx_v4.wait_for(recipient)) == 1
+    _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.state == "delivered")
+    assert _queue_row(routed, recipient).attempts == 1  # in the same attempt, not on a retry
+
+
+def test_domain_without_mx_uses_its_address_implicit_mx_rfc5321_section_5_1(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
+    zone.add("implicit.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('imp')}@implicit.test"
+    _send(routed, mail, recipient)
+    assert len(mx_v4.wait_for(recipient)) == 1
+
+
+def test_null_mx_bounces_at_once_with_5_1_10_rfc7505_section_4_1(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
+    zone.add("nullmx.test", "MX", "0 .")
+    zone.add("nullmx.test", "A", "127.0.0.1")  # must not be used as an implicit MX
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('null')}@nullmx.test"
+    login, password = _send(routed, mail, recipient)
+    status = _bounce_status(mail, login, password)
+    assert f"Final-Recipient: rfc822; {recipient}" in status and "Status: 5.1.10" in status, status
+    row = _queue_row(routed, recipient)
+    assert (row.state, row.attempts) == ("failed", 1)  # no retries
+    assert mx_v4.messages_for(recipient) == []
+
+
+def test_domain_that_does_not_exist_bounces_rfc5321_section_5_1(routed, mail_for, zone) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('nx')}@nowhere.test"  # NXDOMAIN
+    login, password = _send(routed, mail, recipient)
+    status = _bounce_status(mail, login, password)
+    assert "Action: failed" in status and "Status: 5.1.2" in status, status
+    assert _queue_row(routed, recipient).attempts == 1
+
+
+def test_server_failure_is_retried_then_delivered_once_rfc5321_section_4_5_4_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_v4) -> None:
+    zone.add("flaky.test", "MX", "10 mx.flaky.test.")
+    zone.add("mx.flaky.test", "A", "127.0.0.1")
+    zone.servfail.add("flaky.test")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('sf')}@flaky.test"
+    login, password = _send(routed, mail, recipient)
+    _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.attempts >= 2)
+    row = _queue_row(routed, recipient)
+    assert row.state == "queued" and "4.4.3" in row.last_error, row.last_error
+    assert mx_v4.messages_for(recipient) == []
+    zone.servfail.discard("flaky.test")
+    assert len(mx_v4.wait_for(recipient)) == 1
+    _wait(lambda: _queue_row(routed, recipient).state == "delivered")
+    assert not [m for m in mail.inbox(login, password) if b"Undelivered" in m]  # a temporary failure: no bounce
