@@ -167,6 +167,11 @@ class DeliverySettings:
     # Mail usage (percent of the plan's capacity) that triggers one "mailbox almost full" mail.
     quota_warning_percent: int = 90
     quota_check_seconds: float = 300.0  # how often usage is checked for that warning
+    # iMIP (RFC 6047): mail invitations/cancellations to external attendees of events an account
+    # organizes over CalDAV. Clients that schedule by themselves (Thunderbird, Evolution send their
+    # own iMIP when the server does not advertise calendar-auto-schedule) would make attendees get
+    # two copies; turn this off where those clients dominate. Phones (DAVx5, iOS) rely on the server.
+    imip_invitations: bool = True
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Authentication-Results (RFC 8601) for mail arriving at the MX: SPF, DKIM and DMARC.
 
 The checks are authheaders' (SPF by pyspf, DKIM by dkimpy, DMARC policy with the
-public suffix list), all resolving through dnspython's default resolver — which
+public suffix list, loaded once per process by :mod:`kantoor.smtpd.org_domain`), all
+resolving through dnspython's default resolver — which
 :func:`use_name_servers` points at the configured name servers (a test's fake zone).
 A header with our own authserv-id that arrives with the message is a forgery
 (RFC 8601 section 5) and is removed. Runs in a worker thread: DNS lookups block.
@@ -14,12 +15,17 @@ import re
 
 import dns.resolver
 
+from kantoor.smtpd import org_domain
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
 from kantoor.smtpd.trace import header_safe
 
 log = logging.getLogger("kantoor.smtpd")
 
 _FIELD = re.compile(rb"^Authentication-Results:\s*([^;\s]+)", re.IGNORECASE)
+
+# The one place authheaders is patched: its org-domain lookup re-read the public suffix
+# list on every call (see org_domain.py). Done at import, before any message is checked.
+org_domain.install()
 
 
 def use_name_servers(delivery: DeliverySettings) -> None:

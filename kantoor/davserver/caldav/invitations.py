@@ -248,6 +248,8 @@ def _over_hourly_limit(context: DavContext, account: Account) -> bool:
 
 def send_invitations(context: DavContext, account: Account, old_body: bytes | None, new_body: bytes | None) -> int:
     """Queue the iMIP mails a PUT or DELETE by ``account`` calls for; returns how many were queued."""
+    if not context.settings.delivery.imip_invitations:
+        return 0
     new = read_scheduled(new_body)
     old = read_scheduled(old_body)
     if new is None and old is None:

@@ -233,3 +233,19 @@ def test_rfc5546_3_2_5_status_cancelled_cancels_and_a_refused_write_sends_nothin
     assert method == "CANCEL" and str(next(iter(itip.walk("VEVENT")))["STATUS"]) == "CANCELLED"
     saved.delete()  # already cancelled: nothing more to say
     assert _queued(organizer_server) == queued + 1
+
+
+def test_imip_invitations_can_be_turned_off_for_self_scheduling_clients(inbox, tmp_path):
+    """With ``delivery.imip_invitations = false`` the server sends nothing (the client schedules, as
+    Thunderbird does when calendar-auto-schedule is not advertised), so attendees get one copy."""
+    proc = launch_server(tmp_path / "data", KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{inbox.port}",
+                         KANTOOR_DELIVERY_IMIP_INVITATIONS="false")
+    try:
+        user = proc.make_user(f"olivia-{secrets.token_hex(3)}@example.org")
+        guest = _remote()
+        _calendar(proc, user).save_event(_event("imip-off@example.org", user[0], [guest]), increase_seqno=False)
+        assert _queued(proc) == 0
+        assert "calendar-auto-schedule" not in http_request(
+            proc.host, proc.ports["http"], "OPTIONS", "/dav/", auth=user).headers.get("DAV", "")
+    finally:
+        proc.stop()
