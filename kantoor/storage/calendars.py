@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from kantoor.storage.card_search import COLUMN_OF_PROPERTY, like_pattern
 from kantoor.storage.errors import AlreadyExists, NotFound, PermissionDenied, PreconditionFailed
@@ -78,6 +79,18 @@ class CalendarsMixin(StoreBase):
             else:
                 coll.updated_at = utcnow()
 
+    def _transfer_ends(self, s: Session, source_id: int, target_id: int, name: str,
+                       verb: str) -> tuple[Collection, Collection, Item]:
+        """Lock both collections (in id order, so two transfers cannot deadlock) and find the item."""
+        locked = {cid: self._locked_collection(s, cid) for cid in sorted({source_id, target_id})}
+        source, target = locked[source_id], locked[target_id]
+        if source.kind != target.kind or source.kind not in ("calendar", "addressbook"):
+            raise ValueError(f"items {verb} only between calendars or between address books")
+        item = s.scalar(select(Item).where(Item.collection_id == source.id, Item.name == name))
+        if item is None:
+            raise NotFound(f"no item {name}")
+        return source, target, item
+
     def move_calendar_item(self, source_id: int, name: str, target_id: int, new_name: str,
                   actor: int | None = None) -> Item:
         """Move (or rename) a calendar object or vCard in one transaction (WebDAV MOVE).
@@ -89,13 +102,7 @@ class CalendarsMixin(StoreBase):
         """
         validate_item_name(new_name)
         with self.write() as s:
-            locked = {cid: self._locked_collection(s, cid) for cid in sorted({source_id, target_id})}
-            source, target = locked[source_id], locked[target_id]
-            if source.kind != target.kind or source.kind not in ("calendar", "addressbook"):
-                raise ValueError("items move only between calendars or between address books")
-            item = s.scalar(select(Item).where(Item.collection_id == source.id, Item.name == name))
-            if item is None:
-                raise NotFound(f"no item {name}")
+            source, target, item = self._transfer_ends(s, source_id, target_id, name, "move")
             self.access.authorize(s, actor, "write", source, item)
             if source.id == target.id and name == new_name:
                 return item
@@ -148,13 +155,7 @@ class CalendarsMixin(StoreBase):
         """
         validate_item_name(new_name)
         with self.write() as s:
-            locked = {cid: self._locked_collection(s, cid) for cid in sorted({source_id, target_id})}
-            source, target = locked[source_id], locked[target_id]
-            if source.kind != target.kind or source.kind not in ("calendar", "addressbook"):
-                raise ValueError("items copy only between calendars or between address books")
-            item = s.scalar(select(Item).where(Item.collection_id == source.id, Item.name == name))
-            if item is None:
-                raise NotFound(f"no item {name}")
+            source, target, item = self._transfer_ends(s, source_id, target_id, name, "copy")
             self.access.authorize(s, actor, "read", source, item)
             if source.id == target.id and name == new_name:
                 raise ValueError("an item cannot be copied onto itself")
