@@ -1,4 +1,5 @@
-"""Content-addressed blob files: write temp → fsync → rename, named by SHA-256.
+"""Content-addressed blob files: write temp → fsync → rename, named by SHA-256 (the directories fsync'ed
+when one is created).
 
 Files are immutable; the ``blobs`` table counts references from items in the
 same transaction as the item row. A file whose transaction failed has no row
@@ -56,11 +57,17 @@ class BlobStore:
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
             final = self.path(sha)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            created = not final.parent.is_dir()
+            if created:
+                final.parent.mkdir(parents=True, exist_ok=True)
             # Same name means same bytes, so replacing an existing file is harmless,
             # and it refreshes the mtime that protects the file from a concurrent GC.
             os.replace(tmp_name, final)
-            _fsync_dir(final.parent)
+            if created:
+                # A new fan-out directory is synced (as every directory was before); in an existing one
+                # the rename of a file already fsync'ed is left to the filesystem's journal: one fsync
+                # per blob instead of two, and a delivery's cost is mostly fsyncs.
+                _fsync_dir(final.parent)
             return StoredBlob(sha, size)
         except BaseException:
             try:

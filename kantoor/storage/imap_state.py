@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal, select, text, update
+from sqlalchemy import delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, undefer
 
 from kantoor.storage.errors import AlreadyExists, NotFound
@@ -71,6 +71,12 @@ def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
     s.execute(insert(MessageText).from_select(
         ["item_id", "body"],
         select(literal(new_item_id), MessageText.body).where(MessageText.item_id == source_item_id)))
+
+
+def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
+    """``ids`` in slices short enough for one IN list (SQLite caps the bound parameters of a statement)."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 _CACHE = (undefer(Item.imap_envelope), undefer(Item.imap_bodystructure), undefer(Item.imap_body))
@@ -340,30 +346,51 @@ class ImapStateMixin(StoreBase):
             s.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": event.to_payload()})
         return list(range(first, first + len(entries)))
 
+    def _record_changes_from(self, s: Session, coll: Collection, changed: Any, modseq: int, kind: str,
+                             last: tuple[str, int]) -> None:
+        """:meth:`_record_changes` for the (name, uid) rows ``changed`` selects, all at ``modseq``, in one
+        INSERT … SELECT: no Python row per message. ``last`` names the event's message."""
+        coll.modseq = modseq
+        coll.updated_at = now = utcnow()
+        subquery = changed.subquery()
+        s.execute(insert(Change).from_select(
+            ["collection_id", "modseq", "item_name", "item_uid", "kind", "at"],
+            select(literal(coll.id), literal(modseq), subquery.c.name, subquery.c.uid, literal(kind),
+                   literal(now, Change.at.type))))
+        event = ChangeEvent(collection_id=coll.id, owner_id=coll.owner_id, kind=kind, modseq=modseq,
+                            item_name=last[0], item_uid=last[1])
+        s.info["events"].append(event)
+        if not self._is_sqlite:
+            s.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": event.to_payload()})
+
     # ------------------------------------------------------------------ flags with CONDSTORE
     def store_flags(self, mailbox_id: int, uids: Iterable[int], flags: Iterable[str], mode: str,
                     actor: int | None = None, unchanged_since: int | None = None) -> FlagUpdate:
         """Replace ("set"), add or remove flags; skips messages changed after ``unchanged_since`` (CONDSTORE).
 
         RFC 7162 3.1.3: a message whose modseq is above ``unchanged_since`` is left
-        alone and listed in ``modified``; every changed message gets a new modseq.
+        alone and listed in ``modified``. Every message the command changes gets the
+        same new modseq, above every modseq the mailbox had (RFC 7162 3.1: each STORE
+        command gets its own mod-sequence; it need not differ between the messages of
+        one command), and one change-log row each.
         In a mailbox the actor does not own, system flags are the actor's own
         (:mod:`kantoor.storage.mail_flags`): storing only \\Seen then needs just the
         ``read`` right (RFC 4314's "s"), anything else ``write``; the new modseq is
         the actor's, and other users' view of the message does not change.
-        The rows are read and written with one statement each (executemany), not
-        one ORM object per message.
+        Set-based: the new flags are computed once per distinct flag string (a
+        mailbox has few), and the rows are written with one UPDATE per distinct
+        (old, new) pair and chunk of ids — not one statement or ORM object per message.
         """
         flag_list = normalize_flags(flags)
         lowered = {f.lower() for f in flag_list}
+        if mode not in ("set", "add", "remove"):
+            raise ValueError(f"unknown flag mode {mode!r}")
         result = FlagUpdate()
         with self.write() as s:
             coll = self._locked_collection(s, mailbox_id)
             private = is_private_view(coll, actor)
             only_seen = private and lowered <= {"\\seen"} and mode != "set"
             self.access.authorize(s, actor, "read" if only_seen else "write", coll)
-            if mode not in ("set", "add", "remove"):
-                raise ValueError(f"unknown flag mode {mode!r}")
             wanted = sorted(set(int(u) for u in uids))
             if not wanted:
                 return result
@@ -377,16 +404,11 @@ class ImapStateMixin(StoreBase):
             else:
                 query = query.where(Item.uid.in_(wanted))
             chosen = set(wanted)
-            changes: list[tuple[Any, list[str], list[str]]] = []  # (row, current view, new view)
-            for row in s.execute(query.order_by(Item.uid)):
-                if row.uid not in chosen:
-                    continue
-                own_flags, own_modseq = (row[5], row[6]) if private else (None, None)
-                modseq = view_modseq(row.modseq, own_modseq) if private else int(row.modseq)
-                if unchanged_since is not None and modseq > unchanged_since:
-                    result.modified.append(int(row.uid))
-                    continue
-                current = view_flags(row.flags, own_flags, private)
+            # (row flags, own flags) -> (current view, new view or None when unchanged)
+            computed: dict[tuple[str, str | None], tuple[list[str], list[str] | None]] = {}
+
+            def transform(item_flags: str, own_flags: str | None) -> tuple[list[str], list[str] | None]:
+                current = view_flags(item_flags, own_flags, private)
                 if mode == "set":
                     new = flag_list
                 elif mode == "add":
@@ -394,35 +416,68 @@ class ImapStateMixin(StoreBase):
                 else:
                     new = [f for f in current if f.lower() not in lowered]
                 if new == current:
-                    result.unchanged[int(row.uid)] = (new, modseq)
+                    return current, None
+                check_flags_size(new)
+                return current, new
+
+            changes: list[tuple[Any, list[str], list[str]]] = []  # (row, current view, new view)
+            for row in s.execute(query.order_by(Item.uid)):
+                if row.uid not in chosen:
+                    continue
+                own_flags = row[5] if private else None
+                modseq = view_modseq(row.modseq, row[6]) if private else int(row.modseq)
+                if unchanged_since is not None and modseq > unchanged_since:
+                    result.modified.append(int(row.uid))
+                    continue
+                key = (row.flags or "", own_flags)
+                done = computed.get(key)
+                if done is None:
+                    done = computed[key] = transform(*key)
+                current, new = done
+                if new is None:
+                    result.unchanged[int(row.uid)] = (current, modseq)
                 else:
-                    check_flags_size(new)
                     changes.append((row, current, new))
-            modseqs = self._record_changes(s, coll, [(row.name, int(row.uid)) for row, _, _ in changes], "modified")
-            item_updates: list[dict[str, Any]] = []
+            if not changes:
+                return result
+            modseq = int(coll.modseq) + 1  # one for the whole command (see above)
+            item_updates: dict[str, list[int]] = {}  # new row flags -> ids
             own_rows: list[dict[str, Any]] = []
-            for (row, current, new), modseq in zip(changes, modseqs, strict=True):
+            keywords_of: dict[int, list[str]] = {}  # id(list) -> keywords, computed once per distinct view
+            for row, current, new in changes:
                 result.updated[int(row.uid)] = (new, modseq)
                 if not private:
-                    item_updates.append({"_id": row.id, "_flags": " ".join(new), "_modseq": modseq})
+                    item_updates.setdefault(" ".join(new), []).append(row.id)
                     continue
                 system, keywords = split_flags(new)
-                if keywords != split_flags(current)[1]:  # keywords are shared: everyone sees them change
+                old_keywords = keywords_of.get(id(current))
+                if old_keywords is None:
+                    old_keywords = keywords_of[id(current)] = split_flags(current)[1]
+                if keywords != old_keywords:  # keywords are shared: everyone sees them change
                     owners_system = split_flags(row.flags.split())[0]
-                    item_updates.append({"_id": row.id, "_flags": " ".join(owners_system + keywords),
-                                         "_modseq": modseq})
+                    item_updates.setdefault(" ".join(owners_system + keywords), []).append(row.id)
                 own_rows.append({"item_id": row.id, "principal_id": actor, "collection_id": coll.id,
                                  "flags": " ".join(system), "modseq": modseq})
             conn = s.connection()
             items = Item.__table__
-            if item_updates:
-                conn.execute(update(items).where(items.c.id == bindparam("_id"))
-                             .values(flags=bindparam("_flags"), modseq=bindparam("_modseq")), item_updates)
+            for value, ids in item_updates.items():
+                for chunk in _chunks(ids):
+                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(flags=value, modseq=modseq))
             if own_rows:
                 table = MailUserFlags.__table__
-                ids = [r["item_id"] for r in own_rows]
-                conn.execute(delete(table).where(table.c.principal_id == actor, table.c.item_id.in_(ids)))
+                for chunk in _chunks([r["item_id"] for r in own_rows]):
+                    conn.execute(delete(table).where(table.c.principal_id == actor, table.c.item_id.in_(chunk)))
                 conn.execute(insert(table), own_rows)
+            # The change log gets one row per changed message, copied in SQL from the rows just written:
+            # ``modseq`` is new in this (locked) mailbox, so exactly they carry it.
+            if private:
+                changed = (select(Item.name, Item.uid).join(MailUserFlags, MailUserFlags.item_id == Item.id)
+                           .where(MailUserFlags.collection_id == coll.id, MailUserFlags.principal_id == actor,
+                                  MailUserFlags.modseq == modseq))
+            else:
+                changed = select(Item.name, Item.uid).where(Item.collection_id == coll.id, Item.modseq == modseq)
+            last = changes[-1][0]
+            self._record_changes_from(s, coll, changed, modseq, "modified", (last.name, int(last.uid)))
             return result
 
     # ------------------------------------------------------------------ ACL (RFC 4314) read-out

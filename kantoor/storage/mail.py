@@ -16,7 +16,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 
 from kantoor.storage.errors import NotFound
-from kantoor.storage.indexing import index_for
+from kantoor.storage.indexing import ItemIndex
 from kantoor.storage.mail_flags import check_flags_size, is_private_view, split_flags
 from kantoor.storage.mail_views import MailViewsMixin, _index_columns, _index_rows
 from kantoor.storage.message_index import MAX_PARSE, index_message_bytes
@@ -74,8 +74,10 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         if data is None:
             with self.blobs.open(sha) as fh:
                 data = fh.read(MAX_PARSE)
-        index = index_for("message/rfc822", data)
         cache = index_message_bytes(data)
+        # The item's listing columns come from the same parse (not a second one with the email header registry).
+        index = ItemIndex(subject=cache.subject, from_addr=cache.from_addr, to_addr=cache.to_addr,
+                          message_id=cache.message_id, date=cache.date)
         wanted = normalize_flags(flags)
         check_flags_size(wanted)
         items: dict[int, Item] = {}

@@ -73,10 +73,12 @@ class MailboxDelta:
 
 
 def _index_rows(s: Session, item_id: int, index: MessageIndex) -> None:
-    """The SEARCH rows of one message (headers and text)."""
+    """The SEARCH rows of one message (headers and text), as Core inserts: no ORM bookkeeping per row."""
+    conn = s.connection()
     if index.headers:
-        s.execute(insert(MessageHeader), [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
-    s.execute(insert(MessageText), [{"item_id": item_id, "body": index.text}])
+        conn.execute(insert(MessageHeader.__table__),
+                     [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
+    conn.execute(insert(MessageText.__table__), {"item_id": item_id, "body": index.text})
 
 
 def _index_columns(index: MessageIndex) -> dict[str, object]:

@@ -47,6 +47,12 @@ class MessageIndex:
     sent_date: dt.date | None
     headers: list[tuple[str, str]] = field(default_factory=list)  # (lower-case name, folded value)
     text: str = ""
+    # The item's listing columns (decoded, unfolded, case kept) and the Date header as UTC.
+    subject: str = ""
+    from_addr: str = ""
+    to_addr: str = ""
+    message_id: str = ""
+    date: dt.datetime | None = None
 
 
 def _ascii(value: str) -> str:
@@ -139,14 +145,29 @@ def _decoded(value: str) -> str:
         return value
 
 
-def _sent_date(part: MimePart) -> dt.date | None:
+def _date(part: MimePart) -> dt.datetime | None:
     raw = part.headers.get("Date")
     if not raw:
         return None
     try:
-        return email.utils.parsedate_to_datetime(str(raw)).date()  # the sender's own calendar day
+        return email.utils.parsedate_to_datetime(str(raw))
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A floating Date (no zone) is taken as UTC, like every other index column."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _display(part: MimePart, name: str) -> str:
+    """A header's value for the item's listing columns: RFC 2047 decoded and unfolded, case kept.
+    From the compat32 header block already parsed (the ``email`` header registry costs a millisecond a
+    message and these columns are only shown, never compared)."""
+    raw = part.headers.get(name)
+    if raw is None:
+        return ""
+    return _SPACES.sub(" ", _decoded(str(raw))).strip()
 
 
 def _decoded_body(part: MimePart) -> str:
@@ -207,11 +228,17 @@ def index_message_bytes(raw: bytes) -> MessageIndex:
     headers: list[tuple[str, str]] = []
     for name, value in list(top.headers.raw_items())[:MAX_HEADERS]:
         headers.append((name.strip().lower()[:200], fold(_decoded(value))[:MAX_HEADER_VALUE]))
+    date = _date(top)
     return MessageIndex(
         envelope=wire(envelope(top)),
         bodystructure=wire(body_structure(top, extended=True)),
         body=wire(body_structure(top, extended=False)),
-        sent_date=_sent_date(top),
+        sent_date=date.date() if date else None,  # the sender's own calendar day
         headers=headers,
         text=_text(top),
+        subject=_display(top, "Subject"),
+        from_addr=_display(top, "From"),
+        to_addr=_display(top, "To"),
+        message_id=_display(top, "Message-ID"),
+        date=_utc(date) if date else None,
     )

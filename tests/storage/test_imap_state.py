@@ -124,6 +124,26 @@ def test_store_flags_unchangedsince_rfc7162_3_1_3(core) -> None:  # type: ignore
     assert again.updated == {} and again.unchanged[1] == (["\\Flagged"], modseq)
 
 
+def test_one_store_command_gives_its_messages_one_new_modseq_and_logs_each_rfc7162_3_1(core) -> None:  # type: ignore[no-untyped-def]
+    """RFC 7162 3.1: a STORE's changed messages all get a modseq above the mailbox's previous highest (one for
+    the command); other sessions see each of them through the change log, the unchanged one is left alone."""
+    _, me, inbox, _ = _setup(core)
+    for n in range(4):
+        core.store.deliver_message(inbox.id, MESSAGE, actor=me, flags=["\\Flagged"] if n == 2 else [])
+    before = core.store.get_collection(inbox.id).modseq
+    result = core.store.store_flags(inbox.id, [1, 2, 3, 4], ["\\Flagged", "$Work"], "add", me)
+    assert sorted(result.updated) == [1, 2, 3, 4]
+    assert {m for _, m in result.updated.values()} == {before + 1} == {core.store.get_collection(inbox.id).modseq}
+    assert result.updated[3][0] == ["\\Flagged", "$Work"] and result.updated[1][0] == ["\\Flagged", "$Work"]
+    logged = [(c.item_uid, c.modseq, c.kind) for c in core.store.changes_since(inbox.id, before, me)]
+    assert sorted(logged) == [(uid, before + 1, "modified") for uid in (1, 2, 3, 4)]
+    delta = core.store.mailbox_changes(inbox.id, before, 4, me)
+    assert [(row.uid, row.modseq) for row in delta.changed] == [(uid, before + 1) for uid in (1, 2, 3, 4)]
+    removed = core.store.store_flags(inbox.id, [1, 2, 3], ["$Work"], "remove", me)
+    assert {m for _, m in removed.updated.values()} == {before + 2}
+    assert [m.flags for m in core.store.list_messages(inbox.id, me)] == ["\\Flagged"] * 3 + ["\\Flagged $Work"]
+
+
 def test_mailbox_rights_and_grants_follow_the_acl_engine_rfc4314(core) -> None:  # type: ignore[no-untyped-def]
     from kantoor.storage import PermissionDenied
 
