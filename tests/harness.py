@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,16 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20) -> Any:
+    """Poll ``predicate`` (every 0.1 s, at most ``timeout`` seconds) until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
 
 
 def launch_server(data_dir: Path, config: str | None = None, **env: str) -> ServerProcess:

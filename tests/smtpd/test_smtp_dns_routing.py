@@ -5,13 +5,12 @@ and the MX hosts it names are fake MX servers on 127.0.0.1 and ::1 at one port n
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from typing import Any
 
 import pytest
-from harness import launch_server
+from harness import launch_server, wait_until
 
 FAST_RETRIES = {
     "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "0.3",
@@ -42,13 +41,7 @@ def routed(zone: Any, mx_port: int, mx_v4: Any, tmp_path_factory: pytest.TempPat
         proc.stop()
 
 
-def _wait(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+_wait = wait_until
 
 
 def _send(srv: Any, mail: Any, recipient: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import dkim
 import pytest
-from harness import launch_server
+from harness import launch_server, wait_until
 
 FAST_RETRIES = {
     "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "0.3",
@@ -46,13 +46,7 @@ def srv(plain: Any, with_dsn: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         proc.stop()
 
 
-def _wait(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+_wait = wait_until
 
 
 def _reports(mail: Any, login: str, password: str) -> list[bytes]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import dkim
 import pytest
-from harness import launch_server, require_tool
+from harness import launch_server, require_tool, wait_until
 
 REMOTE = "remote.test"
 SIGNING_DOMAIN = "kantoor.test"
@@ -51,13 +51,7 @@ def _remote(name: str) -> str:
     return f"{name}@{REMOTE}"
 
 
-def _wait(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+_wait = wait_until
 
 
 def test_domain_add_prints_mx_spf_dkim_and_dmarc_records(dns_records: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import launch_server
+from harness import launch_server, wait_until
 
 CAPACITY = 30000
 PLAN = f"""
@@ -34,13 +34,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         proc.stop()
 
 
-def _wait(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+_wait = wait_until
 
 
 def _receive(mail: Any, login: str, size: int, subject: str) -> None:
