@@ -16,18 +16,55 @@ import pytest
 from harness import IN_CI, ServerProcess, launch_server, make_settings, pg_admin_url, postgres_available
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Tests start `python -m kantoor` with this interpreter: without the package
-    # installed every server test would fail for a reason that says nothing.
+def _missing_installation() -> str | None:
+    """Why this Python cannot run Kantoor (tests start `python -m kantoor` with it), or None."""
     import importlib.metadata
 
     try:
         importlib.metadata.version("kantoor")
         import kantoor.core  # noqa: F401 - and its dependencies
-    except (ImportError, importlib.metadata.PackageNotFoundError):
-        raise pytest.UsageError(
-            "kantoor is not installed in this Python; run ./scripts/test.sh (it installs it) "
-            "or `pip install -e '.[test]'` first") from None
+    except importlib.metadata.PackageNotFoundError:
+        return "kantoor is not installed in this Python"
+    except ImportError as exc:
+        return f"{exc.name or exc} (a dependency of kantoor) is not installed in this Python"
+    return None
+
+
+NOT_INSTALLED = _missing_installation()
+NOT_INSTALLED_HINT = "run ./scripts/test.sh (it installs everything) or `pip install -e '.[test]'` first"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In CI a missing installation is an error, never a skipped suite.
+    if NOT_INSTALLED and IN_CI:
+        raise pytest.UsageError(f"{NOT_INSTALLED}; {NOT_INSTALLED_HINT}")
+
+
+class _NeedsInstallation(pytest.Item):
+    """One test file that cannot be imported here: it skips, naming what is missing."""
+
+    def runtest(self) -> None:
+        pytest.skip(f"{NOT_INSTALLED}; {NOT_INSTALLED_HINT}")
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.path, None, self.name
+
+
+class _UninstalledTests(pytest.Directory):
+    """Outside CI, without Kantoor installed: every test file below as one skipping item, so
+    collection works and says why, instead of failing on the first import (nothing is imported)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for path in sorted(self.path.rglob("test_*.py")):
+            yield _NeedsInstallation.from_parent(self, name=str(path.relative_to(self.path)), path=path)
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    # Called for the folders below this one (this conftest's hooks do not see its own folder);
+    # their conftest.py files import Kantoor's dependencies, so they are not entered at all.
+    if NOT_INSTALLED and path.parent == Path(__file__).parent:
+        return _UninstalledTests.from_parent(parent, path=path)
+    return None
 
 
 @pytest.fixture
