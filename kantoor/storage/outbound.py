@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from kantoor.config import Settings
 from kantoor.storage.errors import NotFound
-from kantoor.storage.models import Account, Blob, OutboundMessage, Plan, ServerNotice, Usage, utcnow
+from kantoor.storage.models import Account, OutboundMessage, Plan, ServerNotice, Usage, utcnow
 from kantoor.storage.transactions import Body, StoreBase
 
 QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
@@ -122,17 +122,6 @@ class OutboundMixin(StoreBase):
         s.add(row)
         s.flush()
         return row
-
-    def _reference_blob(self, s: Session, stored: Body) -> None:
-        if stored.blob_sha256 is None:
-            return
-        blob = s.get(Blob, stored.blob_sha256)
-        if blob is None:
-            s.add(Blob(sha256=stored.blob_sha256, size=stored.size, refcount=1, updated_at=utcnow()))
-        else:
-            blob.refcount += 1
-            blob.updated_at = utcnow()
-        s.flush()
 
     def _release_outbound_body(self, s: Session, row: OutboundMessage) -> None:
         # A finished message keeps its row (for `kantoor queue list`) but not its body.

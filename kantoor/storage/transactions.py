@@ -232,14 +232,20 @@ class StoreBase:
         return Body(None, stored.sha256, stored.size), stored.sha256, None
 
 
+    def _reference_blob(self, s: Session, stored: Body) -> None:
+        """Count one more reference to ``stored``'s blob (the row is created by its first user)."""
+        if stored.blob_sha256 is None:
+            return
+        blob = s.get(Blob, stored.blob_sha256)
+        if blob is None:
+            s.add(Blob(sha256=stored.blob_sha256, size=stored.size, refcount=1, updated_at=utcnow()))
+            s.flush()  # a second reference in this transaction finds the row
+        else:
+            blob.refcount += 1
+            blob.updated_at = utcnow()
+
     def _apply_body(self, s: Session, item: Item, stored: Body, sha: str, content_type: str, index: ItemIndex) -> None:
-        if stored.blob_sha256:
-            blob = s.get(Blob, stored.blob_sha256)
-            if blob is None:
-                s.add(Blob(sha256=stored.blob_sha256, size=stored.size, refcount=1, updated_at=utcnow()))
-            else:
-                blob.refcount += 1
-                blob.updated_at = utcnow()
+        self._reference_blob(s, stored)
         item.blob_sha256 = stored.blob_sha256
         item.inline_body = stored.inline
         item.size = stored.size
