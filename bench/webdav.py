@@ -8,12 +8,16 @@ Every server runs on 127.0.0.1 with HTTP Basic auth and is driven by the same cl
 - peak resident memory of the server (sum of its processes) during the large transfers, and how
   far it grows above idle during one 1 GiB PUT and GET (``--huge-mib``).
 
-wsgidav runs its FilesystemProvider under uvicorn + a2wsgi with the settings Kantoor's drive uses
-(16 worker threads, 64 KiB blocks, same uvicorn options), so the difference is the provider
-(database + blob store + locks in the database vs. plain files and in-memory locks). nginx runs one
+wsgidav runs its FilesystemProvider on Kantoor's own HTTP host (uvicorn with the same protocol
+implementation and options, kantoor.davserver.wsgi_host with 16 worker threads, 1 MiB blocks), so the
+difference is the provider (authentication against the database, rights, quota, database + blob store
++ locks in the database vs. a password in memory, plain files and in-memory locks). ``wsgidav-stock``
+runs it on off-the-shelf uvicorn (h11) + a2wsgi instead, for reference. nginx runs one
 worker with ``ngx_http_dav_module`` + ``dav_ext`` (Debian: ``nginx`` + ``libnginx-mod-http-dav-ext``);
 a peer that cannot be started is skipped with a message. The ratio columns are Kantoor / peer
-(>1: Kantoor is faster, or for memory: uses more).
+(>1: Kantoor is faster, or for memory and CPU: uses more). The "server CPU" rows (CPU time of the
+server's processes per request or per MB, bench/process_cpu.py) hold still when other load on the
+machine stretches the wall-clock rows.
 
     python bench/webdav.py                      # 1,000 small, 20 × 50 MiB
     python bench/webdav.py --small 200 --large 4 --large-mib 20   # quick look
@@ -42,6 +46,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kantoor_process  # noqa: E402
+import process_cpu  # noqa: E402
 
 HOST = "127.0.0.1"
 USER, PASSWORD = "bench@example.org", "Qx7-harbor-lamp-2291"
@@ -103,10 +108,9 @@ def start_kantoor() -> Target:
 
 WSGIDAV_LAUNCHER = textwrap.dedent("""
     import sys, logging, uvicorn
-    from a2wsgi import WSGIMiddleware
     from wsgidav.wsgidav_app import WsgiDAVApp
     from wsgidav.fs_dav_provider import FilesystemProvider
-    root, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    root, port, user, password, host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     app = WsgiDAVApp({
         "provider_mapping": {"/": FilesystemProvider(root)},
         "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
@@ -114,22 +118,29 @@ WSGIDAV_LAUNCHER = textwrap.dedent("""
         "simple_dc": {"user_mapping": {"*": {user: {"password": password}}}},
         "verbose": 0, "logging": {"enable": False}, "dir_browser": {"enable": False},
         "lock_storage": True, "property_manager": True,
-        "block_size": 64 * 1024,  # as Kantoor's drive
+        "block_size": 1024 * 1024,  # as Kantoor's drive
     })
     logging.getLogger("wsgidav").setLevel(logging.ERROR)
-    # The HTTP host exactly as Kantoor runs it (kantoor/server.py, kantoor/davserver/app.py):
-    # uvicorn with the same protocol implementation and keep-alive, a2wsgi with 16 worker threads.
-    uvicorn.run(WSGIMiddleware(app, workers=16), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False, timeout_keep_alive=30, server_header=False, lifespan="off",
-                h11_max_incomplete_event_size=64 * 1024)
+    options = dict(host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=30,
+                   server_header=False, lifespan="off", h11_max_incomplete_event_size=64 * 1024)
+    if host == "kantoor":
+        # The HTTP host exactly as Kantoor runs it (kantoor/server.py, kantoor/davserver/app.py):
+        # the same protocol implementation and WSGI host, 16 worker threads.
+        from kantoor.davserver.wsgi_host import WSGIHost
+        from kantoor.server import _http_protocol
+        uvicorn.run(WSGIHost(app, workers=16), http=_http_protocol(), **options)
+    else:
+        # Off-the-shelf: uvicorn's h11 and a2wsgi (what Kantoor ran before its own host).
+        from a2wsgi import WSGIMiddleware
+        uvicorn.run(WSGIMiddleware(app, workers=16), http="h11", **options)
 """)
 
 
-def start_wsgidav(workdir: Path) -> Target | None:
-    root = workdir / "wsgidav-root"
+def start_wsgidav(workdir: Path, host: str = "kantoor") -> Target | None:
+    root = workdir / f"wsgidav-root-{host}"
     root.mkdir()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", WSGIDAV_LAUNCHER, str(root), str(port), USER, PASSWORD],
+    proc = subprocess.Popen([sys.executable, "-c", WSGIDAV_LAUNCHER, str(root), str(port), USER, PASSWORD, host],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_port(port)
@@ -142,7 +153,7 @@ def start_wsgidav(workdir: Path) -> Target | None:
         proc.terminate()
         proc.wait(10)
 
-    return Target("wsgidav-fs", port, "/bench/", [proc.pid], stop)
+    return Target("wsgidav-fs" if host == "kantoor" else "wsgidav-fs-stock", port, "/bench/", [proc.pid], stop)
 
 
 NGINX_CONF = """
@@ -232,11 +243,14 @@ def small_files(target: Target, count: int, clients: int) -> None:
     def get(i: int) -> None:
         request(conn(), target, "GET", f"{target.base}small/f{i:05d}.bin")
 
-    for phase, func in (("small PUT req/s", put), ("small GET req/s", get)):
+    for phase, func in (("small PUT", put), ("small GET", get)):
+        cpu = process_cpu.cpu_seconds(target.pids[0])
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(func, range(count)))
-        target.results[phase] = count / (time.perf_counter() - started)
+        target.results[f"{phase} req/s"] = count / (time.perf_counter() - started)
+        # CPU the server spent per request: hardly affected by other load on a shared machine.
+        target.results[f"{phase} server CPU ms"] = (process_cpu.cpu_seconds(target.pids[0]) - cpu) / count * 1000
 
 
 def propfind(target: Target, rounds: int) -> None:
@@ -282,11 +296,14 @@ def large_files(target: Target, source: Path, count: int) -> None:
     conn = http.client.HTTPConnection(HOST, target.port, timeout=600)
     target.results["idle RSS MiB"] = target.rss_kib() / 1024
     with PeakMemory(target) as memory:
+        cpu = process_cpu.cpu_seconds(target.pids[0])
         started = time.perf_counter()
         for i in range(count):
             request(conn, target, "PUT", f"{target.base}large/big{i:02d}.bin", large_body(source, i),
                     {"Content-Length": str(size), "Content-Type": "application/octet-stream"})
         target.results["large PUT MB/s"] = count * size / (time.perf_counter() - started) / 1e6
+        target.results["large PUT server CPU ms/MB"] = (process_cpu.cpu_seconds(target.pids[0]) - cpu) / (
+            count * size / 1e6) * 1000
         started = time.perf_counter()
         for i in range(count):
             request(conn, target, "GET", f"{target.base}large/big{i:02d}.bin", sink=True)
@@ -358,7 +375,9 @@ def main() -> int:
     parser.add_argument("--propfind-rounds", type=int, default=10)
     parser.add_argument("--huge-mib", type=int, default=1024,
                         help="size of the one file whose PUT and GET measure memory growth (0: skip)")
-    parser.add_argument("--peers", default="wsgidav,nginx", help="comma-separated: wsgidav,nginx")
+    parser.add_argument("--peers", default="wsgidav,nginx",
+                        help="comma-separated: wsgidav (on Kantoor's HTTP host), wsgidav-stock (on uvicorn's h11 "
+                             "and a2wsgi), nginx")
     args = parser.parse_args()
     if not (1 <= args.small <= 100_000 and 1 <= args.large <= 1000 and 1 <= args.large_mib <= 4096
             and 0 <= args.huge_mib <= 8192):
@@ -373,6 +392,8 @@ def main() -> int:
         targets.append(start_kantoor())
         peers = {p.strip() for p in args.peers.split(",") if p.strip()}
         if "wsgidav" in peers and (peer := start_wsgidav(workdir)) is not None:
+            targets.append(peer)
+        if "wsgidav-stock" in peers and (peer := start_wsgidav(workdir, "stock")) is not None:
             targets.append(peer)
         if "nginx" in peers and (peer := start_nginx(workdir)) is not None:
             targets.append(peer)

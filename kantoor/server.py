@@ -63,6 +63,15 @@ def bootstrap_admin(core: Core) -> Bootstrap:
     return Bootstrap(login, password)
 
 
+def _http_protocol() -> Any:
+    """The HTTP/1.1 implementation for uvicorn: bounded httptools if installed, else h11."""
+    try:
+        from kantoor.davserver.http_protocol import BoundedHeadProtocol
+    except ImportError:  # httptools missing
+        return "h11"
+    return BoundedHeadProtocol
+
+
 def _uvicorn_server(app: Any, settings: Settings, port: int, tls: TLSFiles | None) -> Any:
     import uvicorn
 
@@ -83,11 +92,11 @@ def _uvicorn_server(app: Any, settings: Settings, port: int, tls: TLSFiles | Non
         server_header=False,
         ssl_certfile=str(tls.certificate) if tls else None,
         ssl_keyfile=str(tls.private_key) if tls else None,
-        # h11, named rather than "auto" (which takes httptools whenever it is installed):
-        # httptools is faster on large uploads (bench/webdav.py: about 330 → 420 MB/s PUT)
-        # but uvicorn sets it no bound on the request head (a 50 MB header was read into
-        # memory), while h11 refuses a head over this size.
-        http="h11",
+        # httptools with a bound on the request head (431 past 64 KiB, see
+        # kantoor.davserver.http_protocol): faster than h11 on uploads and on small
+        # requests (bench/webdav.py). h11, which refuses a head over the same size
+        # itself, where httptools is not installed.
+        http=_http_protocol(),
         h11_max_incomplete_event_size=64 * 1024,
     )
     return EmbeddedServer(config)

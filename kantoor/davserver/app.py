@@ -4,9 +4,9 @@
 ``/files/`` → wsgidav (the drive) on our DAVProvider
 ``/.well-known/caldav`` and ``/.well-known/carddav`` → redirect to ``/dav/`` (RFC 6764)
 
-The WSGI apps run in a2wsgi's worker threads, so their Store calls never block
-the event loop; request bodies are pulled from the loop chunk by chunk, so an
-upload is never buffered whole here.
+The WSGI apps run in worker threads (:mod:`kantoor.davserver.wsgi_host`), so their
+Store calls never block the event loop; request bodies over a few KiB are pulled
+from the loop chunk by chunk, so an upload is never buffered whole here.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
-
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
+from kantoor.davserver.wsgi_host import WSGIHost
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
 
@@ -74,6 +73,6 @@ def build_app(settings: Settings, store: Store, authenticator: Authenticator, qu
 
     workers = settings.server.worker_threads
     return Dispatcher({
-        "/dav": WSGIMiddleware(build_caldav_app(settings, store, authenticator, quota), workers=workers),
-        "/files": WSGIMiddleware(build_files_app(settings, store, authenticator, quota), workers=workers),
+        "/dav": WSGIHost(build_caldav_app(settings, store, authenticator, quota), workers=workers),
+        "/files": WSGIHost(build_files_app(settings, store, authenticator, quota), workers=workers),
     })

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session, load_only
 
 from kantoor.storage.errors import (
@@ -29,6 +29,7 @@ from kantoor.storage.models import (
     Grant,
     Group,
     Item,
+    Lock,
     Membership,
     utcnow,
 )
@@ -40,6 +41,16 @@ from kantoor.storage.transactions import StoreBase
 _FOLDERS_AT = select(Collection).where(Collection.owner_id == bindparam("owner"), Collection.kind == "folder",
                                        Collection.path.in_(bindparam("paths", expanding=True)))
 _ITEM_NAMED = select(Item).where(Item.collection_id == bindparam("collection"), Item.name == bindparam("name"))
+# What a URL path names, in ONE statement: the folder at the path and/or its parent folder,
+# the parent joined with the file of that name (a GET is this statement and nothing else).
+_PLACE = (select(Collection, Item)
+          .outerjoin(Item, and_(Item.collection_id == Collection.id, Collection.path == bindparam("parent_path"),
+                                Item.name == bindparam("name")))
+          .where(Collection.owner_id == bindparam("owner"), Collection.kind == "folder",
+                 Collection.path.in_(bindparam("paths", expanding=True))))
+# The same, and whether the database holds any live WebDAV lock at all: a write's lock checks
+# (one to three queries) are skipped when it holds none, which is almost always.
+_PLACE_AND_LOCKS = _PLACE.add_columns(exists().where(Lock.expires_at > bindparam("now")))
 # A folder listing (PROPFIND Depth 1) needs what describes a file, not its body or its
 # calendar/contact/mail index columns: loading 1,000 rows whole took a third of the request.
 _LISTED_ITEMS = (select(Item).options(load_only(Item.id, Item.collection_id, Item.name, Item.size, Item.etag,
@@ -68,39 +79,50 @@ class DrivePlace:
     """What a path in a drive names: a folder, a file (its folder and item), or nothing.
 
     For a path that names nothing, ``parent`` is still its folder when that exists
-    (so a PUT or MKCOL needs no second look-up of it).
+    (so a PUT or MKCOL needs no second look-up of it). ``locks_exist`` is None unless
+    asked for: then False if no live lock was in the database when the path was read.
     """
 
     folder: Collection | None = None
     parent: Collection | None = None
     item: Item | None = None
+    locks_exist: bool | None = None
 
 
 class DriveMixin(StoreBase):
     # ------------------------------------------------------------------ resolving a URL path
-    def resolve_drive_path(self, owner_id: int, path: str, actor: int | None = None) -> DrivePlace:
-        """The folder or file at ``path`` (``"a/b"``, ``""`` the root) of ``owner_id``'s drive, in one session.
+    def resolve_drive_path(self, owner_id: int, path: str, actor: int | None = None, *,
+                           with_locks: bool = False) -> DrivePlace:
+        """The folder or file at ``path`` (``"a/b"``, ``""`` the root) of ``owner_id``'s drive, in one statement.
 
         Needs ``read`` on what it returns (PermissionDenied otherwise), exactly like
         ``find_collection`` followed by ``get_item``; the parent folder of a missing file
-        is returned only if ``actor`` may read it.
+        is returned only if ``actor`` may read it. ``with_locks``: also tell whether any
+        live lock exists (``DrivePlace.locks_exist``), read in the same snapshot.
         """
-        parent_path = path.rsplit("/", 1)[0] if "/" in path else ""
+        parent_path, _, name = path.rpartition("/")
+        params = {"owner": owner_id, "paths": [path, parent_path] if path else [path],
+                  # The root has no parent: NULL matches no folder path.
+                  "parent_path": parent_path if path else None, "name": name}
         with self.read() as s:
-            folders = {c.path: c for c in s.scalars(
-                _FOLDERS_AT, {"owner": owner_id, "paths": [path, parent_path] if path else [path]})}
-            folder = folders.get(path)
-            if folder is not None:
-                self.access.authorize(s, actor, "read", folder)
-                return DrivePlace(folder=folder)
-            parent = folders.get(parent_path) if path else None
-            if parent is None:
-                return DrivePlace()
+            if with_locks:
+                rows = s.execute(_PLACE_AND_LOCKS, {**params, "now": utcnow()}).all()
+            else:
+                rows = s.execute(_PLACE, params).all()
+            folders = {row[0].path: row for row in rows}
+            locks_exist = bool(rows[0][2]) if with_locks and rows else None
+            found = folders.get(path)
+            if found is not None:
+                self.access.authorize(s, actor, "read", found[0])
+                return DrivePlace(folder=found[0], locks_exist=locks_exist)
+            parent_row = folders.get(parent_path) if path else None
+            if parent_row is None:
+                return DrivePlace(locks_exist=locks_exist)
+            parent, item = parent_row[0], parent_row[1]
             self.access.authorize(s, actor, "read", parent)
-            item = s.scalar(_ITEM_NAMED, {"collection": parent.id, "name": path.rsplit("/", 1)[-1]})
             if item is not None:
                 self.access.authorize(s, actor, "read", parent, item)
-            return DrivePlace(parent=parent, item=item)
+            return DrivePlace(parent=parent, item=item, locks_exist=locks_exist)
 
     def list_drive_folder(self, collection_id: int, actor: int | None = None) -> FolderListing:
         """Everything a PROPFIND Depth 1 of a folder shows, in one session (``read`` on the folder needed)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from sqlalchemy import and_, bindparam, delete, select
+from sqlalchemy import and_, bindparam, delete, insert, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kantoor.storage.errors import (
     AlreadyExists,
@@ -36,6 +37,21 @@ _COLLECTION_WITH_ITEM = (select(Collection, Item)
                          .where(Collection.id == bindparam("collection")))
 _UID_CLASH = select(Item.name).where(Item.collection_id == bindparam("collection"), Item.ical_uid == bindparam("uid"),
                                      Item.name != bindparam("name"))
+# put_item writes the item row and the collection's modseq with plain INSERT/UPDATE statements and
+# gives the objects those values as their committed state: the ORM's flush of one item and one
+# collection was ~40% of a small PUT's write transaction (1.0 of 2.6 ms CPU, bench/webdav.py).
+_ITEMS = Item.__table__
+_COLLECTIONS = Collection.__table__
+_INSERT_ITEM = insert(_ITEMS)
+_UPDATE_ITEM = update(_ITEMS).where(_ITEMS.c.id == bindparam("item_pk"))  # SET: the keys of the parameters
+_BUMP_COLLECTION = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("coll_pk"))
+                    .values(modseq=bindparam("coll_modseq"), updated_at=bindparam("coll_updated_at")))
+# Mapped attribute → column name, and what a new row holds in columns put_item leaves unset.
+_ITEM_COLUMNS = {attr.key: attr.columns[0].key for attr in inspect(Item).column_attrs}
+_ITEM_DEFAULTS = {key: (column.default.arg if column.default is not None and column.default.is_scalar else None)
+                  for key, column in ((attr.key, attr.columns[0]) for attr in inspect(Item).column_attrs)
+                  if key != "id" and column.server_default is None
+                  and (column.default is None or column.default.is_scalar)}
 
 
 class ItemsMixin(StoreBase):
@@ -80,16 +96,37 @@ class ItemsMixin(StoreBase):
                     raise AlreadyExists(f"UID {index.ical_uid} is already used by {clash}")
             delta = stored.size - (existing.size if existing else 0)
             self.quota.reserve(s, coll.owner_id, TOOL_OF_KIND[coll.kind], delta)
-            item = existing or Item(collection_id=coll.id, name=name, created_at=utcnow())
             if existing is not None and existing.blob_sha256:
                 self._release_blobs(s, select(Item.blob_sha256).where(Item.id == existing.id))
+            # A new item, or the new values of an existing one: kept out of the session (see _INSERT_ITEM).
+            item = Item(collection_id=coll.id, name=name, created_at=utcnow())
             self._apply_body(s, item, stored, sha, content_type, index)
-            if existing is None:
-                s.add(item)
             self._fault("before_commit")
-            item.modseq = self._record_change(s, coll, name, item.uid, "created" if existing is None else "modified")
-            s.flush()
-            return item, existing is None
+            item.modseq = self._record_change(s, coll, name, existing.uid if existing else None,
+                                              "created" if existing is None else "modified")
+            self._write_collection_bump(s, coll)
+            if existing is not None:
+                values = {key: item.__dict__[key] for key in _ITEM_COLUMNS
+                          if key in item.__dict__ and key not in ("collection_id", "name", "created_at")}
+                s.connection().execute(_UPDATE_ITEM, {_ITEM_COLUMNS[k]: v for k, v in values.items()}
+                                       | {"item_pk": existing.id})
+                for key, value in values.items():
+                    set_committed_value(existing, key, value)
+                return existing, False
+            values = {**_ITEM_DEFAULTS, **{key: item.__dict__[key] for key in _ITEM_COLUMNS if key in item.__dict__}}
+            result = s.connection().execute(_INSERT_ITEM, {_ITEM_COLUMNS[k]: v for k, v in values.items()})
+            for key, value in values.items():
+                setattr(item, key, value)
+            item.id = result.inserted_primary_key[0]
+            return item, True
+
+    @staticmethod
+    def _write_collection_bump(s: Session, coll: Collection) -> None:
+        """Write the modseq and updated_at _record_change gave ``coll`` now, without an ORM flush of it."""
+        s.connection().execute(_BUMP_COLLECTION, {"coll_pk": coll.id, "coll_modseq": coll.modseq,
+                                                  "coll_updated_at": coll.updated_at})
+        set_committed_value(coll, "modseq", coll.modseq)
+        set_committed_value(coll, "updated_at", coll.updated_at)
 
 
     def _locked_collection_and_item(self, s: Session, collection_id: int, name: str) -> tuple[Collection, Item | None]:

@@ -80,10 +80,11 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
     # Locks in the database, so that every server process honours them (ARCHITECTURE invariant 2).
     app.lock_manager = DatabaseLockManager(store)
     provider.set_lock_manager(app.lock_manager)
-    return redirect_bare_mount(_one_read_session_per_request(app, store))
+    return redirect_bare_mount(_one_read_session_per_request(app, store, provider.end_request))
 
 
-def _one_read_session_per_request(app: WSGIApplication, store: Store) -> WSGIApplication:
+def _one_read_session_per_request(app: WSGIApplication, store: Store,
+                                  request_done: Callable[[], None]) -> WSGIApplication:
     """Run each request's Store reads (credentials, path, locks) in one session (see Store.request_scope),
     and read its body through :class:`~kantoor.davserver.files.request_body.UploadBody`.
 
@@ -97,7 +98,11 @@ def _one_read_session_per_request(app: WSGIApplication, store: Store) -> WSGIApp
             return start_response(status, headers, exc_info)
 
         guard_upload_body(environ)
-        with store.request_scope():
-            yield from app(environ, start)
+        try:
+            with store.request_scope():
+                yield from app(environ, start)
+        finally:
+            # What the request learnt about locks is kept per worker thread: forget it.
+            request_done()
 
     return drive_request

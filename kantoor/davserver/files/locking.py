@@ -56,11 +56,24 @@ class DatabaseLockStorage:
     A PROPFIND Depth 1 asks for every member's locks (DAV:lockdiscovery); :meth:`prefetch`
     reads all locks below the folder in one query for the rest of the request (this
     thread), :meth:`end_request` forgets them.
+
+    A write first resolves its path, and that statement also tells whether the database
+    holds any live lock (``Store.resolve_drive_path(with_locks=True)``, same read snapshot
+    the lock queries would use); when it holds none, :meth:`assume_no_locks` makes this
+    request's lock look-ups answer "none" without a query. Granting a lock (LOCK) always
+    asks the database, so no lock is ever granted or missed on that basis across processes.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._prefetched = threading.local()
+
+    def assume_no_locks(self) -> None:
+        self._prefetched.none = True
+
+    def no_locks(self) -> bool:
+        """True if this thread's request saw an empty lock table (see the class docstring)."""
+        return getattr(self._prefetched, "none", False)
 
     def prefetch(self, root: str) -> None:
         root = normalize_lock_root(root)
@@ -71,6 +84,7 @@ class DatabaseLockStorage:
 
     def end_request(self) -> None:
         self._prefetched.value = None
+        self._prefetched.none = False
 
     def __repr__(self) -> str:
         return "DatabaseLockStorage"
@@ -92,6 +106,7 @@ class DatabaseLockStorage:
         return lock_dict(lock) if lock is not None else None
 
     def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
+        self._prefetched.none = False
         created = self.store.acquire_lock(path, scope=lock["scope"], depth=lock["depth"],
                                           principal=lock["principal"], owner=_owner_text(lock.get("owner")),
                                           timeout=_timeout(lock.get("timeout")))
@@ -111,6 +126,8 @@ class DatabaseLockStorage:
     def get_lock_list(self, path: str, *, include_root: bool, include_children: bool,
                       token_only: bool) -> list[Any]:
         path = normalize_lock_root(path)
+        if self.no_locks():
+            return []
         locks: list[Lock] = []
         prefetched = getattr(self._prefetched, "value", None)
         if include_root and not include_children and prefetched and path.startswith(prefetched[0]):
@@ -148,6 +165,7 @@ class DatabaseLockManager(LockManager):
         # Held across the check and the insert: a writer marks its URL under this lock
         # before it looks for locks (see _begin_write_transaction), so either this LOCK
         # sees the write in progress or the writer sees the new lock.
+        self.storage.end_request()  # from here on this request's look-ups ask the database
         self._lock.acquire_write()
         try:
             if self._active_writes.get(url):
@@ -188,6 +206,8 @@ class DatabaseLockManager(LockManager):
         return self.storage.refresh(token, timeout=timeout)
 
     def get_indirect_url_lock_list(self, url: str, *, principal: str | None = None) -> list[dict[str, Any]]:
+        if self.storage.no_locks():
+            return []
         url = normalize_lock_root(url)
         return [lock_dict(lock) for lock in self.store.locks_on(lock_ancestors(url))
                 if (lock.root == url or lock.depth == "infinity")
@@ -198,6 +218,8 @@ class DatabaseLockManager(LockManager):
 
     def _get_write_conflicts(self, url: str, depth: str, token_list: list[str], principal: str) -> DAVErrorCondition:
         """Locks that forbid ``principal`` (holding ``token_list``) to write ``url`` (RFC 4918 §7.4, §7.5)."""
+        if self.storage.no_locks():
+            return _conflict([])
         url = normalize_lock_root(url)
         conflicts = []
         for lock in self.store.locks_on(lock_ancestors(url)):

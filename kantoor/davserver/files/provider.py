@@ -53,6 +53,9 @@ READ_ONLY_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 # environ key: resources a look-up already found on the way (see _in_tree), used once.
 PRIMED_KEY = "kantoor.files.primed"
 PRIMING_METHODS = frozenset({"PUT", "MKCOL", "LOCK"})
+# Writes whose lock checks may be skipped when the database holds no live lock at all
+# (LOCK and UNLOCK change the lock table themselves, so they always look).
+LOCK_CHECKED_METHODS = frozenset({"PUT", "DELETE", "MOVE", "COPY", "MKCOL", "PROPPATCH"})
 
 
 class DriveProvider(DAVProvider):
@@ -149,18 +152,21 @@ class DriveProvider(DAVProvider):
         folder_path = "/".join(p for p in [base_path, *rest] if p)
         if len(folder_path) > MAX_FOLDER_PATH:
             return None
-        place = self.ctx.store.resolve_drive_path(owner, folder_path, account.principal_id)
+        with_locks = environ.get("REQUEST_METHOD") in LOCK_CHECKED_METHODS
+        place = self.ctx.store.resolve_drive_path(owner, folder_path, account.principal_id, with_locks=with_locks)
+        if place.locks_exist is False:
+            self._no_live_locks()
         if place.folder is not None:
             return Folder(url, environ, place.folder, mount_root=mount_root and not rest)
         if not rest or place.parent is None:
             return None
         parent_url = "/".join([base, *rest[:-1]])
         parent = Folder(parent_url, environ, place.parent, mount_root=mount_root and len(rest) == 1)
+        if environ.get("REQUEST_METHOD") in PRIMING_METHODS:
+            # wsgidav's next question about a file (new or not) is its folder: answer
+            # it from this look-up (once: a later write may change what a path names).
+            environ.setdefault(PRIMED_KEY, {})[parent_url] = parent
         if place.item is None:
-            if environ.get("REQUEST_METHOD") in PRIMING_METHODS:
-                # wsgidav's next question about a missing resource is its folder: answer
-                # it from this look-up (once: a later write may change what a path names).
-                environ.setdefault(PRIMED_KEY, {})[parent_url] = parent
             return None
         return File(url, environ, place.parent, place.item)
 
@@ -219,6 +225,16 @@ class DriveProvider(DAVProvider):
         storage = getattr(self.lock_manager, "storage", None)
         if isinstance(storage, DatabaseLockStorage):
             storage.end_request()
+
+    def _no_live_locks(self) -> None:
+        """This request's look-up found no live lock in the database: its lock checks need no query."""
+        storage = getattr(self.lock_manager, "storage", None)
+        if isinstance(storage, DatabaseLockStorage):
+            storage.assume_no_locks()
+
+    def end_request(self) -> None:
+        """Forget what this thread's request learnt about locks (called when the request ends)."""
+        self._end_prefetch()
 
     def _check_may_lock(self, environ: dict) -> None:
         """LOCK blocks every other writer, so it needs the right to write (not just to read) the resource."""

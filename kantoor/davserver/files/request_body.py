@@ -1,5 +1,9 @@
 """Request bodies that tell a dropped connection from the end of the body.
 
+(The server's own WSGI host, :mod:`kantoor.davserver.wsgi_host`, already reads bodies
+this way; this module keeps a2wsgi's ``WSGIMiddleware`` safe too, as the benchmark and
+embedders may run the drive app under it.)
+
 a2wsgi's ``wsgi.input`` answers a client that went away mid-upload (ASGI
 ``http.disconnect``) the way it answers the real end of a body: with ``b""``.
 wsgidav reads a PUT body until ``b""``, so an interrupted upload (a chunked one
@@ -16,11 +20,9 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kantoor.davserver.wsgi_host import ClientDisconnected, RequestBody
+
 _READ_ALL = -1  # read()/readline() without a size: everything up to the end of the body
-
-
-class ClientDisconnected(OSError):
-    """The client closed the connection before the request body was complete."""
 
 
 class UploadBody:
@@ -76,6 +78,8 @@ class UploadBody:
 def guard_upload_body(environ: dict) -> None:
     """Swap a2wsgi's ``wsgi.input`` of a request with a body for an :class:`UploadBody` on the same messages."""
     body = environ.get("wsgi.input")
+    if isinstance(body, RequestBody):
+        return  # the server's own host: already raises ClientDisconnected
     loop, receive = getattr(body, "loop", None), getattr(body, "receive", None)
     if loop is None or receive is None or getattr(body, "buffer", b""):
         return  # not a2wsgi's untouched Body (e.g. a test calling the WSGI app directly): leave it

@@ -91,3 +91,34 @@ def test_rfc7617_4_basic_password_refused_over_plain_http_unless_loopback_is_all
     secure = http.client.HTTPSConnection(server.host, server.ports["https"], timeout=30, context=context)
     secure.request("PROPFIND", f"/files/{login}/", headers=headers)
     assert secure.getresponse().status == 207
+
+
+def test_changed_password_and_disabled_account_stop_working_within_a_second(server, drive, user):
+    """A fully checked Authorization header is let through again for REVERIFY_SECONDS without the
+    throttle and account reads (kantoor.davserver.files.authentication); after that it is checked again."""
+    import secrets
+    import time
+
+    from harness import wait_until
+
+    from kantoor.auth import hash_password
+    from kantoor.davserver.files.authentication import REVERIFY_SECONDS
+
+    assert REVERIFY_SECONDS <= 1.0
+
+    def status(auth):  # type: ignore[no-untyped-def]
+        return drive.request("PROPFIND", f"/files/{user[0]}/", auth=auth, headers={"Depth": "0"}).status
+
+    assert status(user) == 207
+    store = server.core().store
+    new_password = "pw-" + secrets.token_urlsafe(12)
+    store.update_account(user[0], password_hash=hash_password(new_password))
+    changed = time.monotonic()
+    wait_until(lambda: status(user) == 401, timeout=10)
+    assert time.monotonic() - changed < REVERIFY_SECONDS + 4.0  # slack for a loaded machine
+    renewed = (user[0], new_password)
+    assert status(renewed) == 207
+    store.update_account(user[0], state="disabled")
+    disabled = time.monotonic()
+    wait_until(lambda: status(renewed) in (401, 403), timeout=10)
+    assert time.monotonic() - disabled < REVERIFY_SECONDS + 4.0  # slack for a loaded machine

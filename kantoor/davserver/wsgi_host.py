@@ -1,0 +1,224 @@
+"""The WSGI apps (Radicale, wsgidav) on the ASGI server: each request runs in a worker thread.
+
+Like a2wsgi's ``WSGIMiddleware`` (whose environ builder it uses), with fewer crossings
+between the worker thread and the event loop, which were a third of a small request's
+CPU (bench/webdav.py, py-spy):
+
+- a small request body (Content-Length up to :data:`PREREAD_LIMIT`) is read on the loop
+  before the app is called, instead of one thread → loop → thread round trip per read;
+- the response start is held until the first body piece, and the last piece goes back
+  with the worker's result: a small response costs no crossing at all, a large one one
+  per piece (each piece awaits ``send``, so a slow client slows the app down: at most one
+  piece per request is in memory);
+- a body cut off by the client raises :class:`ClientDisconnected` instead of ending like
+  a complete one (RFC 9112 §7.1: an incomplete chunked body is not a message), so an
+  interrupted upload is never stored truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from a2wsgi.wsgi import build_environ
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Bodies up to this size are read on the loop before the app runs (one message or a few).
+PREREAD_LIMIT = 64 * 1024
+# Larger bodies are pulled from the loop in batches of up to this many bytes per crossing.
+PULL_BATCH = 1024 * 1024
+_READ_ALL = -1
+
+
+class ClientDisconnected(OSError):
+    """The client closed the connection before the request body was complete."""
+
+
+class RequestBody:
+    """``wsgi.input``: the request body, pulled from the loop by the worker thread as it reads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive, expected: int | None) -> None:
+        self.loop = loop
+        self.receive = receive
+        self.expected = expected  # Content-Length, if the client sent one
+        self.received = 0
+        self.buffer = bytearray()
+        self.more = True
+
+    def _take(self, message: Message) -> None:
+        if message.get("type") == "http.disconnect":
+            self.more = False
+            raise ClientDisconnected("the client closed the connection during the request body")
+        chunk = message.get("body", b"")
+        self.received += len(chunk)
+        self.buffer.extend(chunk)
+        self.more = bool(message.get("more_body", False))
+        if not self.more and self.expected is not None and self.received < self.expected:
+            raise ClientDisconnected(f"the body ended after {self.received} of {self.expected} bytes")
+
+    async def read_all_here(self) -> None:
+        """Read the whole (small) body on the loop; ClientDisconnected if it does not arrive."""
+        while self.more:
+            self._take(await self.receive())
+
+    async def _gather(self, want: int) -> list[Message]:
+        """Body messages (at least one) until ``want`` bytes came, the body ended or the client left."""
+        messages: list[Message] = []
+        got = 0
+        while True:
+            message = await self.receive()
+            messages.append(message)
+            got += len(message.get("body", b""))
+            if message.get("type") != "http.request" or not message.get("more_body", False) or got >= want:
+                return messages
+
+    def _pull(self, want: int = 1) -> None:
+        # One crossing to the loop per PULL_BATCH bytes rather than per message the
+        # server delivers (64 KiB or less): a 50 MiB upload made 800 round trips.
+        messages = asyncio.run_coroutine_threadsafe(self._gather(min(want, PULL_BATCH)), loop=self.loop).result()
+        for message in messages:
+            self._take(message)
+
+    def read(self, size: int | None = _READ_ALL) -> bytes:
+        if size is None:
+            size = _READ_ALL
+        while self.more and (size < 0 or len(self.buffer) < size):
+            self._pull(PULL_BATCH if size < 0 else size - len(self.buffer))
+        if size < 0 or size >= len(self.buffer):
+            data = bytes(self.buffer)
+            self.buffer.clear()
+        else:
+            with memoryview(self.buffer) as view:
+                data = bytes(view[:size])  # one copy (a bytearray slice would be a second)
+            del self.buffer[:size]
+        return data
+
+    def readline(self, limit: int = _READ_ALL) -> bytes:
+        while self.more and b"\n" not in self.buffer and (limit < 0 or len(self.buffer) < limit):
+            self._pull()
+        end = self.buffer.find(b"\n")
+        end = len(self.buffer) if end < 0 else end + 1
+        if limit >= 0:
+            end = min(end, limit)
+        data = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return data
+
+    def readlines(self, hint: int = _READ_ALL) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class _Response:
+    """The worker-thread side of one response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
+        self.loop = loop
+        self.send = send
+        self.start: Message | None = None
+        self.started = False  # the start message has gone to the server
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.started:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.start is not None:
+            raise RuntimeError("start_response was already called")
+        self.start = {"type": "http.response.start", "status": int(status.split(" ", 1)[0]),
+                      "headers": [(name.strip().encode("latin1").lower(), value.strip().encode("latin1"))
+                                  for name, value in headers]}
+        return self._write
+
+    def _messages(self, chunk: bytes, more: bool) -> list[Message]:
+        out: list[Message] = []
+        if not self.started:
+            if self.start is None:
+                raise RuntimeError("the WSGI app sent a body before start_response")
+            out.append(self.start)
+            self.started = True
+        out.append({"type": "http.response.body", "body": chunk, "more_body": more})
+        return out
+
+    async def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            await self.send(message)
+
+    def _write(self, chunk: bytes) -> None:
+        """WSGI's write() callable, and every body piece but the last: sent now, waiting for the server."""
+        asyncio.run_coroutine_threadsafe(self._send_all(self._messages(chunk, True)), self.loop).result()
+
+    def run(self, app: WSGIApp, environ: dict[str, Any]) -> list[Message]:
+        """Call the app; return the messages still to send (the last piece, with the start if it is unsent)."""
+        iterable = app(environ, self.start_response)
+        try:
+            pending: bytes | None = None
+            for chunk in iterable:
+                if not chunk:
+                    continue
+                if pending is not None:
+                    self._write(pending)
+                pending = chunk
+            return self._messages(pending or b"", False)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+
+
+class WSGIHost:
+    """An ASGI app running a WSGI app in a pool of ``workers`` threads."""
+
+    def __init__(self, app: WSGIApp, workers: int = 16) -> None:
+        self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="WSGI")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        loop = asyncio.get_running_loop()
+        length = expected = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                length = value.strip()
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        if length is not None and length.isdigit():
+            expected = int(length)
+        body = RequestBody(loop, receive, expected)
+        if not chunked and (expected or 0) <= PREREAD_LIMIT:
+            if expected:
+                try:
+                    await body.read_all_here()
+                except ClientDisconnected:
+                    return  # nobody to answer, and nothing was done
+            else:
+                body.more = False  # no body: nothing to pull
+        environ = build_environ(scope, body)  # type: ignore[arg-type]
+        environ["wsgi.errors"] = sys.stderr
+        response = _Response(loop, send)
+        context = contextvars.copy_context()
+        rest = await loop.run_in_executor(self.executor, context.run, response.run, self.app, environ)
+        await response._send_all(rest)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["ClientDisconnected", "PREREAD_LIMIT", "RequestBody", "WSGIHost"]
