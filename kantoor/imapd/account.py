@@ -182,11 +182,12 @@ class MailAccount:
         """
 
         def work() -> SelectedMailbox | None:
-            try:
-                coll = self.find(name)
-            except NotFound:
-                return None
-            snapshot = self.store.open_mailbox(coll.id, self.principal_id, claim_recent=bool(readwrite))
+            with self.store.request_scope():  # the look-up and the mailbox's reads share one session
+                try:
+                    coll = self.find(name)
+                except NotFound:
+                    return None
+                snapshot = self.store.open_mailbox(coll.id, self.principal_id, claim_recent=bool(readwrite))
             return SelectedMailbox(self.store, self.principal_id, snapshot, bool(readwrite))
 
         return deferToThread(work)

@@ -47,44 +47,59 @@ def filter_header_lines(header_block: bytes, names: list[bytes], negate: bool) -
 
 @implementer(IMessageIMAP, IMessageIMAPFile)
 class StoredMessage:
-    """A message of the selected mailbox; ``part`` is set only while its bytes are loaded."""
+    """A message of the selected mailbox; ``raw`` and ``part`` are set only while its bytes are loaded.
+
+    The MIME tree is built on first use of ``part``: a FETCH of the whole message
+    (``BODY[]``, what syncing clients ask) sends ``raw`` as it is.
+    """
 
     def __init__(self, mailbox_id: int, actor: int, row: MessageRow, recent: bool = False) -> None:
         self.mailbox_id = mailbox_id
         self.actor = actor
         self.row = row
         self.recent = recent
-        self.part: MimePart | None = None
+        self.raw: bytes | None = None  # the whole message, or its header block only (not ``full``)
+        self._part: MimePart | None = None
         self.full = False
+
+    @property
+    def part(self) -> MimePart | None:
+        if self._part is None and self.raw is not None:
+            self._part = MimePart(self.raw)
+        return self._part
 
     # -- loading (worker thread) -------------------------------------------------
     def load(self, store: Store, headers_only: bool = False) -> None:
         """Read the bytes Twisted will need: the header block only, or the whole message."""
-        if self.part is not None and (self.full or headers_only):
+        if self.raw is not None and (self.full or headers_only):
             return
+        self._part = None
         if headers_only:
             head = store.message_bytes(self.mailbox_id, self.row.id, self.actor, limit=HEADER_READ_LIMIT)
             if not header_complete(head):
                 head = store.message_bytes(self.mailbox_id, self.row.id, self.actor)
-            self.part = MimePart(split_header(head)[0])
+            self.raw = split_header(head)[0]
             self.full = False
         else:
-            self.part = MimePart(store.message_bytes(self.mailbox_id, self.row.id, self.actor))
+            self.raw = store.message_bytes(self.mailbox_id, self.row.id, self.actor)
             self.full = True
 
     def load_bytes(self, data: bytes, headers_only: bool) -> None:
         """Use bytes read for a whole batch (:meth:`Store.message_bodies`); the header block only if so asked."""
-        self.part = MimePart(split_header(data)[0] if headers_only else data)
+        self.raw = split_header(data)[0] if headers_only else data
+        self._part = None
         self.full = not headers_only
 
     def unload(self) -> None:
-        self.part = None
+        self.raw = None
+        self._part = None
         self.full = False
 
     def _loaded(self) -> MimePart:
-        if self.part is None:
+        part = self.part
+        if part is None:
             raise RuntimeError("message bytes not loaded")  # a bug in the caller, never the client's fault
-        return self.part
+        return part
 
     # -- IMessageIMAP --------------------------------------------------------------
     @property

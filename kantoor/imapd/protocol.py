@@ -41,6 +41,7 @@ from kantoor.imapd.commands.uid import UidCommand
 from kantoor.imapd.literals import NonSyncLiterals
 from kantoor.imapd.mailbox import Changes, SelectedMailbox
 from kantoor.imapd.replies import Refused, refusal
+from kantoor.imapd.sequence_sets import arg_sequence_set
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
 from kantoor.storage.notify import ChangeEvent
@@ -72,6 +73,7 @@ class KantoorIMAPServer(NonSyncLiterals, LoginCommands, ListExtendedCommand, Mai
                         SearchCommand, UidCommand, EnableCommand, QuotaCommands, AclCommands, QresyncCommand,
                         IMAP4Server):
     IDENT = b"Kantoor IMAP4rev1 ready"
+    arg_seqset = arg_sequence_set  # sets merged once, not once per comma (Twisted's parseIdList)
 
     def __init__(self, context: ServerContext) -> None:
         super().__init__(chal={}, contextFactory=context.tls_context)

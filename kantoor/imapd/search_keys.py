@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from twisted.mail.imap4 import IllegalIdentifierError, MessageSet, parseIdList
+from twisted.mail.imap4 import IllegalIdentifierError, MessageSet
 
+from kantoor.imapd.sequence_sets import parse_sequence_set
 from kantoor.storage import mail_search as q
 
 
@@ -137,7 +138,7 @@ class SearchParser:
     @staticmethod
     def _set(value: Any, last: int) -> MessageSet:
         try:
-            return parseIdList(value, last)
+            return parse_sequence_set(value, last)
         except (IllegalIdentifierError, ValueError, TypeError, AttributeError):
             raise SearchSyntaxError("bad sequence set") from None
 

@@ -32,6 +32,7 @@ from kantoor.storage.models import (
     Grant,
     Item,
     MailUserFlags,
+    MessageFlags,
     MessageHeader,
     MessageText,
     utcnow,
@@ -79,6 +80,9 @@ def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
         yield ids[start:start + size]
 
 
+# A flag store naming more messages than this reads their UID range (and skips what it did not name).
+RANGE_READ_ABOVE = 500
+
 _CACHE = (undefer(Item.imap_envelope), undefer(Item.imap_bodystructure), undefer(Item.imap_body))
 
 
@@ -95,13 +99,14 @@ class ImapStateMixin(StoreBase):
             coll = self._locked_collection(s, mailbox_id)
             self.access.authorize(s, actor, "write", coll)
             private = is_private_view(coll, actor)
-            query = select(Item.id, Item.uid, Item.name, Item.size).where(
-                Item.collection_id == coll.id, has_flag(private, "\\Deleted"))
+            query = (select(Item.id, Item.uid, Item.name, Item.size).select_from(MessageFlags)
+                     .join(Item, Item.id == MessageFlags.item_id)
+                     .where(MessageFlags.collection_id == coll.id, has_flag(private, "\\Deleted")))
             if private:
                 query = query.outerjoin(MailUserFlags, user_flags_join(actor))
             if uids is not None:
-                query = query.where(Item.uid.in_(list(uids)))
-            doomed = list(s.execute(query.order_by(Item.uid)))
+                query = query.where(MessageFlags.uid.in_(list(uids)))
+            doomed = list(s.execute(query.order_by(MessageFlags.uid)))
             if not doomed:
                 return []
             ids = [row.id for row in doomed]
@@ -111,6 +116,7 @@ class ImapStateMixin(StoreBase):
             s.execute(delete(MessageHeader).where(MessageHeader.item_id.in_(ids)))
             s.execute(delete(MessageText).where(MessageText.item_id.in_(ids)))
             s.execute(delete(MailUserFlags).where(MailUserFlags.item_id.in_(ids)))
+            s.execute(delete(MessageFlags).where(MessageFlags.item_id.in_(ids)))
             s.execute(delete(Item).where(Item.id.in_(ids)))
             self.quota.reserve(s, coll.owner_id, "mail", -freed)
             self._record_changes(s, coll, [(row.name, int(row.uid)) for row in doomed], "deleted")
@@ -145,6 +151,8 @@ class ImapStateMixin(StoreBase):
             if not items:
                 return []
             from_private, to_private = is_private_view(source, actor), is_private_view(target, actor)
+            current = dict(s.execute(select(MessageFlags.item_id, MessageFlags.flags).where(
+                MessageFlags.item_id.in_([i.id for i in items]))).all())
             own: dict[int, str] = {}
             if from_private:
                 own = dict(s.execute(select(MailUserFlags.item_id, MailUserFlags.flags).where(
@@ -159,7 +167,7 @@ class ImapStateMixin(StoreBase):
                 old_uid, old_name = int(item.uid or 0), item.name
                 new_uid = target.uidnext
                 target.uidnext = new_uid + 1
-                seen = view_flags(item.flags, own.get(item.id), from_private)
+                seen = view_flags(current.get(item.id, item.flags), own.get(item.id), from_private)
                 system, keywords = split_flags(seen)
                 flags = " ".join(keywords if to_private else seen)
                 if move:
@@ -171,6 +179,8 @@ class ImapStateMixin(StoreBase):
                     item.updated_at = utcnow()
                     self._record_change(s, source, old_name, old_uid, "deleted")
                     item.modseq = self._record_change(s, target, item.name, new_uid, "created")
+                    s.execute(update(MessageFlags).where(MessageFlags.item_id == item.id).values(
+                        collection_id=target.id, uid=new_uid, flags=flags, modseq=item.modseq))
                     placed = item
                 else:
                     placed = _message_copy(item, target.id, new_uid, flags)
@@ -182,6 +192,8 @@ class ImapStateMixin(StoreBase):
                 s.flush()  # one UID at a time: a name clash shows here, inside the transaction
                 if not move:
                     _copy_index_rows(s, item.id, placed.id)
+                    s.execute(insert(MessageFlags).values(item_id=placed.id, collection_id=target.id, uid=new_uid,
+                                                          flags=flags, modseq=placed.modseq))
                 if to_private and system:
                     s.add(MailUserFlags(item_id=placed.id, principal_id=actor, collection_id=target.id,
                                         flags=" ".join(system), modseq=placed.modseq))
@@ -254,6 +266,8 @@ class ImapStateMixin(StoreBase):
             self._record_change(s, inbox, item.name, item.uid, "deleted")
             item.collection_id = target.id
             item.modseq = self._record_change(s, target, item.name, item.uid, "created")
+            s.execute(update(MessageFlags).where(MessageFlags.item_id == item.id)
+                      .values(collection_id=target.id, modseq=item.modseq))
         # Other users' own flags on these messages follow them into the new mailbox.
         s.execute(update(MailUserFlags).where(MailUserFlags.collection_id == inbox.id)
                   .values(collection_id=target.id))
@@ -394,15 +408,17 @@ class ImapStateMixin(StoreBase):
             wanted = sorted(set(int(u) for u in uids))
             if not wanted:
                 return result
-            columns = [Item.id, Item.uid, Item.name, Item.flags, Item.modseq]
-            query = select(*columns).where(Item.collection_id == coll.id)
+            # The narrow flag rows alone (migration 0006): the wide item rows are neither read nor rewritten.
+            columns = [MessageFlags.item_id.label("id"), MessageFlags.uid, MessageFlags.flags, MessageFlags.modseq]
+            query = select(*columns).where(MessageFlags.collection_id == coll.id)
             if private:
                 query = query.add_columns(MailUserFlags.flags, MailUserFlags.modseq).outerjoin(
                     MailUserFlags, user_flags_join(actor))
-            if len(wanted) > 500:  # a range read beats a long IN list; extra rows are skipped below
-                query = query.where(Item.uid.between(wanted[0], wanted[-1]))
+            range_read = len(wanted) > RANGE_READ_ABOVE
+            if range_read:  # a range read beats a long IN list; extra rows are skipped below
+                query = query.where(MessageFlags.uid.between(wanted[0], wanted[-1]))
             else:
-                query = query.where(Item.uid.in_(wanted))
+                query = query.where(MessageFlags.uid.in_(wanted))
             chosen = set(wanted)
             # (row flags, own flags) -> (current view, new view or None when unchanged)
             computed: dict[tuple[str, str | None], tuple[list[str], list[str] | None]] = {}
@@ -421,33 +437,51 @@ class ImapStateMixin(StoreBase):
                 return current, new
 
             changes: list[tuple[Any, list[str], list[str]]] = []  # (row, current view, new view)
-            for row in s.execute(query.order_by(Item.uid)):
-                if row.uid not in chosen:
+            conn = s.connection()
+            # Whether the command covers every message from its lowest to its highest UID (STORE 1:*): then
+            # the writes below name the UID range and the old flags, not lists of ids. Only a range read
+            # can tell (an IN list does not return the messages between the ones it names).
+            whole_range = range_read
+            # Per row only look-ups (a STORE 1:* runs this for every message): rows as plain tuples
+            # (id, uid, flags, modseq[, own flags, own modseq]), the flag arithmetic once per distinct flags.
+            for row in conn.execute(query.order_by(MessageFlags.uid)).all():
+                uid = row[1]
+                if uid not in chosen:
+                    whole_range = False
                     continue
-                own_flags = row[5] if private else None
-                modseq = view_modseq(row.modseq, row[6]) if private else int(row.modseq)
+                own_flags = row[4] if private else None
+                modseq = view_modseq(row[3], row[5]) if private else row[3]
                 if unchanged_since is not None and modseq > unchanged_since:
-                    result.modified.append(int(row.uid))
+                    result.modified.append(uid)
+                    whole_range = False
                     continue
-                key = (row.flags or "", own_flags)
+                key = (row[2] or "", own_flags)
                 done = computed.get(key)
                 if done is None:
                     done = computed[key] = transform(*key)
                 current, new = done
                 if new is None:
-                    result.unchanged[int(row.uid)] = (current, modseq)
+                    result.unchanged[uid] = (current, modseq)
                 else:
                     changes.append((row, current, new))
             if not changes:
                 return result
             modseq = int(coll.modseq) + 1  # one for the whole command (see above)
             item_updates: dict[str, list[int]] = {}  # new row flags -> ids
+            by_old_flags: dict[str, str] = {}  # old row flags -> new ones (a mailbox has few distinct)
             own_rows: list[dict[str, Any]] = []
             keywords_of: dict[int, list[str]] = {}  # id(list) -> keywords, computed once per distinct view
+            outcome: dict[int, tuple[str, tuple[list[str], int]]] = {}  # id(new view) -> (its text, result)
             for row, current, new in changes:
-                result.updated[int(row.uid)] = (new, modseq)
+                text_and_result = outcome.get(id(new))
+                if text_and_result is None:
+                    text_and_result = outcome[id(new)] = (" ".join(new), (new, modseq))
+                result.updated[row[1]] = text_and_result[1]
                 if not private:
-                    item_updates.setdefault(" ".join(new), []).append(row.id)
+                    if whole_range:
+                        by_old_flags[row[2]] = text_and_result[0]
+                    else:
+                        item_updates.setdefault(text_and_result[0], []).append(row[0])
                     continue
                 system, keywords = split_flags(new)
                 old_keywords = keywords_of.get(id(current))
@@ -458,11 +492,16 @@ class ImapStateMixin(StoreBase):
                     item_updates.setdefault(" ".join(owners_system + keywords), []).append(row.id)
                 own_rows.append({"item_id": row.id, "principal_id": actor, "collection_id": coll.id,
                                  "flags": " ".join(system), "modseq": modseq})
-            conn = s.connection()
-            items = Item.__table__
+            flag_table = MessageFlags.__table__
+            for old, value in by_old_flags.items():
+                # Every message in the range with these flags changes the same way (the mailbox is locked).
+                conn.execute(update(flag_table).where(
+                    flag_table.c.collection_id == coll.id, flag_table.c.uid.between(wanted[0], wanted[-1]),
+                    flag_table.c.flags == old).values(flags=value, modseq=modseq))
             for value, ids in item_updates.items():
                 for chunk in _chunks(ids):
-                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(flags=value, modseq=modseq))
+                    conn.execute(update(flag_table).where(flag_table.c.item_id.in_(chunk))
+                                 .values(flags=value, modseq=modseq))
             if own_rows:
                 table = MailUserFlags.__table__
                 for chunk in _chunks([r["item_id"] for r in own_rows]):
@@ -475,9 +514,11 @@ class ImapStateMixin(StoreBase):
                            .where(MailUserFlags.collection_id == coll.id, MailUserFlags.principal_id == actor,
                                   MailUserFlags.modseq == modseq))
             else:
-                changed = select(Item.name, Item.uid).where(Item.collection_id == coll.id, Item.modseq == modseq)
+                changed = (select(Item.name, Item.uid).join(MessageFlags, MessageFlags.item_id == Item.id)
+                           .where(MessageFlags.collection_id == coll.id, MessageFlags.modseq == modseq))
             last = changes[-1][0]
-            self._record_changes_from(s, coll, changed, modseq, "modified", (last.name, int(last.uid)))
+            last_name = s.scalar(select(Item.name).where(Item.id == last.id)) or str(last.uid)
+            self._record_changes_from(s, coll, changed, modseq, "modified", (last_name, int(last.uid)))
             return result
 
     # ------------------------------------------------------------------ ACL (RFC 4314) read-out

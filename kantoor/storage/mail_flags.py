@@ -3,9 +3,13 @@
 In a mailbox someone else owns (a group mailbox, a folder shared with a group)
 every user keeps their own system flags (``\\Seen \\Answered \\Flagged \\Deleted
 \\Draft``) in :class:`~kantoor.storage.models.MailUserFlags`: one member reading a
-message does not mark it read for the others. Keywords stay on the message row,
-shared by everyone, as in Dovecot's shared mailboxes. The owner of a mailbox keeps
-using the row's own ``flags`` column.
+message does not mark it read for the others. Keywords stay on the message's
+flag row, shared by everyone, as in Dovecot's shared mailboxes. The owner of a
+mailbox keeps using that row's own ``flags``.
+
+A message's flags and modseq live in its narrow :class:`~kantoor.storage.models.MessageFlags`
+row, not on the wide ``items`` row (migration 0006): mailbox views select from
+``message_flags`` by (mailbox, UID) and join ``items`` only for what they need of it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, literal
 from sqlalchemy.sql import ColumnElement
 
-from kantoor.storage.models import Collection, Item, MailUserFlags
+from kantoor.storage.models import Collection, MailUserFlags, MessageFlags
 from kantoor.storage.names import SYSTEM_FLAGS
 
 # The flags of one message, as stored, at most this long: they are part of an index (PostgreSQL caps an
@@ -52,8 +56,8 @@ def view_modseq(item_modseq: int, user_modseq: int | None) -> int:
 
 
 def user_flags_join(actor: int | None) -> ColumnElement[bool]:
-    """The ON clause of ``items LEFT JOIN mail_user_flags`` for one reader."""
-    return and_(MailUserFlags.item_id == Item.id, MailUserFlags.principal_id == (actor or 0))
+    """The ON clause of ``message_flags LEFT JOIN mail_user_flags`` for one reader."""
+    return and_(MailUserFlags.item_id == MessageFlags.item_id, MailUserFlags.principal_id == (actor or 0))
 
 
 def flag_text(private: bool, system: bool) -> ColumnElement[str]:
@@ -61,7 +65,7 @@ def flag_text(private: bool, system: bool) -> ColumnElement[str]:
     if private and system:
         column = func.coalesce(MailUserFlags.flags, "")
     else:
-        column = Item.flags
+        column = MessageFlags.flags
     return func.lower(literal(" ") + column + literal(" "))
 
 
@@ -73,6 +77,6 @@ def has_flag(private: bool, flag: str) -> ColumnElement[bool]:
 def modseq_expr(private: bool) -> ColumnElement[int]:
     """A message's modseq in this reader's view (CONDSTORE, RFC 7162 3.1)."""
     if not private:
-        return Item.modseq
+        return MessageFlags.modseq
     own = func.coalesce(MailUserFlags.modseq, 0)
-    return case((own > Item.modseq, own), else_=Item.modseq)
+    return case((own > MessageFlags.modseq, own), else_=MessageFlags.modseq)

@@ -4,12 +4,13 @@ The IMAP frontend parses the client's keys into these nodes (turning sequence
 numbers and \\Recent into UID sets, since those belong to its session), and the
 Store answers them in the database:
 
-* flags from the message row, or the reader's own flags in a shared mailbox;
+* flags and MODSEQ from the message's flag row (``message_flags``), or the reader's own flags in a shared mailbox;
 * FROM/TO/CC/BCC/SUBJECT/HEADER from ``message_headers`` (decoded, lower-cased at
   delivery), BODY from ``message_texts`` (decoded text parts), TEXT from both —
   case-insensitive substring matches as ``LIKE`` over lower-cased text, so
   non-ASCII letters fold too (SQLite's own LIKE folds only ASCII);
-* sizes, internal dates, the Date header's day, UIDs and MODSEQ from columns.
+* sizes, internal dates and the Date header's day from ``items`` (joined only when
+  a key needs them), UIDs from the flag rows.
 
 Nothing is evaluated in Python per message. What SQL cannot express is left out
 by design and documented: body text beyond ``message_index.MAX_TEXT`` characters
@@ -27,7 +28,7 @@ from sqlalchemy.sql import ColumnElement
 
 from kantoor.storage.mail_flags import has_flag, modseq_expr
 from kantoor.storage.message_index import fold
-from kantoor.storage.models import Item, MessageHeader, MessageText
+from kantoor.storage.models import Item, MessageFlags, MessageHeader, MessageText
 
 
 class Criterion:
@@ -119,14 +120,15 @@ def _compare(column, op: str, low, high) -> ColumnElement[bool]:  # type: ignore
 
 
 def compile_criterion(node: Criterion, private: bool) -> ColumnElement[bool]:
-    """The WHERE clause for ``node`` over ``items LEFT JOIN mail_user_flags``."""
+    """The WHERE clause for ``node`` over ``message_flags [JOIN items] LEFT JOIN mail_user_flags``
+    (``items`` is needed when :func:`uses_items` says so)."""
     if isinstance(node, All):
         return true()
     if isinstance(node, Flag):
         test = has_flag(private, node.name)
         return test if node.present else not_(test)
     if isinstance(node, Header):
-        where = [MessageHeader.item_id == Item.id, MessageHeader.name == node.field.lower()]
+        where = [MessageHeader.item_id == MessageFlags.item_id, MessageHeader.name == node.field.lower()]
         needle = fold(node.needle)
         if needle:
             where.append(MessageHeader.value.contains(needle, autoescape=True))
@@ -134,11 +136,11 @@ def compile_criterion(node: Criterion, private: bool) -> ColumnElement[bool]:
     if isinstance(node, Text):
         needle = fold(node.needle)
         body = exists(select(MessageText.item_id).where(
-            MessageText.item_id == Item.id, MessageText.body.contains(needle, autoescape=True)))
+            MessageText.item_id == MessageFlags.item_id, MessageText.body.contains(needle, autoescape=True)))
         if not node.headers_too:
             return body
         header = exists(select(MessageHeader.id).where(
-            MessageHeader.item_id == Item.id, MessageHeader.value.contains(needle, autoescape=True)))
+            MessageHeader.item_id == MessageFlags.item_id, MessageHeader.value.contains(needle, autoescape=True)))
         return or_(header, body)
     if isinstance(node, Size):
         return Item.size > node.size if node.larger else Item.size < node.size
@@ -150,8 +152,9 @@ def compile_criterion(node: Criterion, private: bool) -> ColumnElement[bool]:
                     _compare(Item.sent_date, node.op, node.day, node.day + dt.timedelta(days=1)))
     if isinstance(node, Uids):
         if not node.ranges:
-            return Item.uid < 0  # an empty set matches nothing
-        return or_(*(Item.uid == low if low == high else Item.uid.between(low, high) for low, high in node.ranges))
+            return MessageFlags.uid < 0  # an empty set matches nothing
+        uid = MessageFlags.uid
+        return or_(*(uid == low if low == high else uid.between(low, high) for low, high in node.ranges))
     if isinstance(node, ModseqAtLeast):
         return modseq_expr(private) >= node.modseq
     if isinstance(node, Not):
@@ -173,4 +176,17 @@ def uses_user_flags(node: Criterion) -> bool:
         return uses_user_flags(node.left) or uses_user_flags(node.right)
     if isinstance(node, And):
         return any(uses_user_flags(p) for p in node.parts)
+    return False
+
+
+def uses_items(node: Criterion) -> bool:
+    """Whether the query needs the wide ``items`` row (size, dates); flags, UIDs, MODSEQ and text keys do not."""
+    if isinstance(node, (Size, Arrived, Sent)):
+        return True
+    if isinstance(node, Not):
+        return uses_items(node.inner)
+    if isinstance(node, Or):
+        return uses_items(node.left) or uses_items(node.right)
+    if isinstance(node, And):
+        return any(uses_items(p) for p in node.parts)
     return False

@@ -1,5 +1,7 @@
 """The IMAP views of a mailbox: what a session asks, with a bounded number of queries whatever the mailbox size.
 
+Flags, modseqs and UIDs come from the narrow ``message_flags`` rows (migration
+0006); ``items`` is joined only for what a view needs of the message itself.
 The UID list at SELECT (one indexed column), counts in SQL, one query for the
 rows a FETCH names (flags and modseq in the reader's own view, see
 :mod:`kantoor.storage.mail_flags`), one for a SEARCH
@@ -15,14 +17,14 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kantoor.storage.errors import NotFound
 from kantoor.storage.mail_flags import is_private_view, modseq_expr, user_flags_join, view_flags
-from kantoor.storage.mail_search import Criterion, Flag, compile_criterion
+from kantoor.storage.mail_search import Criterion, Flag, compile_criterion, uses_items
 from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
-from kantoor.storage.models import Change, Collection, Item, MailUserFlags, MessageHeader, MessageText
+from kantoor.storage.models import Change, Collection, Item, MailUserFlags, MessageFlags, MessageHeader, MessageText
 from kantoor.storage.transactions import StoreBase
 
 # Above this many UIDs a FETCH reads the UID range and drops what was not asked for (one query).
@@ -72,13 +74,31 @@ class MailboxDelta:
     recent_to: int = 0
 
 
-def _index_rows(s: Session, item_id: int, index: MessageIndex) -> None:
-    """The SEARCH rows of one message (headers and text), as Core inserts: no ORM bookkeeping per row."""
+def _index_rows(s: Session, item_id: int, index: MessageIndex, new_message: bool = True) -> None:
+    """The SEARCH rows of one message (headers and text), as Core inserts: no ORM bookkeeping per row.
+    A ``new_message`` (just stored, flushed) also gets its flag row, copied from its item row."""
     conn = s.connection()
+    if new_message:
+        _flag_row_from_item(s, item_id)
     if index.headers:
-        conn.execute(insert(MessageHeader.__table__),
-                     [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
-    conn.execute(insert(MessageText.__table__), {"item_id": item_id, "body": index.text})
+        conn.execute(_INSERT_HEADERS, [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
+    conn.execute(_INSERT_TEXT, {"item_id": item_id, "body": index.text})
+
+
+# Built once (every delivery runs them): a statement built per call recomputed its cache key each time.
+_INSERT_HEADERS = insert(MessageHeader.__table__)
+_INSERT_TEXT = insert(MessageText.__table__)
+
+
+# Built once: constructing the statement costs more than running it (see storage/items.py).
+_FLAG_ROW_FROM_ITEM = insert(MessageFlags.__table__).from_select(
+    ["item_id", "collection_id", "uid", "flags", "modseq"],
+    select(Item.id, Item.collection_id, Item.uid, Item.flags, Item.modseq).where(Item.id == bindparam("item_id")))
+
+
+def _flag_row_from_item(s: Session, item_id: int) -> None:
+    """The ``message_flags`` row of a message just stored: its flags and modseq as the item row has them."""
+    s.connection().execute(_FLAG_ROW_FROM_ITEM, {"item_id": item_id})
 
 
 def _index_columns(index: MessageIndex) -> dict[str, object]:
@@ -116,7 +136,7 @@ class MailViewsMixin(StoreBase):
                     done = s.execute(update(Item).where(Item.id == item_id, Item.imap_envelope.is_(None))
                                      .values(**_index_columns(cache)))
                     if done.rowcount:  # another session may have indexed it meanwhile
-                        _index_rows(s, item_id, cache)
+                        _index_rows(s, item_id, cache, new_message=False)
 
     def _unindexed(self, s: Session, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
         query = select(Item.id).where(Item.collection_id == mailbox_id, Item.imap_envelope.is_(None))
@@ -132,16 +152,18 @@ class MailViewsMixin(StoreBase):
         self.access.authorize(s, actor, "read", coll)
         return coll
 
-    def _view_query(self, coll: Collection, actor: int | None, *columns):  # type: ignore[no-untyped-def]
-        """SELECT ``columns`` FROM items [LEFT JOIN the reader's own flags] of one mailbox."""
-        query = select(*columns).select_from(Item).where(Item.collection_id == coll.id)
+    def _view_query(self, coll: Collection, actor: int | None, *columns, items: bool = False):  # type: ignore[no-untyped-def]
+        """SELECT ``columns`` FROM message_flags [JOIN items] [LEFT JOIN the reader's own flags] of one mailbox."""
+        query = select(*columns).select_from(MessageFlags).where(MessageFlags.collection_id == coll.id)
+        if items:
+            query = query.join(Item, Item.id == MessageFlags.item_id)
         if is_private_view(coll, actor):
             query = query.outerjoin(MailUserFlags, user_flags_join(actor))
         return query
 
     def _unseen(self, s: Session, coll: Collection, actor: int | None) -> tuple[int, int | None]:
         unseen = compile_criterion(Flag("\\Seen", False), is_private_view(coll, actor))
-        row = s.execute(self._view_query(coll, actor, func.count(), func.min(Item.uid)).where(unseen)).one()
+        row = s.execute(self._view_query(coll, actor, func.count(), func.min(MessageFlags.uid)).where(unseen)).one()
         return int(row[0] or 0), (int(row[1]) if row[1] is not None else None)
 
     def open_mailbox(self, mailbox_id: int, actor: int | None = None, claim_recent: bool = False) -> MailboxSnapshot:
@@ -151,16 +173,22 @@ class MailViewsMixin(StoreBase):
         sees the messages that arrived since the last SELECT as \\Recent: the
         mailbox's ``recent_uid`` is raised to the highest UID in one locked
         transaction, so of two sessions (or two server processes) only one gets them.
+        The reads come first (one session inside the caller's ``request_scope``), and the
+        write only when there is something to claim: up to the highest UID read, so a
+        message arriving meanwhile is left for the session's next refresh to claim.
         """
-        recent = self._claim_recent(mailbox_id, actor, None) if claim_recent else None
         with self.read() as s:
             coll = self._readable_mailbox(s, mailbox_id, actor)
-            uids = list(s.scalars(select(Item.uid).where(Item.collection_id == coll.id).order_by(Item.uid)))
+            uids = [int(u) for u in s.scalars(select(MessageFlags.uid).where(MessageFlags.collection_id == coll.id)
+                                              .order_by(MessageFlags.uid))]
             unseen, first = self._unseen(s, coll, actor)
+            rights = self.rights_held(mailbox_id, actor=actor)
         # EXAMINE shows what is recent without claiming it (RFC 3501 6.3.2: it MUST NOT clear \Recent).
-        low, high = recent if recent is not None else (int(coll.recent_uid or 0), uids[-1] if uids else 0)
-        return MailboxSnapshot(coll, [int(u) for u in uids], first, unseen, low, high,
-                               self.rights_held(mailbox_id, actor=actor))
+        low, high = int(coll.recent_uid or 0), uids[-1] if uids else 0
+        if claim_recent:
+            low, high = self._claim_recent(mailbox_id, actor, high) if high > low else (low, low)
+            coll.recent_uid = max(int(coll.recent_uid or 0), high)  # as the claim left it (a detached copy)
+        return MailboxSnapshot(coll, uids, first, unseen, low, high, rights)
 
     def _claim_recent(self, mailbox_id: int, actor: int | None, up_to: int | None) -> tuple[int, int]:
         """Raise the mailbox's \\Recent mark to ``up_to`` (default: the highest UID); the UIDs claimed, as a range."""
@@ -178,8 +206,8 @@ class MailViewsMixin(StoreBase):
         """STATUS (RFC 3501 6.3.10) from aggregate queries: nothing per message leaves the database."""
         with self.read() as s:
             coll = self._readable_mailbox(s, mailbox_id, actor)
-            count, recent = s.execute(select(func.count(), func.count().filter(Item.uid > coll.recent_uid))
-                                      .where(Item.collection_id == coll.id)).one()
+            count, recent = s.execute(select(func.count(), func.count().filter(MessageFlags.uid > coll.recent_uid))
+                                      .where(MessageFlags.collection_id == coll.id)).one()
             unseen, _ = self._unseen(s, coll, actor)
             return {"MESSAGES": int(count), "RECENT": int(recent), "UIDNEXT": int(coll.uidnext),
                     "UIDVALIDITY": int(coll.uidvalidity), "UNSEEN": unseen,
@@ -197,22 +225,26 @@ class MailViewsMixin(StoreBase):
                 s.close()
                 self._ensure_indexed(missing)
             private = is_private_view(coll, actor)
-            columns = [Item.id, Item.uid, Item.flags, Item.modseq, Item.size, Item.blob_sha256]
+            columns = [MessageFlags.item_id, MessageFlags.uid, MessageFlags.flags, MessageFlags.modseq, Item.size,
+                       Item.blob_sha256]
             if private:
                 columns += [MailUserFlags.flags, MailUserFlags.modseq]
             if cached:
                 columns += [Item.imap_envelope, Item.imap_bodystructure, Item.imap_body]
             if dates:
                 columns += [Item.internaldate, Item.created_at]
-            query = self._view_query(coll, actor, *columns)
+            query = self._view_query(coll, actor, *columns, items=True)
             wanted = None
             if len(uids) <= _IN_LIST_LIMIT:
-                query = query.where(Item.uid.in_(list(uids)))
+                query = query.where(MessageFlags.uid.in_(list(uids)))
             else:
-                query = query.where(Item.uid.between(uids[0], uids[-1]))
+                query = query.where(MessageFlags.uid.between(uids[0], uids[-1]))
                 wanted = set(uids)
             rows = []
-            for r in s.connection().execute(query.order_by(Item.uid)):
+            # A mailbox has few distinct flag strings: each is split once, and its list shared by the rows
+            # (readers never change a row's list; they build a new one, e.g. to add \Recent).
+            views: dict[tuple[str, str | None], list[str]] = {}
+            for r in s.connection().execute(query.order_by(MessageFlags.uid)):
                 uid = r[1]
                 if wanted is not None and uid not in wanted:
                     continue
@@ -221,7 +253,10 @@ class MailViewsMixin(StoreBase):
                 if private:
                     user_flags, user_modseq = r[6], r[7]
                     at = 8
-                row = MessageRow(r[0], uid, view_flags(r[2], user_flags, private),
+                flags = views.get((r[2], user_flags))
+                if flags is None:
+                    flags = views[(r[2], user_flags)] = view_flags(r[2], user_flags, private)
+                row = MessageRow(r[0], uid, flags,
                                  r[3] if user_modseq is None or user_modseq < r[3] else user_modseq, r[4], None, r[5])
                 if cached:
                     row.envelope, row.bodystructure, row.body = r[at], r[at + 1], r[at + 2]
@@ -277,14 +312,18 @@ class MailViewsMixin(StoreBase):
         with self.read() as s:
             coll = self._readable_mailbox(s, mailbox_id, actor)
             missing = self._unindexed(s, coll.id)
-        if missing:
-            self._ensure_indexed(missing)
+            if not missing:  # the usual case: one session for the check and the query
+                return self._search(s, coll, criterion, actor)
+        self._ensure_indexed(missing)
         with self.read() as s:
-            coll = self._readable_mailbox(s, mailbox_id, actor)
-            private = is_private_view(coll, actor)
-            query = self._view_query(coll, actor, Item.uid, modseq_expr(private))
-            query = query.where(compile_criterion(criterion, private)).order_by(Item.uid)
-            return [(int(uid), int(m)) for uid, m in s.execute(query)]
+            return self._search(s, self._readable_mailbox(s, mailbox_id, actor), criterion, actor)
+
+    def _search(self, s: Session, coll: Collection, criterion: Criterion,
+                actor: int | None) -> list[tuple[int, int]]:
+        private = is_private_view(coll, actor)
+        query = self._view_query(coll, actor, MessageFlags.uid, modseq_expr(private), items=uses_items(criterion))
+        query = query.where(compile_criterion(criterion, private)).order_by(MessageFlags.uid)
+        return [(int(uid), int(m)) for uid, m in s.connection().execute(query)]
 
     def mailbox_changes(self, mailbox_id: int, since_modseq: int, known_last_uid: int, actor: int | None = None,
                         claim_recent: bool = False, already_told: dict[int, int] | None = None) -> MailboxDelta:
@@ -304,19 +343,21 @@ class MailViewsMixin(StoreBase):
             delta.expunged = sorted(set(int(u) for u in s.scalars(select(Change.item_uid).where(
                 Change.collection_id == coll.id, Change.modseq > since_modseq, Change.modseq <= top,
                 Change.kind == "deleted", Change.item_uid.is_not(None), Change.item_uid <= known_last_uid))))
-            delta.new_uids = [int(u) for u in s.scalars(select(Item.uid).where(
-                Item.collection_id == coll.id, Item.uid > known_last_uid, Item.uid < uidnext).order_by(Item.uid))]
+            delta.new_uids = [int(u) for u in s.scalars(select(MessageFlags.uid).where(
+                MessageFlags.collection_id == coll.id, MessageFlags.uid > known_last_uid, MessageFlags.uid < uidnext)
+                .order_by(MessageFlags.uid))]
             # (UID, modseq) of what changed; the session's own STOREs it already answered are left out
             # (``already_told``: UID → the modseq it reported), so they cost no row reads.
-            touched = dict(s.execute(select(Item.uid, Item.modseq).where(
-                Item.collection_id == coll.id, Item.modseq > since_modseq, Item.modseq <= top,
-                Item.uid <= known_last_uid)).all())
+            touched = dict(s.execute(select(MessageFlags.uid, MessageFlags.modseq).where(
+                MessageFlags.collection_id == coll.id, MessageFlags.modseq > since_modseq, MessageFlags.modseq <= top,
+                MessageFlags.uid <= known_last_uid)).all())
             if is_private_view(coll, actor):
                 for uid, modseq in s.execute(
-                        select(Item.uid, MailUserFlags.modseq).join(MailUserFlags, MailUserFlags.item_id == Item.id)
+                        select(MessageFlags.uid, MailUserFlags.modseq)
+                        .join(MailUserFlags, MailUserFlags.item_id == MessageFlags.item_id)
                         .where(MailUserFlags.collection_id == coll.id, MailUserFlags.principal_id == actor,
                                MailUserFlags.modseq > since_modseq, MailUserFlags.modseq <= top,
-                               Item.uid <= known_last_uid)):
+                               MessageFlags.uid <= known_last_uid)):
                     touched[uid] = max(modseq, touched.get(uid, 0))
             told = already_told or {}
             touched = {uid: m for uid, m in touched.items() if told.get(uid) != m}

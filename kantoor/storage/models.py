@@ -228,7 +228,7 @@ class Item(Base):
     card_org: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Message index columns.
     internaldate: Mapped[dt.datetime | None] = mapped_column(TS, nullable=True)
-    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, system flags first
+    flags: Mapped[str] = mapped_column(Text, default="")  # as stored; now: MessageFlags
     subject: Mapped[str] = mapped_column(Text, default="")
     from_addr: Mapped[str] = mapped_column(Text, default="")
     to_addr: Mapped[str] = mapped_column(Text, default="")
@@ -247,9 +247,6 @@ class Item(Base):
 # --- IMAP mail index tables (issue 5, migration 0004) ----------------------------------------
 # CONDSTORE and IDLE refreshes ask "which messages changed after modseq n" (RFC 7162 3.1).
 Index("ix_items_collection_modseq", Item.collection_id, Item.modseq)
-# Flag tests (SELECT's unseen count, SEARCH SEEN …, EXPUNGE's \\Deleted) read this index alone instead of rows
-# that may hold a 16 KiB inline body before the flags column (SQLite reads a row up to the column it needs).
-Index("ix_items_mail_flags", Item.collection_id, Item.uid, Item.flags, Item.modseq)
 # Messages stored before migration 0004 still to be indexed: a partial index holds just those, so checking
 # "anything left to index?" costs nothing once a mailbox is done.
 Index("ix_items_unindexed_mail", Item.collection_id, sqlite_where=Item.imap_envelope.is_(None),
@@ -288,6 +285,25 @@ class MailUserFlags(Base):
     principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     flags: Mapped[str] = mapped_column(Text, default="")
+    modseq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MessageFlags(Base):
+    """A message's current flags and modseq (migration 0006): STORE, SELECT's unseen count, flag SEARCH keys
+    and CONDSTORE read and write this narrow row, never the wide ``items`` row (up to a 16 KiB inline body
+    plus the ENVELOPE/BODYSTRUCTURE cache, which a flag change would rewrite whole). ``items.flags`` and
+    ``items.modseq`` of a message keep what it had when stored; this row is what it has now.
+    ``collection_id``/``uid`` are copies of the item's, so a mailbox's flags are one index range."""
+
+    __tablename__ = "message_flags"
+    __table_args__ = (
+        Index("ix_message_flags_uid", "collection_id", "uid", "flags", "modseq"),
+        Index("ix_message_flags_modseq", "collection_id", "modseq"),
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, system flags first
     modseq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

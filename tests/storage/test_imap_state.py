@@ -141,7 +141,39 @@ def test_one_store_command_gives_its_messages_one_new_modseq_and_logs_each_rfc71
     assert [(row.uid, row.modseq) for row in delta.changed] == [(uid, before + 1) for uid in (1, 2, 3, 4)]
     removed = core.store.store_flags(inbox.id, [1, 2, 3], ["$Work"], "remove", me)
     assert {m for _, m in removed.updated.values()} == {before + 2}
-    assert [m.flags for m in core.store.list_messages(inbox.id, me)] == ["\\Flagged"] * 3 + ["\\Flagged $Work"]
+    # What every later reader sees (the flag rows of migration 0006, read back from the database).
+    assert [r.flags for r in core.store.message_rows(inbox.id, [1, 2, 3, 4], me)] == (
+        [["\\Flagged"]] * 3 + [["\\Flagged", "$Work"]])
+
+
+@pytest.mark.parametrize("range_read_above", [500, 2])
+def test_store_changes_exactly_the_named_messages_rfc3501_6_4_6(core, monkeypatch, range_read_above) -> None:  # type: ignore[no-untyped-def]
+    """A STORE on some messages leaves the ones between them alone, whether the Store reads the named UIDs or
+    their whole range (a large set: ``RANGE_READ_ABOVE`` patched low here), and a whole range changes as one."""
+    from kantoor.storage import imap_state
+
+    monkeypatch.setattr(imap_state, "RANGE_READ_ABOVE", range_read_above)
+    _, me, inbox, _ = _setup(core)
+    for n in range(7):
+        core.store.deliver_message(inbox.id, MESSAGE, actor=me, flags=["\\Seen"] if n % 2 else [])
+
+    def flags() -> list[list[str]]:
+        return [r.flags for r in core.store.message_rows(inbox.id, list(range(1, 8)), me)]
+
+    before = flags()
+    result = core.store.store_flags(inbox.id, [2, 4, 5, 7], ["\\Deleted"], "add", me)
+    assert sorted(result.updated) == [2, 4, 5, 7]
+    after = flags()
+    assert [after[i] for i in (0, 2, 5)] == [before[i] for i in (0, 2, 5)]  # UIDs 1, 3, 6 untouched
+    assert all("\\Deleted" in after[uid - 1] for uid in (2, 4, 5, 7))
+    assert core.store.expunge_messages(inbox.id, actor=me) == [2, 4, 5, 7]
+    # The whole mailbox in one STORE: every message, whatever flags it had, gets the flag and one modseq.
+    whole = core.store.store_flags(inbox.id, [1, 3, 6], ["\\Flagged"], "add", me)
+    assert {uid: f for uid, (f, _) in whole.updated.items()} == {
+        1: ["\\Flagged"], 3: ["\\Flagged"], 6: ["\\Seen", "\\Flagged"]}
+    assert [r.flags for r in core.store.message_rows(inbox.id, [1, 3, 6], me)] == [
+        ["\\Flagged"], ["\\Flagged"], ["\\Seen", "\\Flagged"]]
+    assert len({m for _, m in whole.updated.values()}) == 1
 
 
 def test_mailbox_rights_and_grants_follow_the_acl_engine_rfc4314(core) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox
 
 from kantoor.imapd.replies import Refused
+from kantoor.imapd.sequence_sets import arg_sequence_set
 from kantoor.storage import NotFound
 
 
@@ -48,4 +49,4 @@ class CopyCommand:
 
         self._run(tag, lambda: self._transfer(messages, name, uid, move=False), done)
 
-    select_COPY = (do_COPY, IMAP4Server.arg_seqset, IMAP4Server.arg_finalastring)
+    select_COPY = (do_COPY, arg_sequence_set, IMAP4Server.arg_finalastring)

@@ -20,7 +20,6 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import (
     IllegalClientResponse,
-    IMAP4Server,
     _FetchParser,
     _literal,
 )
@@ -28,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kantoor.imapd.message import HEADER_READ_LIMIT, StoredMessage, filter_header_lines
+from kantoor.imapd.sequence_sets import arg_sequence_set
 from kantoor.storage.imap_state import FlagUpdate
 from kantoor.storage.mail_views import MessageRow
 from kantoor.storage.mime import header_complete
@@ -187,7 +187,7 @@ class FetchCommand:
         cached = any(p.type in ("envelope", "bodystructure") or (p.type == "body" and not (
             p.header or p.text or p.mime or p.empty)) for p in query)
         seen = mbox.isWriteable() and marks_seen(query)
-        dates = need is not None or any(p.type == "internaldate" for p in query)
+        dates = any(p.type == "internaldate" for p in query)  # parsing timestamps costs on SQLite: only if asked
         recent = set(mbox.recent)
 
         marked: list[FlagUpdate] = []  # set in the worker thread, read on the reactor after it finished
@@ -205,7 +205,9 @@ class FetchCommand:
 
         if need is None:
             def lines() -> bytes:
-                return b"".join(metadata_line(seq, row, query, bool(uid), row.uid in recent) for seq, row in rows())
+                with mbox.storage.request_scope():  # the command's reads share one session
+                    pairs = rows()
+                return b"".join(metadata_line(seq, row, query, bool(uid), row.uid in recent) for seq, row in pairs)
 
             def written(data: bytes) -> None:
                 self.transport.write(data)
@@ -216,33 +218,43 @@ class FetchCommand:
         if seen and not any(p.type == "flags" for p in query):
             query = [*query, _FetchParser.Flags()]  # tell the client about the new \Seen
         self._hold()
+        writer = _BodyWriter(self, tag, mbox, [], query, bool(uid), need == "headers")
 
-        def spew(pairs: list[tuple[int, MessageRow]]) -> None:
+        def rows_and_first_batch() -> tuple[bytes, int]:
+            # One worker round trip, and one read session, for the rows and the first batch of bodies
+            # (often the whole answer).
+            with mbox.storage.request_scope():
+                writer.pairs = rows()
+                end = writer.batch_end(0)
+                return writer.render(writer.pairs[:end]), end
+
+        def spew(first: tuple[bytes, int]) -> None:
             for update in marked:
                 mbox.note_own_changes(update)  # this session told the client: a refresh does not repeat it
-            _BodyWriter(self, tag, mbox, pairs, query, bool(uid), need == "headers").start()
+            writer.start(*first)
 
         def failed(failure: Failure) -> None:
             self._refuse(failure, tag)
             self._release()
 
-        deferToThread(rows).addCallbacks(spew, failed)
+        deferToThread(rows_and_first_batch).addCallbacks(spew, failed)
 
-    select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, arg_fetch_items)
+    select_FETCH = (do_FETCH, arg_sequence_set, arg_fetch_items)
 
-    def render_message(self, seq: int, msg: StoredMessage, query: list[Any], uid: bool) -> bytes:
-        """One untagged FETCH response for a message whose bytes are loaded (pure: runs in a worker thread)."""
-        items: list[bytes] = []
-        for part in query:
-            out: list[bytes] = []
+    def render_message(self, seq: int, msg: StoredMessage, query: list[Any], uid: bool, out: list[bytes]) -> None:
+        """One untagged FETCH response for a message whose bytes are loaded, appended to ``out`` in pieces
+        (pure: runs in a worker thread). The caller joins a whole batch once: a body is copied once."""
+        out.append(b"* %d FETCH (" % seq)
+        for n, part in enumerate(query):
+            if n:
+                out.append(b" ")
             if part.type == "body":
                 self.spew_body(part, seq, msg, out.append, None)
             else:
                 getattr(self, "spew_" + part.type)(seq, msg, out.append, None)
-            items.append(b"".join(out))
         if uid and not any(part.type == "uid" for part in query):
-            items.append(b"UID %d" % msg.uid)
-        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+            out.append(b" UID %d" % msg.uid)
+        out.append(b")\r\n")
 
     def spew_envelope(self, id: int, msg: StoredMessage, _w: Any = None, _f: Any = None) -> None:  # noqa: A002
         _w(b"ENVELOPE " + (msg.row.envelope or "NIL").encode("latin-1"))
@@ -252,6 +264,16 @@ class FetchCommand:
             _w = self.transport.write
         if not (part.header or part.text or part.mime or part.empty):
             _w(b"BODY " + (msg.row.body or "NIL").encode("latin-1"))
+            return
+        if not part.part and not (part.header or part.text or part.mime) and msg.full:
+            # BODY[] / BODY[]<partial>: the message as stored, without building its MIME tree.
+            data = msg.raw or b""
+            label = _section_label(part)
+            if part.partialBegin is not None:
+                data = data[part.partialBegin:part.partialBegin + part.partialLength]
+                label += b"<%d>" % part.partialBegin
+            _w(label + b" {%d}\r\n" % len(data))  # the literal (RFC 3501 4.3), its bytes not copied here
+            _w(data)
             return
         entity: Any = msg.part
         data: bytes | None = None
@@ -294,7 +316,8 @@ class FetchCommand:
 
 
 # Messages read and rendered per worker-thread round trip: a batch ends after this many bytes of bodies.
-BATCH_BYTES = 1024 * 1024
+# A client's usual body FETCH (a hundred messages of a few dozen KiB) fits in one: one round trip.
+BATCH_BYTES = 4 * 1024 * 1024
 BATCH_MESSAGES = 256
 
 
@@ -316,16 +339,30 @@ class _BodyWriter:
         self.waiting = False  # a batch is done and the next waits for resumeProducing
         self.stopped = False
 
-    def start(self) -> None:
+    def start(self, first: bytes, position: int) -> None:
+        """Send ``first`` (the rendered ``pairs[:position]``), then the rest batch by batch."""
         self.timeout = self.server.setTimeout(None)  # a long FETCH is not an idle client
         self.server.transport.registerProducer(self, True)
-        self._next()
+        self.position = position
+        self._written(first)
 
-    def _render(self, batch: list[tuple[int, MessageRow]]) -> bytes:
+    def batch_end(self, start: int) -> int:
+        """Where the batch starting at ``start`` ends: at most BATCH_MESSAGES messages and BATCH_BYTES (but one)."""
+        end, size = start, 0
+        while end < len(self.pairs) and end - start < BATCH_MESSAGES and (
+                end == start or size + self.pairs[end][1].size <= BATCH_BYTES):
+            size += self.pairs[end][1].size
+            end += 1
+        return end
+
+    def render(self, batch: list[tuple[int, MessageRow]]) -> bytes:
+        """The FETCH responses of ``batch`` (worker thread): bodies read in one Store call."""
+        if not batch:
+            return b""
         store = self.server.context.store
         limit = HEADER_READ_LIMIT if self.headers_only else None
         bodies = store.message_bodies(self.mbox.id, [row.id for _, row in batch], self.mbox.actor, limit)
-        out = []
+        out: list[bytes] = []
         for seq, row in batch:
             msg = self.mbox.message(row)
             data = bodies.get(row.id)
@@ -336,7 +373,7 @@ class _BodyWriter:
             else:
                 msg.load_bytes(data, self.headers_only)
             try:
-                out.append(self.server.render_message(seq, msg, self.query, self.uid))
+                self.server.render_message(seq, msg, self.query, self.uid, out)
             finally:
                 msg.unload()
         return b"".join(out)
@@ -347,18 +384,15 @@ class _BodyWriter:
         if self.position >= len(self.pairs):
             self._finish(None)
             return
-        end, size = self.position, 0
-        while end < len(self.pairs) and end - self.position < BATCH_MESSAGES and (
-                end == self.position or size + self.pairs[end][1].size <= BATCH_BYTES):
-            size += self.pairs[end][1].size
-            end += 1
+        end = self.batch_end(self.position)
         batch, self.position = self.pairs[self.position:end], end
-        deferToThread(self._render, batch).addCallbacks(self._written, self._finish)
+        deferToThread(self.render, batch).addCallbacks(self._written, self._finish)
 
     def _written(self, data: bytes) -> None:
         if self.stopped:
             return
-        self.server.transport.write(data)
+        if data:
+            self.server.transport.write(data)
         if self.paused:
             self.waiting = True
         else:

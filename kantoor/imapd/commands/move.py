@@ -7,6 +7,7 @@ from typing import Any
 from twisted.mail.imap4 import IMAP4Server
 
 from kantoor.imapd.commands.copy import copyuid
+from kantoor.imapd.sequence_sets import arg_sequence_set
 
 
 class MoveCommand:
@@ -26,5 +27,5 @@ class MoveCommand:
 
         self._run(tag, lambda: self._transfer(messages, name, uid, move=True), done)
 
-    select_MOVE = (do_MOVE, IMAP4Server.arg_seqset, IMAP4Server.arg_finalastring)
+    select_MOVE = (do_MOVE, arg_sequence_set, IMAP4Server.arg_finalastring)
 

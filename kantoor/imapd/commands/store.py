@@ -8,6 +8,7 @@ from typing import Any
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from kantoor.imapd.mailbox import StoreResult
+from kantoor.imapd.sequence_sets import arg_sequence_set
 
 _MODIFIER = re.compile(rb"\(\s*UNCHANGEDSINCE\s+(\d{1,19})\s*\)\s*", re.IGNORECASE)
 _MODES = (b"FLAGS", b"+FLAGS", b"-FLAGS", b"FLAGS.SILENT", b"+FLAGS.SILENT", b"-FLAGS.SILENT")
@@ -63,5 +64,5 @@ class StoreCommand:
         self._run(tag, lambda: mbox.store(messages, names, how, uid=bool(uid), unchanged_since=unchanged_since),
                   done)
 
-    select_STORE = (do_STORE, IMAP4Server.arg_seqset, opt_store_modifiers, IMAP4Server.arg_atom,
+    select_STORE = (do_STORE, arg_sequence_set, opt_store_modifiers, IMAP4Server.arg_atom,
                     IMAP4Server.arg_flaglist)

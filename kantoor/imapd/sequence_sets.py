@@ -1,0 +1,48 @@
+"""IMAP sequence sets (RFC 3501 9: ``sequence-set``) parsed into Twisted's MessageSet in one pass.
+
+Twisted's ``parseIdList`` adds each comma-separated piece with ``MessageSet.add``,
+which sorts and merges all ranges again every time: a ``UID FETCH`` naming 100
+single UIDs (what a syncing client sends) costs 100 sorts on the reactor. Here the
+pieces are collected first and merged once. Stricter than Twisted only where
+RFC 3501 is: a number is digits, not anything ``int()`` takes (``+5``, ``1_0``).
+"""
+
+from __future__ import annotations
+
+from twisted.mail.imap4 import IllegalClientResponse, IllegalIdentifierError, MessageSet
+
+
+def _number(raw: bytes, last: int | None) -> int | None:
+    """One ``seq-number``: a positive number, or ``*`` (``last``: None until the mailbox fills it in)."""
+    if raw == b"*":
+        return last
+    if not raw.isdigit():
+        raise IllegalIdentifierError(raw)
+    value = int(raw)
+    if value <= 0:  # RFC 3501 9: nz-number
+        raise IllegalIdentifierError(raw)
+    return value
+
+
+def parse_sequence_set(raw: bytes, last: int | None = None) -> MessageSet:
+    """A MessageSet equal to what ``parseIdList(raw, last)`` builds; IllegalIdentifierError if malformed."""
+    ranges: list[tuple[int | None, int | None]] = []
+    for piece in raw.split(b","):
+        low_raw, colon, high_raw = piece.partition(b":")
+        if colon and low_raw == high_raw == b"*":
+            raise IllegalIdentifierError(piece)  # "*:*" makes no sense (as Twisted)
+        low = _number(low_raw, last)
+        high = _number(high_raw, last) if colon else low
+        if low is None or (high is not None and high < low):
+            low, high = high, low  # ranges are unordered; "*" (None) goes last, as MessageSet keeps it
+        ranges.append((low, high))
+    return MessageSet(ranges)  # merged once
+
+
+def arg_sequence_set(self, line: bytes) -> tuple[MessageSet, bytes]:  # type: ignore[no-untyped-def]
+    """Twisted's ``arg_seqset`` (a command-table argument parser), with :func:`parse_sequence_set`."""
+    raw, _, rest = line.partition(b" ")
+    try:
+        return parse_sequence_set(raw), rest
+    except IllegalIdentifierError as error:
+        raise IllegalClientResponse("Bad message number " + str(error)) from None
