@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import re
 from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
@@ -35,9 +34,14 @@ log = logging.getLogger("kantoor.smtpd")
 
 MAX_RECIPIENTS = 100  # per message; RFC 5321 section 4.5.3.1.8 asks for at least 100
 NULL_SENDER = "<>"
-# RFC 5321 section 2.3.8: CR and LF only ever travel together. A lone one is how "SMTP smuggling"
-# hides a second message inside the first, so such a message is refused whole.
-_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def has_bare_cr_or_lf(content: bytes) -> bool:
+    """RFC 5321 section 2.3.8: CR and LF only ever travel together. A lone one is how "SMTP smuggling"
+    hides a second message inside the first, so such a message is refused whole. Three counts in C
+    (a regex with look-arounds took ~3 ms per 50 KiB message, on the event loop)."""
+    pairs = content.count(b"\r\n")
+    return content.count(b"\r") != pairs or content.count(b"\n") != pairs
 
 
 def _size_hint(mail_options: list[str]) -> int:
@@ -137,8 +141,8 @@ class MailHandler:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
         content = envelope.original_content or b""
         # Scanning a large message is work for a thread, not for the loop.
-        bare = (_BARE_CR_OR_LF.search(content) if len(content) < 256 * 1024
-                else await asyncio.to_thread(_BARE_CR_OR_LF.search, content))
+        bare = (has_bare_cr_or_lf(content) if len(content) < 4 * 1024 * 1024
+                else await asyncio.to_thread(has_bare_cr_or_lf, content))
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")

@@ -21,6 +21,7 @@ from typing import Any
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
+from kantoor.smtpd import org_domain
 from kantoor.smtpd.authresults import use_name_servers
 from kantoor.smtpd.handler import MailHandler
 from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
@@ -77,6 +78,7 @@ async def start(
     loop = asyncio.get_running_loop()
     delivery = delivery or delivery_settings(settings)
     use_name_servers(delivery)
+    org_domain.warm_up()
     worker = DeliveryWorker(settings, store, delivery)
     handler = MailHandler(settings, store, quota, delivery, queued=worker.wake)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kantoor.quota import QuotaEngine
-from kantoor.storage import NotFound, Store
+from kantoor.storage import Store
 from kantoor.storage.models import Account
 
 
@@ -35,20 +35,28 @@ def mailbox_full(store: Store, quota: QuotaEngine, account: Account, size: int) 
     return used + max(size, 1) > capacity
 
 
+def _over_capacity(quota: QuotaEngine, plan: str, used: int, size: int) -> bool:
+    """:func:`mailbox_full` from figures already read."""
+    try:
+        capacity = quota.plan(plan).capacity("mail")
+    except LookupError:  # a plan the settings no longer define: let delivery decide
+        return False
+    return used + max(size, 1) > capacity
+
+
 def decide_recipient(store: Store, quota: QuotaEngine, address: str, authenticated: bool,
                      size_hint: int, mail_domain: str) -> RecipientDecision:
     # RFC 5321 section 4.5.1: a bare "postmaster" must work; it means our main domain's
     # (an alias the administrator gives to whoever reads it).
     lookup = f"postmaster@{mail_domain}" if address.lower() == "postmaster" else address
-    account = store.resolve_recipient(lookup)
-    if account is not None:
-        try:
-            inbox = store.mailbox(account.principal_id, "INBOX")
-        except NotFound:
+    # One read: the account, its INBOX and its mail usage.
+    recipient = store.mail_recipient(lookup)
+    if recipient is not None:
+        if recipient.inbox_id is None:
             return RecipientDecision(f"550 5.1.1 <{address}>: mailbox unavailable")
-        if mailbox_full(store, quota, account, size_hint):
+        if _over_capacity(quota, recipient.plan, recipient.mail_bytes, size_hint):
             return RecipientDecision(f"452 4.2.2 <{address}>: mailbox full, try again later")
-        return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK", account.principal_id, inbox.id)
+        return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK", recipient.principal_id, recipient.inbox_id)
     _, at, domain = address.rpartition("@")
     if not at or store.is_local_domain(domain):
         return RecipientDecision(f"550 5.1.1 <{address}>: no such mailbox here")

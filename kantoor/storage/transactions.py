@@ -7,6 +7,7 @@ notification code. See :mod:`kantoor.storage.store` for the invariant.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -54,6 +55,19 @@ def _write_gate(engine: Engine) -> threading.RLock:
 _COLLECTION_BY_ID = select(Collection).where(Collection.id == bindparam("id"))
 _COLLECTION_BY_ID_FOR_UPDATE = _COLLECTION_BY_ID.with_for_update()
 _INSERT_CHANGE = insert(Change.__table__)
+
+
+@functools.cache
+def _blob_upsert(sqlite: bool):  # type: ignore[no-untyped-def]
+    """INSERT a blob row with refcount 1, or add 1 to the row there is (built once per dialect)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    blobs = Blob.__table__
+    statement = (sqlite_dialect.insert if sqlite else postgresql.insert)(blobs)
+    return statement.on_conflict_do_update(
+        index_elements=[blobs.c.sha256],
+        set_={"refcount": blobs.c.refcount + 1, "updated_at": statement.excluded.updated_at})
 
 
 @dataclass
@@ -233,16 +247,13 @@ class StoreBase:
 
 
     def _reference_blob(self, s: Session, stored: Body) -> None:
-        """Count one more reference to ``stored``'s blob (the row is created by its first user)."""
+        """Count one more reference to ``stored``'s blob (the row is created by its first user).
+        One upsert (INSERT … ON CONFLICT DO UPDATE, SQLite and PostgreSQL alike), no ORM object:
+        a SELECT, an autoflush and an INSERT before were 6 % of an SMTP delivery's CPU."""
         if stored.blob_sha256 is None:
             return
-        blob = s.get(Blob, stored.blob_sha256)
-        if blob is None:
-            s.add(Blob(sha256=stored.blob_sha256, size=stored.size, refcount=1, updated_at=utcnow()))
-            s.flush()  # a second reference in this transaction finds the row
-        else:
-            blob.refcount += 1
-            blob.updated_at = utcnow()
+        s.connection().execute(_blob_upsert(self._is_sqlite), {
+            "sha256": stored.blob_sha256, "size": stored.size, "refcount": 1, "updated_at": utcnow()})
 
     def _apply_body(self, s: Session, item: Item, stored: Body, sha: str, content_type: str, index: ItemIndex) -> None:
         self._reference_blob(s, stored)
