@@ -24,7 +24,6 @@ from kantoor.davserver.files.browser import DriveDirBrowser, redirect_bare_mount
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.locking import DatabaseLockManager
 from kantoor.davserver.files.provider import DriveProvider
-from kantoor.davserver.files.request_body import guard_upload_body
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
 
@@ -85,8 +84,9 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
 
 def _one_read_session_per_request(app: WSGIApplication, store: Store,
                                   request_done: Callable[[], None]) -> WSGIApplication:
-    """Run each request's Store reads (credentials, path, locks) in one session (see Store.request_scope),
-    and read its body through :class:`~kantoor.davserver.files.request_body.UploadBody`.
+    """Run each request's Store reads (credentials, path, locks) in one session (see Store.request_scope).
+    (A body cut off by the client raises in the server's WSGI host, :mod:`kantoor.davserver.wsgi_host`,
+    so an interrupted upload is never stored truncated.)
 
     wsgidav does its work while the response is iterated; the shared read transaction
     ends when the status is sent, so a GET's body streams from the blob store without
@@ -97,7 +97,6 @@ def _one_read_session_per_request(app: WSGIApplication, store: Store,
             store.end_shared_read()
             return start_response(status, headers, exc_info)
 
-        guard_upload_body(environ)
         try:
             with store.request_scope():
                 yield from app(environ, start)
