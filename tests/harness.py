@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -215,3 +216,19 @@ def launch_server(data_dir: Path, config: str | None = None, **env: str) -> Serv
 
     threading.Thread(target=drain, daemon=True).start()
     return server
+
+
+def read_smtp_replies(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` complete replies (multi-line replies joined), read within the socket timeout."""
+    buffer = b""
+    replies: list[bytes] = []
+    while len(replies) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {replies}"
+        buffer += chunk
+        while b"\r\n" in buffer and len(replies) < count:
+            line, buffer = buffer.split(b"\r\n", 1)
+            if len(line) > 3 and line[3:4] == b"-":
+                continue  # continuation of a multi-line reply
+            replies.append(line)
+    return replies

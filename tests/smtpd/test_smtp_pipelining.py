@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import socket
 
-
-def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
-    """``count`` complete replies (multi-line replies joined), read within the socket timeout."""
-    buffer = b""
-    replies: list[bytes] = []
-    while len(replies) < count:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {replies}"
-        buffer += chunk
-        while b"\r\n" in buffer and len(replies) < count:
-            line, buffer = buffer.split(b"\r\n", 1)
-            if len(line) > 3 and line[3:4] == b"-":
-                continue  # continuation of a multi-line reply
-            replies.append(line)
-    return replies
+from harness import read_smtp_replies as _read_replies
 
 
 def test_ehlo_advertises_pipelining_rfc2920_section_3(mail) -> None:  # type: ignore[no-untyped-def]
