@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from sqlalchemy import and_, bindparam, delete, insert, inspect, select, update
+from sqlalchemy import and_, bindparam, delete, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,7 +26,7 @@ from kantoor.storage.names import (
     TOOL_OF_KIND,
     validate_item_name,
 )
-from kantoor.storage.transactions import StoreBase
+from kantoor.storage.transactions import StoreBase, insert_detached
 
 # Statements of the write path, built once: constructing select(...).where(...) cost
 # about as much as running it (cProfile of a WebDAV PUT); SQLAlchemy caches the SQL
@@ -37,21 +37,16 @@ _COLLECTION_WITH_ITEM = (select(Collection, Item)
                          .where(Collection.id == bindparam("collection")))
 _UID_CLASH = select(Item.name).where(Item.collection_id == bindparam("collection"), Item.ical_uid == bindparam("uid"),
                                      Item.name != bindparam("name"))
-# put_item writes the item row and the collection's modseq with plain INSERT/UPDATE statements and
-# gives the objects those values as their committed state: the ORM's flush of one item and one
-# collection was ~40% of a small PUT's write transaction (1.0 of 2.6 ms CPU, bench/webdav.py).
+# put_item writes the item row (insert_detached for a new one) and the collection's modseq with plain
+# INSERT/UPDATE statements and gives the objects those values as their committed state: the ORM's flush
+# of one item and one collection was ~40% of a small PUT's write transaction (1.0 of 2.6 ms CPU).
 _ITEMS = Item.__table__
 _COLLECTIONS = Collection.__table__
-_INSERT_ITEM = insert(_ITEMS)
 _UPDATE_ITEM = update(_ITEMS).where(_ITEMS.c.id == bindparam("item_pk"))  # SET: the keys of the parameters
 _BUMP_COLLECTION = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("coll_pk"))
                     .values(modseq=bindparam("coll_modseq"), updated_at=bindparam("coll_updated_at")))
-# Mapped attribute → column name, and what a new row holds in columns put_item leaves unset.
+# Mapped attribute → column name.
 _ITEM_COLUMNS = {attr.key: attr.columns[0].key for attr in inspect(Item).column_attrs}
-_ITEM_DEFAULTS = {key: (column.default.arg if column.default is not None and column.default.is_scalar else None)
-                  for key, column in ((attr.key, attr.columns[0]) for attr in inspect(Item).column_attrs)
-                  if key != "id" and column.server_default is None
-                  and (column.default is None or column.default.is_scalar)}
 
 
 class ItemsMixin(StoreBase):
@@ -98,7 +93,7 @@ class ItemsMixin(StoreBase):
             self.quota.reserve(s, coll.owner_id, TOOL_OF_KIND[coll.kind], delta)
             if existing is not None and existing.blob_sha256:
                 self._release_blobs(s, select(Item.blob_sha256).where(Item.id == existing.id))
-            # A new item, or the new values of an existing one: kept out of the session (see _INSERT_ITEM).
+            # A new item, or the new values of an existing one: kept out of the session (see _ITEMS above).
             item = Item(collection_id=coll.id, name=name, created_at=utcnow())
             self._apply_body(s, item, stored, sha, content_type, index)
             self._fault("before_commit")
@@ -113,11 +108,7 @@ class ItemsMixin(StoreBase):
                 for key, value in values.items():
                     set_committed_value(existing, key, value)
                 return existing, False
-            values = {**_ITEM_DEFAULTS, **{key: item.__dict__[key] for key in _ITEM_COLUMNS if key in item.__dict__}}
-            result = s.connection().execute(_INSERT_ITEM, {_ITEM_COLUMNS[k]: v for k, v in values.items()})
-            for key, value in values.items():
-                setattr(item, key, value)
-            item.id = result.inserted_primary_key[0]
+            insert_detached(s, item)
             return item, True
 
     @staticmethod

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from kantoor.storage.errors import NotFound, StorageError
@@ -31,7 +31,7 @@ from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message
 from kantoor.storage.models import Collection, Item, MailUserFlags, MessageFlags, utcnow
 from kantoor.storage.names import normalize_flags
 from kantoor.storage.shared_mail import SharedMailMixin
-from kantoor.storage.transactions import Body
+from kantoor.storage.transactions import Body, insert_detached
 
 
 @dataclass
@@ -61,7 +61,6 @@ class _DeliveryGroup:
 
 
 _ITEMS = Item.__table__
-_INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
 _COLLECTIONS = Collection.__table__
 _UPDATE_MAILBOX = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("mailbox"))
                    .values(uidnext=bindparam("new_uidnext"), modseq=bindparam("new_modseq"),
@@ -78,27 +77,6 @@ def _save_mailbox_counters(s: Session) -> None:
                                                  "new_modseq": coll.modseq, "new_updated_at": coll.updated_at})
         for attribute in _MAILBOX_COUNTERS:
             set_committed_value(coll, attribute, getattr(coll, attribute))
-
-
-def _insert_item(s: Session, item: Item) -> None:
-    """INSERT the new message's row with one Core statement and make ``item`` the detached object a flushed,
-    committed one would be (every column loaded, ``id`` set). The ORM's unit of work for this one object
-    was 9 % of an SMTP delivery's CPU."""
-    values = {}
-    for column in _ITEMS.columns:
-        if column.primary_key:
-            continue
-        if column.key in item.__dict__:
-            values[column.key] = item.__dict__[column.key]
-        else:  # what the INSERT would default to, also on the object
-            default = column.default
-            if default is None:
-                values[column.key] = None
-            else:  # a callable default is wrapped by SQLAlchemy to take the execution context
-                values[column.key] = default.arg if default.is_scalar else default.arg(None)
-            setattr(item, column.key, values[column.key])
-    item.id = s.connection().execute(_INSERT_ITEM, values).scalar_one()
-    make_transient_to_detached(item)
 
 
 class MailMixin(MailViewsMixin, SharedMailMixin):
@@ -265,7 +243,7 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                         flags=" ".join(keywords if private else job.flags), **_index_columns(job.cache))
             self._apply_body(s, item, job.stored, job.sha, "message/rfc822", job.index)
             item.modseq = self._record_change(s, coll, item.name, uid, "created")
-            _insert_item(s, item)
+            insert_detached(s, item)
             _index_rows(s, item.id, job.cache)
             if private and system:
                 s.add(MailUserFlags(item_id=item.id, principal_id=job.actor, collection_id=coll.id,

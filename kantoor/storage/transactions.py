@@ -14,11 +14,11 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from kantoor.storage.blobs import BlobStore, StoredBlob
 from kantoor.storage.database import WRITE_OPTION, is_sqlite
@@ -55,6 +55,34 @@ def _write_gate(engine: Engine) -> threading.RLock:
 _COLLECTION_BY_ID = select(Collection).where(Collection.id == bindparam("id"))
 _COLLECTION_BY_ID_FOR_UPDATE = _COLLECTION_BY_ID.with_for_update()
 _INSERT_CHANGE = insert(Change.__table__)
+
+
+@functools.cache
+def _insert_returning_id(table: Any) -> Any:
+    return insert(table).returning(table.c.id)
+
+
+def insert_detached(s: Session, obj: Any) -> None:
+    """INSERT a new ORM object's row with one Core statement (in ``s``'s transaction) and make ``obj`` what
+    a flushed, committed one would be: every column loaded (defaults applied to it too), ``id`` set,
+    detached (for models whose attribute names are their column names, as Item). The ORM's unit of work
+    for one new object cost more than the statement (9 % of an SMTP delivery's CPU, ~40 % of a small
+    PUT's write transaction)."""
+    table = type(obj).__table__
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        if column.primary_key:
+            continue
+        if column.key in obj.__dict__:
+            values[column.key] = obj.__dict__[column.key]
+            continue
+        default = column.default
+        # A callable default is wrapped by SQLAlchemy to take the execution context (none needed here).
+        value = None if default is None else (default.arg if default.is_scalar else default.arg(None))
+        values[column.key] = value
+        setattr(obj, column.key, value)
+    obj.id = s.connection().execute(_insert_returning_id(table), values).scalar_one()
+    make_transient_to_detached(obj)
 
 
 @functools.cache
