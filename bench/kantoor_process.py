@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import process_cpu
+
 
 @dataclass
 class Kantoor:
@@ -29,11 +31,16 @@ class Kantoor:
                        input=password + "\n", env=self.env, text=True, check=True, capture_output=True)
 
     def rss_kib(self) -> int:
-        """Resident memory of the server process (Linux /proc)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """Resident memory of the server (Linux /proc): with ``server.processes`` > 1, of all its processes."""
+        total = 0
+        for pid in process_cpu.tree(self.process.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                continue
+        return total
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -44,6 +51,7 @@ class Kantoor:
 
 
 def start(database_url: str = "") -> Kantoor:
+    """``KANTOOR_SERVER_PROCESSES`` (and any other ``KANTOOR_*`` variable) in the environment reaches the server."""
     data_dir = Path(tempfile.mkdtemp(prefix="kantoor-bench-")) / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "KANTOOR_STORAGE_DATA_DIR": str(data_dir),
            "KANTOOR_STORAGE_DATABASE_URL": database_url,

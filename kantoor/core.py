@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from kantoor.auth import AccessControl, Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
-from kantoor.storage import BlobStore, Notifier, PgListener, Store, make_engine, upgrade
+from kantoor.storage import BlobStore, Notifier, PgListener, SiblingBus, Store, make_engine, upgrade
 
 
 @dataclass
@@ -25,15 +25,22 @@ class Core:
     quota: QuotaEngine
     authenticator: Authenticator
     pg_listener: PgListener | None = None
+    sibling_bus: SiblingBus | None = None
 
     def start_cross_process_notifications(self) -> None:
-        """On PostgreSQL, LISTEN for other processes' changes (no-op on SQLite)."""
+        """Hear other server processes' changes: PostgreSQL LISTEN, or on SQLite the data directory's sibling bus."""
         if self.engine.dialect.name == "postgresql" and self.pg_listener is None:
             url = self.engine.url.set(drivername="postgresql")
             self.pg_listener = PgListener(url.render_as_string(hide_password=False), self.store.notifier)
             self.pg_listener.start()
+        elif self.engine.dialect.name == "sqlite" and self.sibling_bus is None and SiblingBus.supported():
+            self.sibling_bus = SiblingBus(self.settings.data_dir / "run" / "siblings", self.store.notifier)
+            self.sibling_bus.start()
 
     def close(self) -> None:
+        if self.sibling_bus is not None:
+            self.sibling_bus.stop()
+            self.sibling_bus = None
         if self.pg_listener is not None:
             self.pg_listener.stop()
             self.pg_listener = None

@@ -1,5 +1,8 @@
 """``kantoor serve``: every listener in one process, on one asyncio loop.
 
+(With ``server.processes`` > 1, kantoor.prefork runs several such processes on
+the same ports; each is the server described here.)
+
 Twisted's asyncioreactor is installed on the loop first (IMAP runs on Twisted),
 uvicorn serves the HTTP dispatcher on the HTTP and HTTPS ports, aiosmtpd serves
 SMTP. Blocking work goes to the loop's default executor (sized from settings)
@@ -13,14 +16,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from kantoor.config import Settings
 from kantoor.core import Core, open_core
+from kantoor.listening import bind_all, bound_port
 from kantoor.tls import TLSFiles, ensure_certificate, server_ssl_context
 
 log = logging.getLogger("kantoor.server")
@@ -102,20 +109,21 @@ def _uvicorn_server(app: Any, settings: Settings, port: int, tls: TLSFiles | Non
     return EmbeddedServer(config)
 
 
-async def _start_http(core: Core, tls: TLSFiles, running: Running) -> None:
+async def _start_http(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
     from kantoor.davserver import build_app
 
     settings = core.settings
     app = build_app(settings, core.store, core.authenticator, core.quota)
-    for name, port, files in (("http", settings.ports.http, None), ("https", settings.ports.https, tls)):
-        server = _uvicorn_server(app, settings, port, files)
-        task = asyncio.create_task(server.serve(), name=f"uvicorn-{name}")
+    for name, files in (("http", None), ("https", tls)):
+        sock = sockets[name]
+        server = _uvicorn_server(app, settings, bound_port(sock), files)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")
         while not server.started:
             if task.done():
                 task.result()  # raises the bind error
                 raise RuntimeError(f"{name} listener stopped during start-up")
             await asyncio.sleep(0.02)
-        running.ports[name] = server.servers[0].sockets[0].getsockname()[1]
+        running.ports[name] = bound_port(sock)
 
         async def close(server: Any = server, task: asyncio.Task[None] = task) -> None:
             server.should_exit = True
@@ -124,13 +132,14 @@ async def _start_http(core: Core, tls: TLSFiles, running: Running) -> None:
         running.closers.append(close)
 
 
-async def _start_imap(core: Core, tls: TLSFiles, running: Running) -> None:
+async def _start_imap(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
     from twisted.internet import reactor
 
     from kantoor.imapd import listen
 
     settings = core.settings
-    ports = listen(reactor, settings, core.store, core.authenticator, core.quota, tls.certificate, tls.private_key)
+    ports = listen(reactor, settings, core.store, core.authenticator, core.quota, tls.certificate, tls.private_key,
+                   sockets)
     for name, port in ports:
         running.ports[name] = port.getHost().port
 
@@ -142,13 +151,13 @@ async def _start_imap(core: Core, tls: TLSFiles, running: Running) -> None:
         running.closers.append(close)
 
 
-async def _start_smtp(core: Core, tls: TLSFiles, running: Running) -> None:
+async def _start_smtp(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
     from kantoor.smtpd import start
 
     settings = core.settings
-    servers = await start(settings, core.store, core.authenticator, core.quota, server_ssl_context(tls))
+    servers = await start(settings, core.store, core.authenticator, core.quota, server_ssl_context(tls), sockets)
     for name, server in servers:
-        running.ports[name] = server.sockets[0].getsockname()[1]
+        running.ports[name] = bound_port(sockets[name])
 
         async def close(server: Any = server) -> None:
             server.close()
@@ -179,7 +188,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _print_banner(settings: Settings, boot: Bootstrap, ports: dict[str, int], tls: TLSFiles) -> None:
+def print_banner(settings: Settings, boot: Bootstrap, ports: dict[str, int], tls: TLSFiles) -> None:
     host = settings.server.host
     url_host = f"[{host}]" if ":" in host else host
     lines = ["Kantoor is running."]
@@ -207,7 +216,14 @@ def _print_banner(settings: Settings, boot: Bootstrap, ports: dict[str, int], tl
     print("KANTOOR-READY " + json.dumps(ports, sort_keys=True), flush=True)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
+    """Run every listener until SIGTERM/SIGINT.
+
+    Alone (``worker`` None) the process prepares the data directory itself, binds
+    the ports and prints the banner. As one of several server processes
+    (kantoor.prefork) the supervisor has done the preparing and printing: the
+    worker binds the same ports with SO_REUSEPORT and reports when it listens.
+    """
     from twisted.internet import reactor
 
     loop = asyncio.get_running_loop()
@@ -215,20 +231,25 @@ async def serve(settings: Settings) -> None:
     reactor.suggestThreadPoolSize(settings.server.worker_threads)  # type: ignore[attr-defined]
     reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
-    core = await asyncio.to_thread(open_core, settings)
+    core = await asyncio.to_thread(open_core, settings, worker is None)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = Running()
+    sockets: dict[str, socket.socket] = {}
     try:
-        boot = await asyncio.to_thread(bootstrap_admin, core)
+        boot = Bootstrap() if worker else await asyncio.to_thread(bootstrap_admin, core)
         tls = await asyncio.to_thread(ensure_certificate, settings)
+        sockets = bind_all(settings, reuse_port=worker is not None)
         # Opening the LISTEN connection waits for PostgreSQL: not on the loop.
         await asyncio.to_thread(core.start_cross_process_notifications)
-        await _start_imap(core, tls, running)
-        await _start_smtp(core, tls, running)
-        await _start_http(core, tls, running)
-        _print_banner(settings, boot, running.ports, tls)
+        await _start_imap(core, tls, sockets, running)
+        await _start_smtp(core, tls, sockets, running)
+        await _start_http(core, tls, sockets, running)
+        if worker is None:
+            print_banner(settings, boot, running.ports, tls)
+        else:
+            worker.ready()
         collector = asyncio.create_task(_collect_garbage_periodically(core), name="blob-gc")
         running.closers.insert(0, lambda: _cancel(collector))
         await stop.wait()
@@ -239,16 +260,41 @@ async def serve(settings: Settings) -> None:
                 await asyncio.wait_for(close(), 10)
             except Exception:
                 log.exception("listener did not close cleanly")
+        for sock in sockets.values():
+            sock.close()  # those no listener took over (a start that failed half-way)
         await asyncio.to_thread(core.close)
 
 
-def run(settings: Settings) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+@dataclass
+class WorkerRole:
+    """What a pre-forked worker is told by its supervisor: how to say it listens."""
+
+    ready: Callable[[], None]
+
+
+def configure_logging(several_processes: bool = False) -> None:
+    # With several server processes, which one said it matters.
+    where = " [%(process)d]" if several_processes else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s{where} %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     # Libraries that log every command line (with addresses) at INFO.
     for name in ("alembic", "mail.log"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(settings: Settings) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    processes = settings.server.processes or (os.cpu_count() or 1)
+    configure_logging(processes > 1)
+    if processes > 1:
+        from kantoor.prefork import supervise
+
+        return supervise(settings, processes)
+    return run_one(settings)
+
+
+def run_one(settings: Settings, worker: WorkerRole | None = None) -> int:
+    """One server process: the loop, the reactor on it, :func:`serve` until stopped."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor
@@ -260,7 +306,7 @@ def run(settings: Settings) -> int:
 
     async def main() -> None:
         try:
-            await serve(settings)
+            await serve(settings, worker)
         except BaseException as exc:  # reported after the loop ends
             outcome["error"] = exc
         finally:

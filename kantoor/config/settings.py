@@ -35,7 +35,10 @@ class ServerSettings:
     host: str = "127.0.0.1"
     hostname: str = "localhost"  # name the server announces (SMTP banner, URLs, certificate)
     mail_domain: str = "localhost"  # first local mail domain; the first admin is admin@<mail_domain>
-    worker_threads: int = 16  # threads for blocking work (SQL, blobs, hashing)
+    worker_threads: int = 16  # threads for blocking work (SQL, blobs, hashing), per process
+    # Server processes sharing the listening ports (the kernel spreads connections,
+    # SO_REUSEPORT), so more than one CPU core serves: 0 means one per core.
+    processes: int = 1
 
 
 @dataclass
@@ -268,6 +271,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("delivery.max_messages_per_hour: must not be negative")
     if settings.auth.max_failures < 1:
         raise ConfigError("auth.max_failures: must be at least 1")
+    if not 0 <= settings.server.processes <= 64:
+        raise ConfigError("server.processes: must be between 0 (one per CPU core) and 64")
     if settings.server.worker_threads < 2:
         raise ConfigError("server.worker_threads: must be at least 2")
     url = settings.storage.database_url

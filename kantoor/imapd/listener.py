@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
@@ -34,15 +37,30 @@ def tls_options(certificate: Path, private_key: Path) -> ssl.CertificateOptions:
                                   raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
 
 
+def _adopt(reactor: Any, sock: socket.socket, factory: Factory) -> IListeningPort:
+    # Twisted takes its own duplicate of the descriptor; ours is closed after.
+    sock.listen(LISTEN_BACKLOG)
+    port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+    sock.close()
+    return port
+
+
+LISTEN_BACKLOG = 128
+
+
 def listen(reactor: Any, settings: Settings, store: Store, authenticator: Authenticator, quota: QuotaEngine,
-           certificate: Path, private_key: Path) -> list[tuple[str, IListeningPort]]:
-    """Listen on ``ports.imap`` (plain, STARTTLS offered) and ``ports.imaps`` (implicit TLS)."""
+           certificate: Path, private_key: Path,
+           sockets: Mapping[str, socket.socket]) -> list[tuple[str, IListeningPort]]:
+    """Serve ``sockets["imap"]`` (plain, STARTTLS offered) and ``sockets["imaps"]`` (implicit TLS).
+
+    The sockets are bound by the server (kantoor.listening); Twisted only listens on them.
+    """
     options = tls_options(certificate, private_key)
-    host = settings.server.host
 
     def factory(implicit_tls: bool) -> IMAPFactory:
         return IMAPFactory(ServerContext(reactor, settings, store, authenticator, quota, options, implicit_tls))
 
-    plain = reactor.listenTCP(settings.ports.imap, factory(False), interface=host)
-    secure = reactor.listenSSL(settings.ports.imaps, factory(True), options, interface=host)
+    plain = _adopt(reactor, sockets["imap"], factory(False))
+    # What listenSSL does: TLS in memory on top of a TCP port.
+    secure = _adopt(reactor, sockets["imaps"], TLSMemoryBIOFactory(options, False, factory(True)))
     return [("imap", plain), ("imaps", secure)]

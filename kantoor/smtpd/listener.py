@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.base_events
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kantoor.auth import Authenticator
@@ -68,9 +69,10 @@ async def start(
     authenticator: Authenticator,
     quota: QuotaEngine,
     ssl_context: ssl.SSLContext,
+    sockets: Mapping[str, socket.socket],
     delivery: DeliverySettings | None = None,
 ) -> list[tuple[str, Any]]:
-    """Listen on the MX, submission and submissions ports and start delivering the outbound queue.
+    """Serve the MX, submission and submissions sockets (bound by the server) and start delivering the outbound queue.
 
     Returns (name, server) pairs; closing the ``smtp`` one also stops the delivery worker.
     ``delivery`` defaults to ``settings.delivery`` (or ``KANTOOR_DELIVERY_*`` variables).
@@ -90,15 +92,14 @@ async def start(
         return make
 
     listeners = (
-        ("smtp", settings.ports.smtp, factory(starttls=True, auth_required=False), None),
-        ("submission", settings.ports.submission, factory(starttls=True, auth_required=True), None),
-        ("submissions", settings.ports.submissions, factory(starttls=False, auth_required=True), ssl_context),
+        ("smtp", factory(starttls=True, auth_required=False), None),
+        ("submission", factory(starttls=True, auth_required=True), None),
+        ("submissions", factory(starttls=False, auth_required=True), ssl_context),
     )
     servers: list[tuple[str, Any]] = []
     try:
-        for name, port, make, implicit_tls in listeners:
-            server = await loop.create_server(make, host=settings.server.host, port=port, ssl=implicit_tls,
-                                              reuse_address=True)
+        for name, make, implicit_tls in listeners:
+            server = await loop.create_server(make, sock=sockets[name], ssl=implicit_tls)
             servers.append((name, server))
     except BaseException:
         for _, server in servers:

@@ -10,11 +10,11 @@ from kantoor.storage.errors import (
     QuotaExceeded,
     StorageError,
 )
-from kantoor.storage.notify import ChangeEvent, Notifier, PgListener
+from kantoor.storage.notify import ChangeEvent, Notifier, PgListener, SiblingBus
 from kantoor.storage.store import DROP_FOLDER, TOOL_OF_KIND, AccessPolicy, QuotaPolicy, Store
 
 __all__ = [
     "AccessPolicy", "AlreadyExists", "BlobStore", "BlobTooLarge", "ChangeEvent", "DROP_FOLDER",
     "NotFound", "Notifier", "PermissionDenied", "PgListener", "PreconditionFailed", "QuotaExceeded",
-    "QuotaPolicy", "StorageError", "Store", "TOOL_OF_KIND", "make_engine", "upgrade",
+    "QuotaPolicy", "SiblingBus", "StorageError", "Store", "TOOL_OF_KIND", "make_engine", "upgrade",
 ]

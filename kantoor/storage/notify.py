@@ -1,23 +1,34 @@
 """After-commit change notifications, in this process and across processes.
 
 Listeners are plain callables taking a :class:`ChangeEvent`. They are called from
-whatever thread committed the write (or from the PostgreSQL listener thread), so
+whatever thread committed the write (or from a cross-process receiver thread), so
 a listener that lives on an event loop must hop onto it itself
-(``loop.call_soon_threadsafe``). On PostgreSQL the Store also issues
-``pg_notify`` inside the write transaction — PostgreSQL delivers it only if the
-transaction commits — and every other process's :class:`PgListener` passes it on
-to its own listeners.
+(``loop.call_soon_threadsafe``).
+
+Across processes:
+- On PostgreSQL the Store issues ``pg_notify`` inside the write transaction —
+  PostgreSQL delivers it only if the transaction commits — and every other
+  process's :class:`PgListener` passes it on to its own listeners.
+- On SQLite every process sharing the database is on the same machine (SQLite
+  cannot be shared over a network), so a :class:`SiblingBus` sends each committed
+  event as a datagram to the other processes of the same data directory (the
+  pre-forked workers of ``kantoor serve``, or separately started ones).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
+import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +36,16 @@ CHANNEL = "kantoor_changes"
 # Identifies this process so it ignores its own NOTIFY echoes (it already told
 # its listeners directly after commit).
 PROCESS_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _new_process_id() -> None:
+    # A pre-forked worker is a process of its own: it must not take its siblings'
+    # events for echoes of its own.
+    global PROCESS_ID
+    PROCESS_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+os.register_at_fork(after_in_child=_new_process_id)
 
 
 @dataclass(frozen=True)
@@ -52,7 +73,13 @@ Listener = Callable[[ChangeEvent], None]
 class Notifier:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._forwarders: list[Listener] = []
         self._lock = threading.Lock()
+
+    def forward_to(self, forwarder: Listener) -> None:
+        """Also hand every event committed *in this process* to ``forwarder`` (a cross-process bus)."""
+        with self._lock:
+            self._forwarders.append(forwarder)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Register ``listener``; returns a function that unregisters it."""
@@ -66,9 +93,10 @@ class Notifier:
 
         return unsubscribe
 
-    def publish(self, event: ChangeEvent) -> None:
+    def publish(self, event: ChangeEvent, remote: bool = False) -> None:
+        """Tell this process's listeners; an event committed here (not ``remote``) also goes to the forwarders."""
         with self._lock:
-            listeners = list(self._listeners)
+            listeners = list(self._listeners) if remote else [*self._listeners, *self._forwarders]
         for listener in listeners:
             try:
                 listener(event)
@@ -118,4 +146,96 @@ class PgListener:
             log.warning("ignoring malformed change notification")
             return
         if origin != PROCESS_ID:
-            self.notifier.publish(event)
+            self.notifier.publish(event, remote=True)
+
+
+class SiblingBus:
+    """Change events between the processes of one SQLite data directory, as UNIX datagrams.
+
+    Each process binds an abstract-namespace datagram socket (Linux: no file to
+    clean up, gone when the process dies) and announces itself with an empty file
+    named after its process id in ``directory``. A committed event is sent to
+    every announced sibling; a sibling that no longer answers (ECONNREFUSED) has
+    died, and its announcement is removed. Datagrams are never split or merged,
+    so one event is one message. A full receive buffer (a sibling that does not
+    keep up) drops the event for that sibling rather than blocking the writer:
+    IMAP sessions also learn of changes at their next command.
+    """
+
+    def __init__(self, directory: Path, notifier: Notifier, identity: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.notifier = notifier
+        # The abstract name is scoped by the directory, so two data directories
+        # on one machine never hear each other.
+        self._scope = hashlib.sha256(str(self.directory.resolve()).encode()).hexdigest()[:16]
+        self._identity = identity or PROCESS_ID
+        self._socket: socket.socket | None = None
+        self._sender: socket.socket | None = None
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def supported() -> bool:
+        return sys.platform.startswith("linux")
+
+    def _address(self, identity: str) -> bytes:
+        return f"\0kantoor-{self._scope}-{identity}".encode()
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(self._address(self._identity))
+        self._socket.settimeout(0.5)
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+        (self.directory / self._identity).touch()
+        self.notifier.forward_to(self.send)
+        self._thread = threading.Thread(target=self._receive, name="kantoor-sibling-bus", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        (self.directory / self._identity).unlink(missing_ok=True)
+        for sock in (self._socket, self._sender):
+            if sock is not None:
+                sock.close()
+
+    def send(self, event: ChangeEvent) -> None:
+        if self._sender is None or self._stop.is_set():
+            return
+        payload = event.to_payload().encode()
+        try:
+            siblings = [name for name in os.listdir(self.directory) if name != self._identity]
+        except FileNotFoundError:
+            return
+        with self._send_lock:
+            for name in siblings:
+                try:
+                    self._sender.sendto(payload, self._address(name))
+                except ConnectionRefusedError:
+                    (self.directory / name).unlink(missing_ok=True)  # that process is gone
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                        log.warning("cannot notify sibling process %s: %s", name, exc)
+
+    def _receive(self) -> None:
+        assert self._socket is not None
+        while not self._stop.is_set():
+            try:
+                payload = self._socket.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                raise
+            try:
+                origin, event = ChangeEvent.from_payload(payload.decode())
+            except (ValueError, TypeError):
+                log.warning("ignoring malformed sibling notification")
+                continue
+            if origin != self._identity:
+                self.notifier.publish(event, remote=True)

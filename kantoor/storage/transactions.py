@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,24 +32,7 @@ from kantoor.storage.models import (
 )
 from kantoor.storage.notify import CHANNEL, ChangeEvent, Notifier
 from kantoor.storage.policies import AccessPolicy, QuotaPolicy, SystemOnly, Unlimited
-
-# One writer gate per SQLite engine (every Store on it shares it). SQLite admits one
-# writer at a time; a thread whose BEGIN IMMEDIATE finds the lock taken is parked in
-# SQLite's busy handler, which polls with sleeps of up to 100 ms, so eight concurrent
-# PUTs spent half their time asleep (py-spy, bench/webdav.py). Queueing this process's
-# writers on a Python lock first wakes the next one the moment the previous commits;
-# the busy timeout still arbitrates between processes.
-_WRITE_GATES: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_WRITE_GATES_LOCK = threading.Lock()
-
-
-def _write_gate(engine: Engine) -> threading.RLock:
-    with _WRITE_GATES_LOCK:
-        gate = _WRITE_GATES.get(engine)
-        if gate is None:
-            gate = _WRITE_GATES[engine] = threading.RLock()
-        return gate
-
+from kantoor.storage.write_gate import write_gate
 
 _COLLECTION_BY_ID = select(Collection).where(Collection.id == bindparam("id"))
 _COLLECTION_BY_ID_FOR_UPDATE = _COLLECTION_BY_ID.with_for_update()
@@ -134,7 +116,7 @@ class StoreBase:
         self.inline_limit = inline_limit
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._is_sqlite = is_sqlite(engine)
-        self._write_gate = _write_gate(engine) if self._is_sqlite else None
+        self._write_gate = write_gate(engine) if self._is_sqlite else None
         # Open request_scope()s by thread id (see _SharedRead).
         self._scopes: dict[int, _SharedRead] = {}
         # Test seam: called with a stage name during writes ("after_blob_write");

@@ -65,3 +65,41 @@ def test_write_in_one_process_is_seen_and_notified_in_another(postgres_url: str,
             reader.close()
     finally:
         writer.close()
+
+
+def test_sqlite_processes_of_one_data_directory_notify_each_other(tmp_path: Path) -> None:
+    """On SQLite (one machine by nature) change events cross processes through the data directory's sibling bus."""
+    from kantoor.config import load_settings
+    from kantoor.core import open_core
+
+    data = tmp_path / "data"
+    writer = open_core(load_settings(path=None, environ={"KANTOOR_STORAGE_DATA_DIR": str(data)}))
+    writer.start_cross_process_notifications()
+    try:
+        account = writer.store.create_account("ann@example.org", "", "standard")
+        inbox = writer.store.mailbox(account.principal_id, "INBOX")
+        other = subprocess.Popen([sys.executable, "-c", LISTENER, str(data), "", "20"],
+                                 stdout=subprocess.PIPE, text=True, env={**os.environ})
+        try:
+            assert other.stdout is not None
+            assert other.stdout.readline().strip() == "LISTENING"
+            message = writer.store.deliver_message(inbox.id, b"Subject: across\r\n\r\nhello\r\n")
+            deadline = time.monotonic() + 15
+            event = None
+            while time.monotonic() < deadline:
+                line = other.stdout.readline()
+                if line.startswith("{"):
+                    event = json.loads(line)
+                    break
+            assert event == {"collection_id": inbox.id, "owner_id": account.principal_id, "kind": "created",
+                             "modseq": message.modseq, "item_name": str(message.uid), "item_uid": message.uid}
+        finally:
+            other.kill()
+            other.wait(10)
+        # The killed process never said goodbye: the next event finds it gone and forgets it.
+        siblings = data / "run" / "siblings"
+        assert len(list(siblings.iterdir())) == 2
+        writer.store.deliver_message(inbox.id, b"Subject: again\r\n\r\nhello\r\n")
+        assert len(list(siblings.iterdir())) == 1
+    finally:
+        writer.close()

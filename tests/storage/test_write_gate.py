@@ -155,3 +155,52 @@ def test_another_threads_write_is_seen_once_the_scope_ends_its_read(core) -> Non
         assert not other.is_alive()
         core.store.end_shared_read()
         assert [i.name for i in core.store.list_items(folder, actor=owner)] == ["theirs.txt"]
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from kantoor.storage.write_gate import WriteGate
+gate = WriteGate(sys.argv[1])
+gate.acquire()
+print("HELD", flush=True)
+sys.stdin.readline()             # until the test says so
+Path(sys.argv[2]).write_text("written while holding the gate")
+gate.release()
+time.sleep(30)
+"""
+
+
+def test_the_gate_excludes_writers_of_other_processes_on_one_database_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two server processes on one SQLite file (server.processes > 1) queue on the gate's file lock."""
+    import subprocess
+    import sys
+
+    from kantoor.storage.write_gate import WriteGate
+
+    lock, marker = tmp_path / "db-writer.lock", tmp_path / "marker"
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock), str(marker)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdin is not None
+        assert other.stdout.readline().strip() == "HELD"
+        gate = WriteGate(str(lock))
+        acquired = threading.Event()
+        seen: list[bool] = []
+
+        def take() -> None:
+            gate.acquire()
+            seen.append(marker.exists())
+            acquired.set()
+            gate.release()
+
+        threading.Thread(target=take, daemon=True).start()
+        assert not acquired.wait(0.5)  # the other process holds it
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        assert acquired.wait(WAIT)
+        assert seen == [True]  # we got in only after the holder had finished its write
+        gate.close()
+    finally:
+        other.kill()
+        other.communicate(timeout=10)  # also closes its pipes

@@ -1,0 +1,74 @@
+"""The SQLite sibling bus (kantoor.storage.notify.SiblingBus): committed events reach the other
+processes of the same data directory, once, and nothing else."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from kantoor.storage.notify import ChangeEvent, Notifier, SiblingBus
+
+pytestmark = pytest.mark.skipif(not SiblingBus.supported(), reason="abstract UNIX sockets: Linux only")
+
+
+def _event(modseq: int) -> ChangeEvent:
+    return ChangeEvent(collection_id=7, owner_id=3, kind="created", modseq=modseq, item_name="x", item_uid=modseq)
+
+
+def _wait_for(received: list[ChangeEvent], count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_event_committed_in_one_process_reaches_siblings_once(tmp_path: Path) -> None:
+    directory = tmp_path / "siblings"
+    notifiers = [Notifier() for _ in range(3)]
+    received: list[list[ChangeEvent]] = [[] for _ in range(3)]
+    buses = [SiblingBus(directory, n, identity=f"p{i}") for i, n in enumerate(notifiers)]
+    for notifier, sink in zip(notifiers, received, strict=True):
+        notifier.subscribe(sink.append)
+    for bus in buses:
+        bus.start()
+    try:
+        notifiers[0].publish(_event(1))  # committed in "process" 0
+        _wait_for(received[1], 1)
+        _wait_for(received[2], 1)
+        time.sleep(0.2)  # room for any echo or re-forwarding to arrive
+        assert received == [[_event(1)], [_event(1)], [_event(1)]]
+    finally:
+        for bus in buses:
+            bus.stop()
+    assert list(directory.iterdir()) == []  # a clean stop withdraws the announcement
+
+
+def test_other_data_directories_do_not_hear_it(tmp_path: Path) -> None:
+    here, there = Notifier(), Notifier()
+    heard: list[ChangeEvent] = []
+    there.subscribe(heard.append)
+    a = SiblingBus(tmp_path / "one", here, identity="a")
+    b = SiblingBus(tmp_path / "two", there, identity="b")
+    a.start()
+    b.start()
+    try:
+        # Even an announcement copied into the wrong directory does not reach b: the
+        # socket address is scoped by the directory it was made for.
+        (tmp_path / "one" / "b").touch()
+        here.publish(_event(1))
+        time.sleep(0.3)
+        assert heard == []
+        assert not (tmp_path / "one" / "b").exists()  # no such sibling here: forgotten
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_events_from_siblings_are_not_forwarded_again(tmp_path: Path) -> None:
+    notifier = Notifier()
+    forwarded: list[ChangeEvent] = []
+    notifier.forward_to(forwarded.append)
+    notifier.publish(_event(1), remote=True)
+    notifier.publish(_event(2))
+    assert forwarded == [_event(2)]
