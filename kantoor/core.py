@@ -33,8 +33,7 @@ class Core:
             url = self.engine.url.set(drivername="postgresql")
             self.pg_listener = PgListener(url.render_as_string(hide_password=False), self.store.notifier)
             self.pg_listener.start()
-        elif self.engine.dialect.name == "sqlite" and self.sibling_bus is None and SiblingBus.supported():
-            self.sibling_bus = SiblingBus(self.settings.data_dir / "run" / "siblings", self.store.notifier)
+        elif self.sibling_bus is not None and not self.sibling_bus.listening:
             self.sibling_bus.start()
 
     def close(self) -> None:
@@ -55,6 +54,12 @@ def open_core(settings: Settings, migrate: bool = True) -> Core:
     acl = AccessControl()
     quota = QuotaEngine(settings)
     store = Store(engine, BlobStore(settings.blob_dir), Notifier(), access=acl, quota=quota)
+    sibling_bus = None
+    if engine.dialect.name == "sqlite" and SiblingBus.supported():
+        # Every process on this database tells the server processes of its writes
+        # (on PostgreSQL the Store's pg_notify does, whoever writes).
+        sibling_bus = SiblingBus(settings.data_dir / "run" / "siblings", store.notifier)
+        sibling_bus.attach()
     if migrate:
         quota.sync_catalogue(store)
-    return Core(settings, engine, store, acl, quota, Authenticator(store, settings))
+    return Core(settings, engine, store, acl, quota, Authenticator(store, settings), sibling_bus=sibling_bus)

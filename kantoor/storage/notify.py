@@ -182,15 +182,25 @@ class SiblingBus:
     def _address(self, identity: str) -> bytes:
         return f"\0kantoor-{self._scope}-{identity}".encode()
 
+    def attach(self) -> None:
+        """Send this process's committed events to the siblings (all a short-lived ``kantoor`` command needs)."""
+        if self._sender is None:
+            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sender.setblocking(False)
+            self.notifier.forward_to(self.send)
+
+    @property
+    def listening(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
+        """Also hear the siblings' events (a server process)."""
+        self.attach()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(self._address(self._identity))
         self._socket.settimeout(0.5)
-        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
         (self.directory / self._identity).touch()
-        self.notifier.forward_to(self.send)
         self._thread = threading.Thread(target=self._receive, name="kantoor-sibling-bus", daemon=True)
         self._thread.start()
 
@@ -198,7 +208,7 @@ class SiblingBus:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        (self.directory / self._identity).unlink(missing_ok=True)
+            (self.directory / self._identity).unlink(missing_ok=True)
         for sock in (self._socket, self._sender):
             if sock is not None:
                 sock.close()

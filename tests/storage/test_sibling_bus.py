@@ -72,3 +72,23 @@ def test_events_from_siblings_are_not_forwarded_again(tmp_path: Path) -> None:
     notifier.publish(_event(1), remote=True)
     notifier.publish(_event(2))
     assert forwarded == [_event(2)]
+
+
+def test_a_send_only_process_reaches_the_listening_ones(tmp_path: Path) -> None:
+    """A ``kantoor`` command (attach only, never listening) tells the server processes of its writes."""
+    directory = tmp_path / "siblings"
+    server, command = Notifier(), Notifier()
+    heard: list[ChangeEvent] = []
+    server.subscribe(heard.append)
+    listening = SiblingBus(directory, server, identity="server")
+    sending = SiblingBus(directory, command, identity="command")
+    listening.start()
+    sending.attach()
+    try:
+        command.publish(_event(5))
+        _wait_for(heard, 1)
+        assert heard == [_event(5)]
+        assert sorted(p.name for p in directory.iterdir()) == ["server"]  # the command never announced itself
+    finally:
+        sending.stop()
+        listening.stop()
