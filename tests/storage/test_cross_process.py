@@ -27,6 +27,31 @@ LISTENER = textwrap.dedent("""
 """)
 
 
+def _deliver_while_another_process_listens(writer, inbox_id: int, owner_id: int,  # type: ignore[no-untyped-def]
+                                           listener_args: list[str]) -> None:
+    """Deliver one message through ``writer`` while a second OS process (LISTENER) listens;
+    assert that process heard exactly this change."""
+    other = subprocess.Popen([sys.executable, "-c", LISTENER, *listener_args, "20"],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "LISTENING"
+        message = writer.store.deliver_message(inbox_id, b"Subject: across\r\n\r\nhello\r\n")
+        deadline = time.monotonic() + 15
+        event = None
+        while time.monotonic() < deadline:
+            line = other.stdout.readline()
+            if line.startswith("{"):
+                event = json.loads(line)
+                break
+        assert event is not None, "the other process heard nothing"
+        assert event == {"collection_id": inbox_id, "owner_id": owner_id, "kind": "created",
+                         "modseq": message.modseq, "item_name": str(message.uid), "item_uid": message.uid}
+    finally:
+        other.kill()
+        other.communicate(timeout=10)
+
+
 def test_write_in_one_process_is_seen_and_notified_in_another(postgres_url: str, tmp_path: Path) -> None:
     from kantoor.config import load_settings
     from kantoor.core import open_core
@@ -37,24 +62,8 @@ def test_write_in_one_process_is_seen_and_notified_in_another(postgres_url: str,
     try:
         account = writer.store.create_account("ann@example.org", "", "standard")
         inbox = writer.store.mailbox(account.principal_id, "INBOX")
-        other = subprocess.Popen([sys.executable, "-c", LISTENER, str(tmp_path / "b"), postgres_url, "20"],
-                                 stdout=subprocess.PIPE, text=True, env={**os.environ})
-        try:
-            assert other.stdout is not None
-            assert other.stdout.readline().strip() == "LISTENING"
-            message = writer.store.deliver_message(inbox.id, b"Subject: across\r\n\r\nhello\r\n")
-            deadline = time.monotonic() + 15
-            event = None
-            while time.monotonic() < deadline:
-                line = other.stdout.readline()
-                if line.startswith("{"):
-                    event = json.loads(line)
-                    break
-            assert event == {"collection_id": inbox.id, "owner_id": account.principal_id, "kind": "created",
-                             "modseq": message.modseq, "item_name": str(message.uid), "item_uid": message.uid}
-        finally:
-            other.kill()
-            other.wait(10)
+        _deliver_while_another_process_listens(writer, inbox.id, account.principal_id,
+                                               [str(tmp_path / "b"), postgres_url])
         # And a second process reads what the first wrote (no process-local state).
         reader = open_core(load_settings(path=None, environ={
             "KANTOOR_STORAGE_DATA_DIR": str(tmp_path / "a"), "KANTOOR_STORAGE_DATABASE_URL": postgres_url}),
@@ -78,24 +87,7 @@ def test_sqlite_processes_of_one_data_directory_notify_each_other(tmp_path: Path
     try:
         account = writer.store.create_account("ann@example.org", "", "standard")
         inbox = writer.store.mailbox(account.principal_id, "INBOX")
-        other = subprocess.Popen([sys.executable, "-c", LISTENER, str(data), "", "20"],
-                                 stdout=subprocess.PIPE, text=True, env={**os.environ})
-        try:
-            assert other.stdout is not None
-            assert other.stdout.readline().strip() == "LISTENING"
-            message = writer.store.deliver_message(inbox.id, b"Subject: across\r\n\r\nhello\r\n")
-            deadline = time.monotonic() + 15
-            event = None
-            while time.monotonic() < deadline:
-                line = other.stdout.readline()
-                if line.startswith("{"):
-                    event = json.loads(line)
-                    break
-            assert event == {"collection_id": inbox.id, "owner_id": account.principal_id, "kind": "created",
-                             "modseq": message.modseq, "item_name": str(message.uid), "item_uid": message.uid}
-        finally:
-            other.kill()
-            other.wait(10)
+        _deliver_while_another_process_listens(writer, inbox.id, account.principal_id, [str(data), ""])
         # The killed process never said goodbye: the next event finds it gone and forgets it.
         siblings = data / "run" / "siblings"
         assert len(list(siblings.iterdir())) == 2
