@@ -1,7 +1,7 @@
 """``server.processes`` > 1 (kantoor.prefork): one supervisor, several workers on the same ports.
 
-The workers must behave as one server (ARCHITECTURE invariant 2) on the embedded
-SQLite default too: connections are spread across them, a change made through one
+The workers must behave as one server (ARCHITECTURE invariant 2), on PostgreSQL and
+on the embedded SQLite default: connections are spread across them, a change made through one
 worker is pushed to IDLE sessions on another, a worker that dies is replaced, and
 SIGTERM stops everything.
 """
@@ -49,8 +49,11 @@ def _serving_pid(client: socket.socket, server_port: int, workers: list[int]) ->
     raise AssertionError("no worker holds the connection")
 
 
-def test_workers_share_the_ports_and_push_changes_to_each_other(start_server) -> None:  # type: ignore[no-untyped-def]
-    server = start_server(KANTOOR_SERVER_PROCESSES="2")
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_workers_share_the_ports_and_push_changes_to_each_other(start_server, request,  # type: ignore[no-untyped-def]
+                                                                database: str) -> None:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else ""
+    server = start_server(KANTOOR_SERVER_PROCESSES="2", KANTOOR_STORAGE_DATABASE_URL=url)
     supervisor = server.process.pid
     workers = wait_until(lambda: len(_workers(supervisor)) == 2 and _workers(supervisor))
     login, password = server.admin_login, server.admin_password
