@@ -194,12 +194,14 @@ def test_the_gate_excludes_writers_of_other_processes_on_one_database_file(tmp_p
             acquired.set()
             gate.release()
 
-        threading.Thread(target=take, daemon=True).start()
+        taker = threading.Thread(target=take, daemon=True)
+        taker.start()
         assert not acquired.wait(0.5)  # the other process holds it
         other.stdin.write("go\n")
         other.stdin.flush()
         assert acquired.wait(WAIT)
         assert seen == [True]  # we got in only after the holder had finished its write
+        taker.join(WAIT)
         gate.close()
     finally:
         other.kill()
