@@ -33,6 +33,30 @@ _431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         b"Request header fields too large\r\n")
 
 
+class _BodyPieces:
+    """A request body's pieces as the parser hands them over, joined once when the app receives them
+    (uvicorn's bytearray copied every byte in, then out again: one copy of each upload byte less)."""
+
+    __slots__ = ("pieces", "size")
+
+    def __init__(self, start: bytes | bytearray = b"") -> None:
+        self.pieces: list[bytes] = [bytes(start)] if start else []
+        self.size = len(start)
+
+    def __iadd__(self, piece: bytes) -> _BodyPieces:
+        self.pieces.append(piece)
+        self.size += len(piece)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        if len(self.pieces) == 1:
+            return bytes(self.pieces[0])  # bytes as the parser gave them: no copy
+        return b"".join(self.pieces)
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request head over ``max_head_bytes`` with 431."""
 
@@ -71,10 +95,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def on_body(self, body: bytes) -> None:
-        # uvicorn's on_body (which collects into a bytearray) with a higher mark.
+        # uvicorn's on_body (which collects into a bytearray) with a higher mark, collecting
+        # into _BodyPieces instead: uvicorn's receive() turns what was collected into bytes.
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
+        if type(cycle.body) is not _BodyPieces:
+            cycle.body = _BodyPieces(cycle.body)
         cycle.body += body
         if len(cycle.body) > BODY_HIGH_WATER:
             self.flow.pause_reading()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+# A large blob's pages are sent to the disk every this many bytes while the rest still
+# arrives, so the fsync at the end waits for the last few MiB only, not for the whole
+# file (50 MiB: ~33 ms of a ~250 ms upload here, bench/webdav.py).
+WRITEBACK_STEP = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,17 @@ class BlobStore:
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
         try:
             with os.fdopen(fd, "wb") as out:
+                flushed = 0  # bytes handed to the kernel's writeback so far
                 for chunk in _chunks(data):
                     size += len(chunk)
                     if max_size is not None and size > max_size:
                         raise BlobTooLarge(f"more than {max_size} bytes")
                     digest.update(chunk)
                     out.write(chunk)
+                    if size - flushed >= WRITEBACK_STEP:
+                        out.flush()
+                        _start_writeback(fd, flushed, size - flushed)
+                        flushed = size
                 out.flush()
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
@@ -137,6 +147,21 @@ def _chunks(data: bytes | BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
     for chunk in data:  # type: ignore[union-attr]
         if chunk:
             yield chunk
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start (not wait for) the writeback of a range of ``fd``; durability still comes from fsync.
+
+    On Linux, POSIX_FADV_DONTNEED starts asynchronous writeback of the range's dirty pages
+    (and drops only pages already clean, so what was just written stays cached). Elsewhere
+    this does nothing.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None and sys.platform.startswith("linux"):
+        try:
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # only a hint
 
 
 def _fsync_dir(path: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Iterable, Sequence
+from typing import Any, BinaryIO
 
 from sqlalchemy import and_, bindparam, delete, inspect, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from kantoor.storage.errors import (
     AlreadyExists,
@@ -28,20 +28,62 @@ from kantoor.storage.names import (
 )
 from kantoor.storage.transactions import StoreBase, insert_detached
 
+_ITEMS = Item.__table__
+_COLLECTIONS = Collection.__table__
+
+
+class LoadedColumns:
+    """The columns a plain ``select(Model)`` loads (deferred ones left out), for Core statements
+    whose rows :func:`loaded_detached` turns into ORM objects."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        attrs = [attr for attr in inspect(model).column_attrs if not attr.deferred]
+        self.keys = [attr.key for attr in attrs]
+        self.columns = [attr.columns[0] for attr in attrs]
+        self.new_instance = model._sa_class_manager.new_instance
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+COLLECTION_COLUMNS = LoadedColumns(Collection)
+ITEM_COLUMNS = LoadedColumns(Item)
+
+
+def loaded_detached(loaded: LoadedColumns, values: Sequence[Any]) -> Any:
+    """A detached ORM object with ``values`` (in ``loaded``'s column order) as its loaded state: what
+    the ORM leaves of an object read in a session that has since closed (deferred columns unloaded),
+    without the ORM's per-statement loading machinery (as much CPU as the statement itself on the
+    drive's hot path, bench/webdav.py) and outside every identity map. Changing it writes nothing:
+    write its columns with a Core statement (see put_item)."""
+    obj = loaded.new_instance()
+    obj.__dict__.update(zip(loaded.keys, values, strict=True))
+    instance_state(obj).key = (loaded.model, (obj.id,), None)
+    return obj
+
+
 # Statements of the write path, built once: constructing select(...).where(...) cost
 # about as much as running it (cProfile of a WebDAV PUT); SQLAlchemy caches the SQL
 # compiled for a statement object, so only the bound values change per call.
 _ITEM_NAMED = select(Item).where(Item.collection_id == bindparam("collection"), Item.name == bindparam("name"))
-_COLLECTION_WITH_ITEM = (select(Collection, Item)
-                         .outerjoin(Item, and_(Item.collection_id == Collection.id, Item.name == bindparam("name")))
-                         .where(Collection.id == bindparam("collection")))
+# The collection a write locks and its item of that name, read as plain rows (loaded_detached): the
+# objects then never join the write session, so its commit has nothing to flush.
+_COLLECTION_ROW = select(*COLLECTION_COLUMNS.columns).where(_COLLECTIONS.c.id == bindparam("collection"))
+_COLLECTION_ROW_FOR_UPDATE = _COLLECTION_ROW.with_for_update()
+_ITEM_ROW = select(*ITEM_COLUMNS.columns).where(_ITEMS.c.collection_id == bindparam("collection"),
+                                                _ITEMS.c.name == bindparam("name"))
+_COLLECTION_WITH_ITEM = (select(*COLLECTION_COLUMNS.columns, *ITEM_COLUMNS.columns)
+                         .select_from(_COLLECTIONS.outerjoin(_ITEMS, and_(
+                             _ITEMS.c.collection_id == _COLLECTIONS.c.id, _ITEMS.c.name == bindparam("name"))))
+                         .where(_COLLECTIONS.c.id == bindparam("collection")))
+_N_COLLECTION = len(COLLECTION_COLUMNS)
+_ITEM_ID_AT = _N_COLLECTION + ITEM_COLUMNS.keys.index("id")
 _UID_CLASH = select(Item.name).where(Item.collection_id == bindparam("collection"), Item.ical_uid == bindparam("uid"),
                                      Item.name != bindparam("name"))
 # put_item writes the item row (insert_detached for a new one) and the collection's modseq with plain
 # INSERT/UPDATE statements and gives the objects those values as their committed state: the ORM's flush
 # of one item and one collection was ~40% of a small PUT's write transaction (1.0 of 2.6 ms CPU).
-_ITEMS = Item.__table__
-_COLLECTIONS = Collection.__table__
 _UPDATE_ITEM = update(_ITEMS).where(_ITEMS.c.id == bindparam("item_pk"))  # SET: the keys of the parameters
 _BUMP_COLLECTION = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("coll_pk"))
                     .values(modseq=bindparam("coll_modseq"), updated_at=bindparam("coll_updated_at")))
@@ -105,8 +147,8 @@ class ItemsMixin(StoreBase):
                           if key in item.__dict__ and key not in ("collection_id", "name", "created_at")}
                 s.connection().execute(_UPDATE_ITEM, {_ITEM_COLUMNS[k]: v for k, v in values.items()}
                                        | {"item_pk": existing.id})
-                for key, value in values.items():
-                    set_committed_value(existing, key, value)
+                # ``existing`` is detached (loaded_detached): its loaded state is its __dict__.
+                existing.__dict__.update(values)
                 return existing, False
             insert_detached(s, item)
             return item, True
@@ -121,19 +163,28 @@ class ItemsMixin(StoreBase):
 
 
     def _locked_collection_and_item(self, s: Session, collection_id: int, name: str) -> tuple[Collection, Item | None]:
-        """The collection, locked for this write, and its item ``name`` if there is one."""
+        """The collection, locked for this write, and its item ``name`` if there is one (both detached:
+        put_item writes their changed columns itself)."""
+        connection = s.connection()
         if not self._is_sqlite:
             # PostgreSQL: lock the collection first, then look: a writer that held the lock
             # before us has committed by then, and the look-up sees its item (one joined
             # statement would read the item from the snapshot taken before the wait).
-            coll = self._locked_collection(s, collection_id)
-            return coll, s.scalar(_ITEM_NAMED, {"collection": coll.id, "name": name})
+            row = connection.execute(_COLLECTION_ROW_FOR_UPDATE, {"collection": collection_id}).first()
+            if row is None:
+                raise NotFound(f"no collection {collection_id}")
+            item_row = connection.execute(_ITEM_ROW, {"collection": collection_id, "name": name}).first()
+            return (loaded_detached(COLLECTION_COLUMNS, row),
+                    loaded_detached(ITEM_COLUMNS, item_row) if item_row is not None else None)
         # SQLite: BEGIN IMMEDIATE already holds the database's write lock, so one statement
         # reads both (a statement less in the serialised part of every PUT).
-        row = s.execute(_COLLECTION_WITH_ITEM, {"collection": collection_id, "name": name}).one_or_none()
+        row = connection.execute(_COLLECTION_WITH_ITEM, {"collection": collection_id, "name": name}).first()
         if row is None:
             raise NotFound(f"no collection {collection_id}")
-        return row[0], row[1]
+        coll = loaded_detached(COLLECTION_COLUMNS, row[:_N_COLLECTION])
+        if row[_ITEM_ID_AT] is None:
+            return coll, None
+        return coll, loaded_detached(ITEM_COLUMNS, row[_N_COLLECTION:])
 
     def get_item(self, collection_id: int, name: str, actor: int | None = None) -> Item:
         with self.read() as s:

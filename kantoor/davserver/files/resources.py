@@ -11,6 +11,7 @@ engine decides rights; Store errors become HTTP statuses through
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
@@ -610,5 +611,23 @@ def _content_type(name: str, declared: str | None, environ: dict) -> str:
     """The client's Content-Type, or a guess from the name when it sent none or a generic one."""
     declared = (declared or "").strip()
     if not declared or declared.lower().startswith("application/octet-stream"):
-        declared = util.guess_mime_type(name, environ.get("wsgidav.config"))
+        declared = _guess_type(name, environ.get("wsgidav.config"))
     return declared[:MAX_CONTENT_TYPE]
+
+
+def _guess_type(name: str, config: dict | None) -> str:
+    """wsgidav's guess from a file name (mimetypes, then its own table), remembered per extension."""
+    charset = config.get("default_charset") if config else None
+    if ":" in name or "/" in name:
+        # mimetypes reads "data:…" as a data URL and would split a path: ask it as it is.
+        return util.guess_mime_type(name, config)
+    # Only the extensions decide (mimetypes splits them off the end; leading dots start no extension).
+    bare = name.lstrip(".")
+    dot = bare.find(".")
+    return _guess_by_extensions(bare[dot:] if dot >= 0 else "", charset)
+
+
+@functools.lru_cache(maxsize=1024)
+def _guess_by_extensions(extensions: str, charset: str | None) -> str:
+    # mimetypes' guess cost ~15 µs of every PUT (a third of it a regex on the name as a URL).
+    return util.guess_mime_type("x" + extensions, {"default_charset": charset} if charset else None)
