@@ -65,7 +65,9 @@ class SelectedMailbox:
         self.may_write = "write" in snapshot.rights
         self.writeable = bool(readwrite) and (self.may_write or (self.private and "read" in snapshot.rights))
         self.seen_modseq = int(snapshot.collection.modseq)  # changes up to here are reported
-        self.recent: set[int] = {u for u in snapshot.uids if snapshot.recent_from < u <= snapshot.recent_to} \
+        # The UID list is sorted: the \Recent ones are one slice of it.
+        self.recent: set[int] = set(snapshot.uids[bisect.bisect_right(snapshot.uids, snapshot.recent_from):
+                                                  bisect.bisect_right(snapshot.uids, snapshot.recent_to)]) \
             if snapshot.recent_to > snapshot.recent_from else set()
         self.unseen = snapshot.unseen
         self.first_unseen_uid = snapshot.first_unseen_uid
@@ -142,24 +144,33 @@ class SelectedMailbox:
     # -- message selection ------------------------------------------------------------
     def select(self, messages: MessageSet, uid: bool) -> list[tuple[int, int]]:
         """(sequence number, UID) pairs a sequence set or UID set names, in order; costs the set's size."""
-        if not self.uids:
+        uids = self.uids
+        if not uids:
             return []
-        if messages.last is MessageSet._empty:  # "*" means the highest number in use
-            messages.last = self.uids[-1] if uid else len(self.uids)
+        # "*" means the highest number in use. Setting ``last`` re-sorts and merges every range
+        # (MessageSet.clean), so only a set that holds a "*" gets it: 100 single UIDs were sorted twice.
+        if messages.last is MessageSet._empty and any(low is None or high is None for low, high in messages.ranges):
+            messages.last = uids[-1] if uid else len(uids)
         result: list[tuple[int, int]] = []
+        append, count = result.append, len(uids)
         for low, high in messages.ranges:
             if uid:
-                start, stop = bisect.bisect_left(self.uids, low), bisect.bisect_right(self.uids, high)
+                if low == high:  # a single UID (a syncing client's UID FETCH names many): one bisection
+                    index = bisect.bisect_left(uids, low)
+                    if index < count and uids[index] == low:
+                        append((index + 1, low))
+                    continue
+                start, stop = bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)
             else:
-                start, stop = max(low, 1) - 1, min(high, len(self.uids))
-            result.extend((index + 1, self.uids[index]) for index in range(start, stop))
+                start, stop = max(low, 1) - 1, min(high, count)
+            result.extend(zip(range(start + 1, stop + 1), uids[start:stop], strict=True))
         return result
 
     def rows(self, chosen: list[tuple[int, int]], cached: bool = False,
-             dates: bool = True) -> list[tuple[int, MessageRow]]:
+             dates: bool = True, bodies: bool = False) -> list[tuple[int, MessageRow]]:
         """Blocking: the Store rows of ``chosen`` (one query), paired with their sequence numbers."""
         uids = sorted(uid for _, uid in chosen)
-        found = self.storage.message_rows(self.id, uids, self.actor, cached=cached, dates=dates)
+        found = self.storage.message_rows(self.id, uids, self.actor, cached=cached, dates=dates, bodies=bodies)
         by_uid = {row.uid: row for row in found}
         return [(seq, by_uid[uid]) for seq, uid in chosen if uid in by_uid]
 

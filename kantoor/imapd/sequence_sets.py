@@ -36,7 +36,34 @@ def parse_sequence_set(raw: bytes, last: int | None = None) -> MessageSet:
         if low is None or (high is not None and high < low):
             low, high = high, low  # ranges are unordered; "*" (None) goes last, as MessageSet keeps it
         ranges.append((low, high))
-    return MessageSet(ranges)  # merged once
+    messages = MessageSet()
+    messages.ranges = _merged(ranges)
+    return messages
+
+
+def _merged(ranges: list[tuple[int | None, int | None]]) -> list[tuple[int | None, int | None]]:
+    """The ranges sorted, and overlapping or adjacent ones joined, "*" (None) sorting last: what
+    ``MessageSet.clean`` makes of them, without its two passes swapping None for infinity and back."""
+    if len(ranges) > 1:
+        ranges.sort(key=_sort_key)
+    merged: list[tuple[int | None, int | None]] = []
+    for low, high in ranges:
+        if merged:
+            last_low, last_high = merged[-1]
+            if last_high is None:  # "*" reaches every number after it
+                continue
+            if low is None or low > last_high + 1:
+                merged.append((low, high))
+            else:
+                merged[-1] = (last_low, high if high is None or high > last_high else last_high)
+            continue
+        merged.append((low, high))
+    return merged
+
+
+def _sort_key(pair: tuple[int | None, int | None]) -> tuple[float, float]:
+    low, high = pair
+    return (float("inf") if low is None else low, float("inf") if high is None else high)
 
 
 def arg_sequence_set(self, line: bytes) -> tuple[MessageSet, bytes]:  # type: ignore[no-untyped-def]

@@ -49,3 +49,27 @@ def test_a_fetch_of_many_bodies_comes_whole_and_in_order_rfc3501_6_4_5(connect, 
     assert all(b"RFC822.SIZE %d" % len(body) in part[0] + data[data.index(part) + 1]
                for part, body in zip(fetched, bodies, strict=True))
     assert b"\\Seen" not in client.fetch("1", "(FLAGS)")[1][0]  # PEEK
+
+
+def test_whole_message_fetches_are_byte_exact_inline_or_in_a_blob_rfc3501_6_4_5(connect, fresh_user) -> None:  # type: ignore[no-untyped-def]
+    """BODY[], BODY.PEEK[]<partial> and RFC822 with row items, for bodies kept inline and in blob files, in one
+    query with the rows (a few messages) and batch by batch (more than a batch of messages)."""
+    client = connect(fresh_user)
+    bodies = [b"Subject: m%d\r\n\r\n" % n + bytes([97 + n % 26]) * (200 + (n % 3) * 20_000) + b"\r\n"
+              for n in range(300)]  # 200 B (inline), 20 KB and 40 KB (blob files)
+    for n, body in enumerate(bodies):
+        assert client.append("INBOX", "(\\Flagged)" if n % 2 else None, None, body)[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.uid("FETCH", "3,1,5:6", "(FLAGS BODY.PEEK[] RFC822.SIZE BODY.PEEK[]<4.10>)")
+    assert typ == "OK"
+    heads = [item[0] for item in data if isinstance(item, tuple) and b"BODY[] {" in item[0]]
+    literals = [item[1] for item in data if isinstance(item, tuple)]
+    assert literals == [x for n in (1, 3, 5, 6) for x in (bodies[n - 1], bodies[n - 1][4:14])]
+    assert [bool(re.search(rb"FLAGS \([^)]*\\Flagged", head)) for head in heads] == [False, False, False, True]
+    partial_heads = [item[0] for item in data if isinstance(item, tuple) and item[0].endswith(b"BODY[]<4> {10}")]
+    assert all(b"RFC822.SIZE %d" % len(bodies[n - 1]) in head  # between the two literals
+               for n, head in zip((1, 3, 5, 6), partial_heads, strict=True))
+    typ, data = client.fetch("2", "(RFC822)")  # not PEEK: sets \Seen and says so
+    assert data[0][1] == bodies[1] and b"\\Seen" in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
+    typ, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert typ == "OK" and [item[1] for item in data if isinstance(item, tuple)] == bodies

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
@@ -108,33 +109,136 @@ def internaldate_item(when: dt.datetime) -> bytes:
         when.day, _MONTHS[when.month - 1], when.year, when.hour, when.minute, when.second)
 
 
+RowItem = Callable[[MessageRow, bool], bytes]
+
+
+def _flags_item() -> RowItem:
+    """FLAGS from the row; encoded once per distinct flag list (the Store shares one list per flag string)."""
+    cache: dict[tuple[int, bool], tuple[list[str], bytes]] = {}
+
+    def item(row: MessageRow, recent: bool) -> bytes:
+        entry = cache.get((id(row.flags), recent))
+        if entry is None or entry[0] is not row.flags:  # the list kept in the entry keeps its id unique
+            flags = [*row.flags, "\\Recent"] if recent else row.flags
+            entry = cache[(id(row.flags), recent)] = (
+                row.flags, b"FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
+        return entry[1]
+
+    return item
+
+
+def _cached_item(name: bytes, attribute: str) -> RowItem:
+    """ENVELOPE / BODYSTRUCTURE / BODY: the wire form the Store keeps since delivery."""
+    prefix = name + b" "
+
+    def item(row: MessageRow, recent: bool) -> bytes:
+        return prefix + (getattr(row, attribute) or "NIL").encode("latin-1")
+
+    return item
+
+
+def _row_item(kind: str) -> RowItem | None:
+    """How to write the FETCH item ``kind`` from a Store row alone; None if it needs the message bytes."""
+    if kind == "flags":
+        return _flags_item()
+    if kind == "uid":
+        return lambda row, recent: b"UID %d" % row.uid
+    if kind == "envelope":
+        return _cached_item(b"ENVELOPE", "envelope")
+    if kind == "bodystructure":
+        return _cached_item(b"BODYSTRUCTURE", "bodystructure")
+    if kind == "body":  # BODY without a section: the non-extensible BODYSTRUCTURE
+        return _cached_item(b"BODY", "body")
+    if kind == "rfc822size":
+        return lambda row, recent: b"RFC822.SIZE %d" % row.size
+    if kind == "internaldate":
+        return lambda row, recent: internaldate_item(row.internaldate)
+    if kind == "modseq":
+        return lambda row, recent: b"MODSEQ (%d)" % row.modseq
+    return None
+
+
+def _is_row_item(part: Any) -> bool:
+    return part.type != "body" or not (part.header or part.text or part.mime or part.empty)
+
+
+def row_items(query: list[Any], uid: bool) -> list[RowItem]:
+    """The writers of a FETCH whose items all come from the Store row (see :func:`bytes_needed`), in order;
+    a UID FETCH answers UID even when not asked (RFC 3501 6.4.8)."""
+    items: list[RowItem] = []
+    for part in query:
+        item = _row_item(part.type) if _is_row_item(part) else None
+        if item is None:  # pragma: no cover - bytes_needed routes every other item to the body path
+            raise ValueError(f"FETCH item {part.type} needs the message bytes")
+        items.append(item)
+    if uid and not any(part.type == "uid" for part in query):
+        items.append(_row_item("uid"))  # type: ignore[arg-type]
+    return items
+
+
 def metadata_line(seq: int, row: MessageRow, query: list[Any], uid: bool, recent: bool) -> bytes:
     """One untagged FETCH response from a Store row alone (no item in ``query`` needs the bytes)."""
-    items: list[bytes] = []
+    return metadata_lines([(seq, row)], row_items(query, uid), {row.uid} if recent else set())
+
+
+def metadata_lines(pairs: list[tuple[int, MessageRow]], items: list[RowItem], recent: set[int]) -> bytes:
+    """The untagged FETCH responses of ``pairs`` from the rows alone, as one string (one copy)."""
+    return b"".join([b"* %d FETCH (%b)\r\n" % (seq, b" ".join([item(row, row.uid in recent) for item in items]))
+                     for seq, row in pairs])
+
+
+# A plan step of a FETCH whose only byte-reading items are whole messages (BODY[], BODY.PEEK[], RFC822, with or
+# without <partial>, what syncing clients ask): ("raw", label, partial origin, partial length) or ("row", writer).
+_Step = tuple[Any, ...]
+
+
+def whole_message_plan(query: list[Any], uid: bool) -> list[_Step] | None:
+    """How to write each message of ``query`` from its row and raw bytes without a MIME tree; None if an item
+    needs a section (HEADER, TEXT, MIME, a part number) or another Twisted writer."""
+    steps: list[_Step] = []
     for part in query:
-        kind = part.type
-        if kind == "flags":
-            flags = [*row.flags, "\\Recent"] if recent else row.flags
-            items.append(b"FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
-        elif kind == "uid":
-            items.append(b"UID %d" % row.uid)
-        elif kind == "envelope":
-            items.append(b"ENVELOPE " + (row.envelope or "NIL").encode("latin-1"))
-        elif kind == "bodystructure":
-            items.append(b"BODYSTRUCTURE " + (row.bodystructure or "NIL").encode("latin-1"))
-        elif kind == "body":
-            items.append(b"BODY " + (row.body or "NIL").encode("latin-1"))
-        elif kind == "rfc822size":
-            items.append(b"RFC822.SIZE %d" % row.size)
-        elif kind == "internaldate":
-            items.append(internaldate_item(row.internaldate))
-        elif kind == "modseq":
-            items.append(b"MODSEQ (%d)" % row.modseq)
-        else:  # pragma: no cover - bytes_needed routes every other item to the slow path
-            raise ValueError(f"FETCH item {kind} needs the message bytes")
+        if part.type == "rfc822":
+            steps.append(("raw", b"RFC822", None, None))
+        elif part.type == "body" and not _is_row_item(part):
+            if part.part or part.header or part.text or part.mime:
+                return None
+            label = _section_label(part)
+            if part.partialBegin is not None:
+                label += b"<%d>" % part.partialBegin
+            steps.append(("raw", label, part.partialBegin, part.partialLength))
+        else:
+            item = _row_item(part.type)
+            if item is None:
+                return None
+            steps.append(("row", item))
     if uid and not any(part.type == "uid" for part in query):
-        items.append(b"UID %d" % row.uid)
-    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+        steps.append(("row", _row_item("uid")))
+    return steps
+
+
+def render_whole_messages(batch: list[tuple[int, MessageRow]], bodies: dict[int, bytes], steps: list[_Step],
+                          recent: set[int]) -> bytes:
+    """The FETCH responses of ``batch`` by a :func:`whole_message_plan`: each body copied once, into the result."""
+    out: list[bytes] = []
+    append = out.append
+    for seq, row in batch:
+        data = bodies.get(row.id)
+        if data is None:
+            continue  # expunged by another session meanwhile: nothing to send (RFC 3501 7.4.1 comes later)
+        is_recent = row.uid in recent
+        append(b"* %d FETCH (" % seq)
+        for n, step in enumerate(steps):
+            if n:
+                append(b" ")
+            if step[0] == "row":
+                append(step[1](row, is_recent))
+                continue
+            _, label, begin, length = step
+            piece = data if begin is None else data[begin:begin + length]
+            append(b"%b {%d}\r\n" % (label, len(piece)))  # the literal (RFC 3501 4.3)
+            append(piece)
+        append(b")\r\n")
+    return b"".join(out)
 
 
 def marks_seen(query: list[Any]) -> bool:
@@ -188,26 +292,30 @@ class FetchCommand:
             p.header or p.text or p.mime or p.empty)) for p in query)
         seen = mbox.isWriteable() and marks_seen(query)
         dates = any(p.type == "internaldate" for p in query)  # parsing timestamps costs on SQLite: only if asked
-        recent = set(mbox.recent)
+        # Read, not copied (a copy cost the whole mailbox after a first SELECT): the set changes only on the
+        # reactor, by refreshes, and no refresh runs while this command holds the session.
+        recent = mbox.recent
 
         marked: list[FlagUpdate] = []  # set in the worker thread, read on the reactor after it finished
 
-        def rows() -> list[tuple[int, MessageRow]]:
+        def rows(bodies: bool = False) -> list[tuple[int, MessageRow]]:
             if seen:
                 # RFC 3501 6.4.5: reading the body sets \Seen; the rows read below already show it.
                 unseen = [row.uid for _, row in mbox.rows(chosen, dates=False) if "\\Seen" not in row.flags]
                 if unseen:
                     marked.append(mbox.storage.store_flags(mbox.id, unseen, ["\\Seen"], "add", mbox.actor))
-            pairs = mbox.rows(chosen, cached=cached, dates=dates)
+            pairs = mbox.rows(chosen, cached=cached, dates=dates, bodies=bodies)
             if changed_since is not None:
                 pairs = [(seq, row) for seq, row in pairs if row.modseq > changed_since]
             return pairs
 
         if need is None:
+            items = row_items(query, bool(uid))
+
             def lines() -> bytes:
                 with mbox.storage.request_scope():  # the command's reads share one session
                     pairs = rows()
-                return b"".join(metadata_line(seq, row, query, bool(uid), row.uid in recent) for seq, row in pairs)
+                return metadata_lines(pairs, items, recent)
 
             def written(data: bytes) -> None:
                 self.transport.write(data)
@@ -219,12 +327,15 @@ class FetchCommand:
             query = [*query, _FetchParser.Flags()]  # tell the client about the new \Seen
         self._hold()
         writer = _BodyWriter(self, tag, mbox, [], query, bool(uid), need == "headers")
+        # A FETCH of whole messages small enough for one batch (a client's usual body FETCH) reads the inline
+        # bodies with the rows: one query for the whole answer. A larger one reads them batch by batch.
+        writer.with_bodies = need == "full" and len(chosen) <= BATCH_MESSAGES
 
         def rows_and_first_batch() -> tuple[bytes, int]:
             # One worker round trip, and one read session, for the rows and the first batch of bodies
             # (often the whole answer).
             with mbox.storage.request_scope():
-                writer.pairs = rows()
+                writer.pairs = rows(writer.with_bodies)
                 end = writer.batch_end(0)
                 return writer.render(writer.pairs[:end]), end
 
@@ -334,6 +445,10 @@ class _BodyWriter:
                  uid: bool, headers_only: bool) -> None:
         self.server, self.tag, self.mbox, self.pairs = server, tag, mbox, pairs
         self.query, self.uid, self.headers_only = query, uid, headers_only
+        # BODY[] / BODY.PEEK[] / RFC822 alone (what syncing clients fetch) are written from the raw bytes
+        # without a StoredMessage or MIME tree per message; None: every message goes through render_message.
+        self.plan = None if headers_only else whole_message_plan(query, uid)
+        self.with_bodies = False  # the rows carry their inline bodies (MessageRow.inline_body)
         self.position = 0
         self.paused = False
         self.waiting = False  # a batch is done and the next waits for resumeProducing
@@ -361,7 +476,12 @@ class _BodyWriter:
             return b""
         store = self.server.context.store
         limit = HEADER_READ_LIMIT if self.headers_only else None
-        bodies = store.message_bodies(self.mbox.id, [row.id for _, row in batch], self.mbox.actor, limit)
+        if self.with_bodies:  # the rows were read with their inline bodies, under the command's read check
+            bodies = store.row_bodies([row for _, row in batch])
+        else:
+            bodies = store.message_bodies(self.mbox.id, [row.id for _, row in batch], self.mbox.actor, limit)
+        if self.plan is not None:
+            return render_whole_messages(batch, bodies, self.plan, self.mbox.recent)
         out: list[bytes] = []
         for seq, row in batch:
             msg = self.mbox.message(row)
