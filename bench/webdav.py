@@ -67,8 +67,9 @@ class Target:
         return {"Authorization": f"Basic {token}"}
 
     def rss_kib(self) -> int:
+        """Resident memory of every process of the server (a master's children, Kantoor's workers)."""
         total = 0
-        for pid in self.pids:
+        for pid in {p for root in self.pids for p in process_cpu.tree(root)}:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
