@@ -32,15 +32,7 @@ class Kantoor:
 
     def rss_kib(self) -> int:
         """Resident memory of the server (Linux /proc): with ``server.processes`` > 1, of all its processes."""
-        total = 0
-        for pid in process_cpu.tree(self.process.pid):
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except FileNotFoundError:
-                continue
-        return total
+        return process_cpu.rss_kib([self.process.pid])
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

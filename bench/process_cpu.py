@@ -51,3 +51,16 @@ def cpu_seconds(root: int) -> float:
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue  # exited meanwhile: its time shows up in its parent's cutime
     return total_ns / 1e9
+
+
+def rss_kib(roots: list[int]) -> int:
+    """Resident memory (KiB) of the process trees under ``roots``: a master's children, Kantoor's workers."""
+    total = 0
+    for pid in {p for root in roots for p in tree(root)}:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total

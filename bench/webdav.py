@@ -67,16 +67,7 @@ class Target:
         return {"Authorization": f"Basic {token}"}
 
     def rss_kib(self) -> int:
-        """Resident memory of every process of the server (a master's children, Kantoor's workers)."""
-        total = 0
-        for pid in {p for root in self.pids for p in process_cpu.tree(root)}:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except FileNotFoundError:
-                pass
-        return total
+        return process_cpu.rss_kib(self.pids)
 
 
 def free_port() -> int:
