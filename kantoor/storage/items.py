@@ -15,6 +15,7 @@ from kantoor.storage.errors import (
     PreconditionFailed,
 )
 from kantoor.storage.indexing import ItemIndex, index_for
+from kantoor.storage.locks import WriteClaim, check_write_claim
 from kantoor.storage.models import (
     Change,
     Collection,
@@ -103,11 +104,14 @@ class ItemsMixin(StoreBase):
         if_none_match: bool = False,
         max_size: int | None = None,
         index: ItemIndex | None = None,
+        claim: WriteClaim | None = None,
     ) -> tuple[Item, bool]:
         """Create or replace an item; returns (item, created).
 
         ``if_match`` is an ETag the current item must have; ``if_none_match`` means
-        the item must not exist yet (HTTP ``If-None-Match: *``).
+        the item must not exist yet (HTTP ``If-None-Match: *``). With a ``claim`` (a
+        WebDAV write) the locks on its path are checked again in the transaction
+        (:class:`~kantoor.storage.locks.WriteClaim`); a conflict raises LockConflict.
         """
         validate_item_name(name)
         stored, sha, data = self._store_body(body, max_size)
@@ -117,6 +121,8 @@ class ItemsMixin(StoreBase):
             index = index_for(content_type, data) if data is not None else ItemIndex()
         with self.write() as s:
             coll, existing = self._locked_collection_and_item(s, collection_id, name)
+            if claim is not None:
+                check_write_claim(s, claim, creating=existing is None, is_sqlite=self._is_sqlite)
             if existing is None:
                 if if_match is not None:
                     raise PreconditionFailed(f"{name} does not exist")

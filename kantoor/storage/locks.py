@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, or_, select, text
 from sqlalchemy.orm import Session
@@ -65,6 +66,46 @@ _LOCKS_ON = (select(Lock).where(Lock.expires_at > bindparam("now"), Lock.root.in
              .order_by(Lock.created_at))
 _LOCKS_BELOW = (select(Lock).where(Lock.expires_at > bindparam("now"),
                                    Lock.root.like(bindparam("pattern"), escape="\\")).order_by(Lock.created_at))
+
+
+@dataclass(frozen=True)
+class WriteClaim:
+    """A write's standing against the locks on its path: checked again inside the write's own transaction.
+
+    wsgidav checks the locks when a PUT starts and marks the URL as being written until
+    the body is in, so that a LOCK meanwhile is refused (CWE-367). That marker lives in
+    one process: a LOCK granted by another server process while the body was still
+    arriving is found here instead, and the write is refused (423) rather than
+    overwriting a resource someone else now holds.
+    """
+
+    root: str  # the URL path written (as the lock manager normalises it)
+    principal: str
+    tokens: frozenset[str] = frozenset()
+
+
+# Only the columns the check needs: this runs inside every claimed write's transaction.
+_CLAIM_LOCKS = select(Lock.root, Lock.depth, Lock.principal, Lock.token).where(
+    Lock.expires_at > bindparam("now"), Lock.root.in_(bindparam("roots", expanding=True)))
+
+
+def check_write_claim(s: Session, claim: WriteClaim, creating: bool, is_sqlite: bool) -> None:
+    """Raise :class:`LockConflict` if a live lock forbids ``claim`` (RFC 4918 §7.4, §7.5): one on the
+    resource itself, a depth-infinity one above it, or, for a new member, one on its parent folder."""
+    root = normalize_root(claim.root)
+    if not is_sqlite:
+        # Shared with other writes, exclusive with lock grants (acquire_lock): a LOCK that
+        # committed before this statement is seen, and one still deciding waits for this write.
+        s.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _ADVISORY_KEY})
+    ancestors = lock_ancestors(root)
+    parent = ancestors[1] if len(ancestors) > 1 else None
+    conflicts = [
+        lock_root for lock_root, depth, principal, token in s.connection().execute(
+            _CLAIM_LOCKS, {"now": utcnow(), "roots": ancestors})
+        if (lock_root == root or depth == "infinity" or (creating and lock_root == parent))
+        and not (principal == claim.principal and token in claim.tokens)]
+    if conflicts:
+        raise LockConflict(sorted(set(conflicts)))
 
 
 def _below_pattern(root: str) -> str:

@@ -87,3 +87,35 @@ def test_drive_rights_name_every_right_held(core) -> None:  # type: ignore[no-un
     store.grant(None, item.id, bob.principal_id, "read", actor=ann.principal_id)
     assert store.rights_held(root.id, "a.txt", actor=bob.principal_id) == {"freebusy", "read"}
     assert store.rights_held(root.id, actor=bob.principal_id) == frozenset()
+
+
+def test_rfc4918_7_a_claimed_put_is_checked_against_the_locks_in_its_own_transaction(core) -> None:  # type: ignore[no-untyped-def]
+    """put_item(claim=…): the locks on the path are read again inside the write (storage.locks.WriteClaim)."""
+    from kantoor.storage.locks import WriteClaim
+
+    store = core.store
+    account = store.create_account("claim@example.org", "", "standard")
+    root = store.find_collection(account.principal_id, "folder", "", account.principal_id)
+    owner = account.principal_id
+    store.put_item(root.id, "f.txt", b"v1", "text/plain", actor=owner)
+    held = store.acquire_lock("/files/claim/f.txt", scope="exclusive", depth="0", principal="ann")
+
+    def put(claim: WriteClaim, name: str = "f.txt", body: bytes = b"v2") -> None:
+        store.put_item(root.id, name, body, "text/plain", actor=owner, claim=claim)
+
+    with pytest.raises(LockConflict) as raised:
+        put(WriteClaim("/files/claim/f.txt", "bob", frozenset({held.token})))  # another's token is not his
+    assert raised.value.roots == ["/files/claim/f.txt"]
+    assert store.get_item(root.id, "f.txt", actor=owner).size == 2  # nothing written, usage unchanged
+    put(WriteClaim("/files/claim/f.txt", "ann", frozenset({held.token})))  # the holder writes
+    # A depth-0 lock on the folder: its members may change, but no member may be added (§7.4)...
+    store.acquire_lock("/files/claim", scope="exclusive", depth="0", principal="ann")
+    put(WriteClaim("/files/claim/f.txt", "ann", frozenset({held.token})))
+    with pytest.raises(LockConflict):
+        put(WriteClaim("/files/claim/new.txt", "ann"), name="new.txt")
+    # ... and a depth-infinity lock above covers everything below it.
+    store.release_locks_at("/files/claim", recursive=True)
+    store.acquire_lock("/files", scope="exclusive", depth="infinity", principal="carol")
+    with pytest.raises(LockConflict) as raised:
+        put(WriteClaim("/files/claim/f.txt", "ann", frozenset({held.token})))
+    assert raised.value.roots == ["/files"]

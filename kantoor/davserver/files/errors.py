@@ -10,11 +10,14 @@ from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_FORBIDDEN,
     HTTP_INSUFFICIENT_STORAGE,
+    HTTP_LOCKED,
     HTTP_METHOD_NOT_ALLOWED,
     HTTP_NOT_FOUND,
     HTTP_PRECONDITION_FAILED,
     HTTP_REQUEST_ENTITY_TOO_LARGE,
     DAVError,
+    DAVErrorCondition,
+    PRECONDITION_CODE_LockConflict,
 )
 
 from kantoor.storage import (
@@ -25,6 +28,7 @@ from kantoor.storage import (
     PreconditionFailed,
     QuotaExceeded,
 )
+from kantoor.storage.locks import LockConflict
 
 # wsgidav only names the statuses it raises itself; without these the status
 # line would read "507 Status".
@@ -32,10 +36,21 @@ ERROR_DESCRIPTIONS.setdefault(HTTP_REQUEST_ENTITY_TOO_LARGE, "413 Payload Too La
 ERROR_DESCRIPTIONS.setdefault(HTTP_INSUFFICIENT_STORAGE, "507 Insufficient Storage")
 
 
+def lock_conflict(roots: list[str]) -> DAVErrorCondition:
+    """423's body (RFC 4918 §9.10.6 lock-token-submitted / no-conflicting-lock) naming the locks in the way."""
+    condition = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+    for root in dict.fromkeys(roots):
+        condition.add_href(root)
+    return condition
+
+
 def as_dav_error(exc: BaseException) -> DAVError | None:
     """The DAVError for a Store error, or None when ``exc`` is not one we map."""
     if isinstance(exc, DAVError):
         return exc
+    if isinstance(exc, LockConflict):
+        # Locked by another process while this write's body was arriving (storage.locks.WriteClaim).
+        return DAVError(HTTP_LOCKED, err_condition=lock_conflict(exc.roots))
     if isinstance(exc, QuotaExceeded):
         return DAVError(HTTP_INSUFFICIENT_STORAGE, f"Your drive is full: {exc}")
     if isinstance(exc, BlobTooLarge):
@@ -69,4 +84,4 @@ def store_errors() -> Iterator[None]:
         raise mapped from None
 
 
-__all__ = ["as_dav_error", "store_errors"]
+__all__ = ["as_dav_error", "lock_conflict", "store_errors"]

@@ -19,11 +19,11 @@ from wsgidav.dav_error import (
     HTTP_PRECONDITION_FAILED,
     DAVError,
     DAVErrorCondition,
-    PRECONDITION_CODE_LockConflict,
     PRECONDITION_CODE_LockTokenMismatch,
 )
 from wsgidav.lock_man.lock_manager import LockManager, normalize_lock_root
 
+from kantoor.davserver.files.errors import lock_conflict
 from kantoor.storage import Store
 from kantoor.storage.locks import LockConflict, lock_ancestors
 from kantoor.storage.models import Lock
@@ -170,12 +170,12 @@ class DatabaseLockManager(LockManager):
         try:
             if self._active_writes.get(url):
                 # A PUT on this URL is still receiving its body in this process.
-                raise DAVError(HTTP_LOCKED, err_condition=_conflict([url]))
+                raise DAVError(HTTP_LOCKED, err_condition=lock_conflict([url]))
             try:
                 lock = self.store.acquire_lock(url, scope=lock_scope, depth=lock_depth, principal=principal,
                                                owner=_owner_text(lock_owner), timeout=_timeout(timeout))
             except LockConflict as exc:
-                raise DAVError(HTTP_LOCKED, err_condition=_conflict(exc.roots)) from None
+                raise DAVError(HTTP_LOCKED, err_condition=lock_conflict(exc.roots)) from None
         finally:
             self._lock.release()
         return lock_dict(lock)
@@ -219,7 +219,7 @@ class DatabaseLockManager(LockManager):
     def _get_write_conflicts(self, url: str, depth: str, token_list: list[str], principal: str) -> DAVErrorCondition:
         """Locks that forbid ``principal`` (holding ``token_list``) to write ``url`` (RFC 4918 §7.4, §7.5)."""
         if self.storage.no_locks():
-            return _conflict([])
+            return lock_conflict([])
         url = normalize_lock_root(url)
         conflicts = []
         for lock in self.store.locks_on(lock_ancestors(url)):
@@ -232,14 +232,7 @@ class DatabaseLockManager(LockManager):
             # Changing a whole tree needs the tokens of the locks inside it (§9.6.1, §9.9.2).
             conflicts += [lock.root for lock in self.store.locks_below(url)
                           if not (lock.principal == principal and lock.token in token_list)]
-        return _conflict(conflicts)
-
-
-def _conflict(roots: list[str]) -> DAVErrorCondition:
-    condition = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
-    for root in dict.fromkeys(roots):
-        condition.add_href(root)
-    return condition
+        return lock_conflict(conflicts)
 
 
 __all__ = ["DatabaseLockManager", "DatabaseLockStorage", "lock_dict"]

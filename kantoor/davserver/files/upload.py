@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from wsgidav.dav_error import DAVError
+from wsgidav.lock_man.lock_manager import normalize_lock_root
 
 from kantoor.davserver.files.errors import as_dav_error
+from kantoor.storage.locks import WriteClaim
 
 if TYPE_CHECKING:
     from kantoor.davserver.files.resources import File
@@ -54,7 +56,7 @@ class Upload:
                                        actor=target.actor, max_size=max_size)
             else:
                 item, _created = store.put_item(target.collection.id, target.item_name, body, self.content_type,
-                                                actor=target.actor, max_size=max_size)
+                                                actor=target.actor, max_size=max_size, claim=self._claim())
         except Exception as exc:
             mapped = as_dav_error(exc)
             if mapped is None:
@@ -62,6 +64,14 @@ class Upload:
             self.error = mapped
             return
         target.item = item
+
+    def _claim(self) -> WriteClaim:
+        """Who writes, with which lock tokens: the Store checks the locks again when it commits, since
+        another server process may have granted a LOCK while this body was arriving."""
+        environ = self.target.environ
+        return WriteClaim(root=normalize_lock_root(self.target.get_ref_url()),
+                          principal=environ.get("wsgidav.user_name") or "",
+                          tokens=frozenset(environ.get("wsgidav.ifLockTokenList") or ()))
 
     def close(self) -> None:
         return None

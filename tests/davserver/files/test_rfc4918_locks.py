@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import socket
+import time
 import xml.etree.ElementTree as ET
 
+import pytest
 from harness import http_request
 
 DAV = "{DAV:}"
@@ -120,3 +124,33 @@ def test_rfc4918_6_two_server_processes_honour_the_same_locks(drive, start_serve
     assert b.request("UNLOCK", path, auth=auth, headers={"Lock-Token": f"<{token}>"}).status == 204
     assert a.request("PUT", path, auth=auth, body=b"v3").status == 204
     assert http_request(a.host, a.port, "GET", path, auth).body == b"v3"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_rfc4918_7_lock_granted_elsewhere_while_a_put_body_arrives_refuses_that_put(  # type: ignore[no-untyped-def]
+        drive, start_server, request, tmp_path, database):
+    """wsgidav refuses a LOCK while a PUT to the same URL is still receiving its body (CWE-367), but only
+    in the process serving that PUT. A LOCK granted meanwhile by another server process is caught when the
+    PUT commits: 423, and the file keeps its previous content (the lock holder's view stays true)."""
+    env = {"KANTOOR_STORAGE_DATABASE_URL": request.getfixturevalue("postgres_url")} if database == "postgresql" else {}
+    first = start_server(data_dir=tmp_path / "shared", **env)
+    second = start_server(data_dir=tmp_path / "shared", **env)
+    login, password = first.make_user()
+    auth = (login, password)
+    a = type(drive)(first.host, first.ports["http"], first.make_user)
+    b = type(drive)(second.host, second.ports["http"], second.make_user)
+    path = f"/files/{login}/race.txt"
+    assert a.request("PUT", path, auth=auth, body=b"v1").status == 201
+
+    body = b"v2" * 100_000  # over the host's small-body size: the app starts before the body is in
+    token = base64.b64encode(f"{login}:{password}".encode()).decode()
+    with socket.create_connection((first.host, first.ports["http"]), timeout=30) as put:
+        put.sendall(f"PUT {path} HTTP/1.1\r\nHost: {first.host}\r\nAuthorization: Basic {token}\r\n"
+                    f"Content-Length: {len(body)}\r\nContent-Type: text/plain\r\n\r\n".encode() + body[:50_000])
+        time.sleep(0.5)  # ordering, not timing: let the first process pass its lock check at the start
+        held = token_of(lock(b, path, auth))  # the second process cannot see the first one's PUT
+        put.sendall(body[50_000:])
+        status_line = put.makefile("rb").readline()
+    assert status_line.split()[1] == b"423", status_line
+    assert http_request(a.host, a.port, "GET", path, auth).body == b"v1"
+    assert b.request("PUT", path, auth=auth, body=b"v3", headers={"If": f"(<{held}>)"}).status == 204
