@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from kantoor.storage import NotFound, PreconditionFailed
+from kantoor.storage import NotFound, PermissionDenied, PreconditionFailed
 from kantoor.storage.models import Blob, Change, Item
 
 
@@ -161,3 +161,42 @@ def test_concurrent_deliveries_get_distinct_increasing_uids(core) -> None:  # ty
         t.join(60)
     assert sorted(uids) == list(range(1, 41))
     assert _count(core, select(func.count()).select_from(Item).where(Item.collection_id == inbox.id)) == 40
+
+
+def test_append_message_looks_its_mailbox_up_in_the_write_transaction(core) -> None:  # type: ignore[no-untyped-def]
+    """IMAP APPEND's delivery by mailbox name: INBOX in any case, NotFound / PermissionDenied storing nothing,
+    and UIDs shared correctly with deliveries by id that are group-committed with it."""
+    account = _account(core)
+    other = _account(core, "bob@example.org")
+    inbox = core.store.mailbox(account.principal_id, "INBOX")
+    coll, item = core.store.append_message(account.principal_id, "inbox", b"Subject: a\r\n\r\nbody",
+                                           actor=account.principal_id, flags=["\\Seen"])
+    assert (coll.id, coll.uidvalidity, item.uid, item.collection_id) == (inbox.id, inbox.uidvalidity, 1, inbox.id)
+    usage = core.store.usage(account.principal_id)["mail"]
+    with pytest.raises(NotFound):
+        core.store.append_message(account.principal_id, "Nowhere", b"Subject: b\r\n\r\nbody",
+                                  actor=account.principal_id)
+    with pytest.raises(PermissionDenied):  # no read right on someone else's INBOX
+        core.store.append_message(account.principal_id, "INBOX", b"Subject: c\r\n\r\nbody", actor=other.principal_id)
+    assert core.store.usage(account.principal_id)["mail"] == usage
+    assert core.store.mailbox(account.principal_id, "INBOX").uidnext == 2
+    uids: list[int] = []
+    lock = threading.Lock()
+
+    def deliver(n: int) -> None:
+        for i in range(10):
+            raw = f"Subject: {n}-{i}\r\n\r\nbody".encode()
+            if n % 2:
+                item = core.store.append_message(account.principal_id, "INBOX", raw, actor=account.principal_id)[1]
+            else:
+                item = core.store.deliver_message(inbox.id, raw)
+            with lock:
+                uids.append(item.uid)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(uids) == list(range(2, 42))
+    assert [m.uid for m in core.store.list_messages(inbox.id)] == list(range(1, 42))

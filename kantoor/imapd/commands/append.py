@@ -48,14 +48,15 @@ class AppendCommand:
 
         def work() -> tuple[Any, Any]:
             try:
-                coll = account.find(mailbox)
-                item = store.deliver_message(coll.id, raw, actor=account.principal_id, flags=flag_list,
-                                             internaldate=internaldate, max_size=limit)
+                # The mailbox is looked up in the delivery's own write transaction (Store.append_message),
+                # not in a read transaction before it (account.find): one transaction less per APPEND.
+                owner, path = account.locate(mailbox)
+                return store.append_message(owner, path, raw, actor=account.principal_id, flags=flag_list,
+                                            internaldate=internaldate, max_size=limit)
             except NotFound:
                 raise Refused("TRYCREATE", "no such mailbox") from None
             finally:
                 message.close()  # large literals are spooled to a temporary file
-            return coll, item
 
         def done(result: tuple[Any, Any]) -> Deferred | None:
             coll, item = result
