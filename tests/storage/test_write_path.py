@@ -142,6 +142,15 @@ def test_after_commit_notification_only_for_committed_writes(core) -> None:  # t
     assert [(e.collection_id, e.kind, e.item_uid) for e in seen] == [(inbox.id, "created", message.uid)]
 
 
+def _in_four_threads(work) -> None:  # type: ignore[no-untyped-def]
+    """``work(n)`` for n = 0..3 at once, each in a thread of its own; returns when all are done."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
 def test_concurrent_deliveries_get_distinct_increasing_uids(core) -> None:  # type: ignore[no-untyped-def]
     account = _account(core)
     inbox = core.store.mailbox(account.principal_id, "INBOX")
@@ -154,11 +163,7 @@ def test_concurrent_deliveries_get_distinct_increasing_uids(core) -> None:  # ty
             with lock:
                 uids.append(item.uid)
 
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    _in_four_threads(deliver)
     assert sorted(uids) == list(range(1, 41))
     assert _count(core, select(func.count()).select_from(Item).where(Item.collection_id == inbox.id)) == 40
 
@@ -193,10 +198,6 @@ def test_append_message_looks_its_mailbox_up_in_the_write_transaction(core) -> N
             with lock:
                 uids.append(item.uid)
 
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    _in_four_threads(deliver)
     assert sorted(uids) == list(range(2, 42))
     assert [m.uid for m in core.store.list_messages(inbox.id)] == list(range(1, 42))

@@ -99,16 +99,19 @@ def test_another_user_cannot_lock_a_drive_they_cannot_see(drive, user):
     assert lock(drive, path, drive.new_user()).status in (403, 404, 409)  # 409: no such parent (for them)
 
 
+def _two_server_processes(drive, start_server, tmp_path, database_url: str):  # type: ignore[no-untyped-def]
+    """Two ``kantoor serve`` processes on one database and data directory, a drive client for each, and a user."""
+    first = start_server(data_dir=tmp_path / "shared", KANTOOR_STORAGE_DATABASE_URL=database_url)
+    second = start_server(data_dir=tmp_path / "shared", KANTOOR_STORAGE_DATABASE_URL=database_url)
+    auth = first.make_user()
+    return (type(drive)(first.host, first.ports["http"], first.make_user),
+            type(drive)(second.host, second.ports["http"], second.make_user), auth)
+
+
 def test_rfc4918_6_two_server_processes_honour_the_same_locks(drive, start_server, postgres_url, tmp_path):
     """ARCHITECTURE invariant 2: a lock taken through one process binds requests served by another."""
-    env = {"KANTOOR_STORAGE_DATABASE_URL": postgres_url}
-    first = start_server(data_dir=tmp_path / "shared", **env)
-    second = start_server(data_dir=tmp_path / "shared", **env)
-    login, password = first.make_user()
-    auth = (login, password)
-    a = type(drive)(first.host, first.ports["http"], first.make_user)
-    b = type(drive)(second.host, second.ports["http"], second.make_user)
-    path = f"/files/{login}/both.txt"
+    a, b, auth = _two_server_processes(drive, start_server, tmp_path, postgres_url)
+    path = f"/files/{auth[0]}/both.txt"
     assert a.request("PUT", path, auth=auth, body=b"v1").status == 201
     token = token_of(lock(a, path, auth))
     assert b.request("PUT", path, auth=auth, body=b"v2").status == 423
@@ -132,20 +135,16 @@ def test_rfc4918_7_lock_granted_elsewhere_while_a_put_body_arrives_refuses_that_
     """wsgidav refuses a LOCK while a PUT to the same URL is still receiving its body (CWE-367), but only
     in the process serving that PUT. A LOCK granted meanwhile by another server process is caught when the
     PUT commits: 423, and the file keeps its previous content (the lock holder's view stays true)."""
-    env = {"KANTOOR_STORAGE_DATABASE_URL": request.getfixturevalue("postgres_url")} if database == "postgresql" else {}
-    first = start_server(data_dir=tmp_path / "shared", **env)
-    second = start_server(data_dir=tmp_path / "shared", **env)
-    login, password = first.make_user()
-    auth = (login, password)
-    a = type(drive)(first.host, first.ports["http"], first.make_user)
-    b = type(drive)(second.host, second.ports["http"], second.make_user)
+    a, b, auth = _two_server_processes(drive, start_server, tmp_path,
+                                       request.getfixturevalue("postgres_url") if database == "postgresql" else "")
+    login, password = auth
     path = f"/files/{login}/race.txt"
     assert a.request("PUT", path, auth=auth, body=b"v1").status == 201
 
     body = b"v2" * 100_000  # over the host's small-body size: the app starts before the body is in
     token = base64.b64encode(f"{login}:{password}".encode()).decode()
-    with socket.create_connection((first.host, first.ports["http"]), timeout=30) as put:
-        put.sendall(f"PUT {path} HTTP/1.1\r\nHost: {first.host}\r\nAuthorization: Basic {token}\r\n"
+    with socket.create_connection((a.host, a.port), timeout=30) as put:
+        put.sendall(f"PUT {path} HTTP/1.1\r\nHost: {a.host}\r\nAuthorization: Basic {token}\r\n"
                     f"Content-Length: {len(body)}\r\nContent-Type: text/plain\r\n\r\n".encode() + body[:50_000])
         time.sleep(0.5)  # ordering, not timing: let the first process pass its lock check at the start
         held = token_of(lock(b, path, auth))  # the second process cannot see the first one's PUT
