@@ -241,7 +241,8 @@ async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
     try:
         boot = Bootstrap() if worker else await asyncio.to_thread(bootstrap_admin, core)
         tls = await asyncio.to_thread(ensure_certificate, settings)
-        sockets = bind_all(settings, reuse_port=worker is not None)
+        # getaddrinfo may ask a resolver for a host name: not on the loop.
+        sockets = await asyncio.to_thread(bind_all, settings, worker is not None)
         # Opening the LISTEN connection waits for PostgreSQL: not on the loop.
         await asyncio.to_thread(core.start_cross_process_notifications)
         await _start_imap(core, tls, sockets, running)

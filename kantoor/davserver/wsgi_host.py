@@ -110,8 +110,8 @@ class RequestBody:
             return b""
         pieces = self.pieces
         if not self.offset and len(pieces[0]) == size:
-            self.buffered = 0 if len(pieces) == 1 else self.buffered - size
-            return bytes(pieces.popleft())  # the piece as delivered: no copy
+            self.buffered -= size
+            return pieces.popleft()  # the piece as delivered: no copy
         parts: list[bytes | memoryview] = []
         need = size
         while need:
