@@ -40,7 +40,11 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a power loss could
+            # undo a delivery after SMTP said 250 or IMAP said OK (RFC 5321 §6.1), or a PUT after
+            # its 201, while the blob files it references are fsync'ed. FULL fsyncs the WAL at every
+            # commit; group commit (storage/mail.py) shares that fsync among concurrent deliveries.
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()

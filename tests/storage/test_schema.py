@@ -23,7 +23,7 @@ def test_upgrade_is_idempotent_and_keeps_data(core) -> None:  # type: ignore[no-
     assert core.store.get_account("keep@example.org") is not None
 
 
-def test_sqlite_uses_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_uses_wal_and_fsyncs_every_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from kantoor.config import load_settings
     from kantoor.core import open_core
 
@@ -32,5 +32,8 @@ def test_sqlite_uses_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
         with sqlite_core.engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            # RFC 5321 §6.1: a commit (the 250 after DATA) must survive a power loss, so the WAL is
+            # fsync'ed at every commit (2 = FULL; NORMAL, 1, skips it in WAL mode).
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
     finally:
         sqlite_core.close()
