@@ -200,6 +200,16 @@ def fold(text: str) -> str:
     return text.lower()
 
 
+def _unescaped(value: str) -> str:
+    """A header value as text: the header block is parsed as ASCII with the other bytes kept as surrogates,
+    and raw 8-bit bytes in a header are UTF-8 (RFC 6532 section 3.2, what SMTPUTF8 mail carries); bytes
+    that are not UTF-8 become U+FFFD. (Kept as surrogates, they could not be stored: the database refuses
+    them, and such a message could not be delivered at all.)"""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _decoded(value: str) -> str:
     if "=?" not in value:
         # No RFC 2047 encoded word (they all start with "=?"): make_header would give the text back as it
@@ -226,14 +236,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _display(part: MimePart, name: str) -> str:
+def _display(first: dict[str, str], name: str) -> str:
     """A header's value for the item's listing columns: RFC 2047 decoded and unfolded, case kept.
     From the compat32 header block already parsed (the ``email`` header registry costs a millisecond a
-    message and these columns are only shown, never compared)."""
-    raw = part.headers.get(name)
+    message and these columns are only shown, never compared); ``first`` is each field's first raw value
+    by lower-case name (what ``Message.get`` finds, before compat32 turns 8-bit text into a Header)."""
+    raw = first.get(name)
     if raw is None:
         return ""
-    return _SPACES.sub(" ", _decoded(str(raw))).strip()
+    return _SPACES.sub(" ", _decoded(_unescaped(raw))).strip()
 
 
 def _decoded_body(part: MimePart) -> str:
@@ -292,8 +303,12 @@ def index_message_bytes(raw: bytes) -> MessageIndex:
     raw = raw[:MAX_PARSE]
     top = MimePart(raw)
     headers: list[tuple[str, str]] = []
-    for name, value in list(top.headers.raw_items())[:MAX_HEADERS]:
-        headers.append((name.strip().lower()[:200], fold(_decoded(value))[:MAX_HEADER_VALUE]))
+    fields = list(top.headers.raw_items())
+    for name, value in fields[:MAX_HEADERS]:
+        headers.append((name.strip().lower()[:200], fold(_decoded(_unescaped(value)))[:MAX_HEADER_VALUE]))
+    first: dict[str, str] = {}
+    for name, value in fields:
+        first.setdefault(name.lower(), value)
     date = _date(top)
     extended, basic = body_structures(top)
     return MessageIndex(
@@ -303,9 +318,9 @@ def index_message_bytes(raw: bytes) -> MessageIndex:
         sent_date=date.date() if date else None,  # the sender's own calendar day
         headers=headers,
         text=_text(top),
-        subject=_display(top, "Subject"),
-        from_addr=_display(top, "From"),
-        to_addr=_display(top, "To"),
-        message_id=_display(top, "Message-ID"),
+        subject=_display(first, "subject"),
+        from_addr=_display(first, "from"),
+        to_addr=_display(first, "to"),
+        message_id=_display(first, "message-id"),
         date=_utc(date) if date else None,
     )
