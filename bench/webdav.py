@@ -296,10 +296,13 @@ def large_files(target: Target, source: Path, count: int) -> None:
         target.results["large PUT MB/s"] = count * size / (time.perf_counter() - started) / 1e6
         target.results["large PUT server CPU ms/MB"] = (process_cpu.cpu_seconds(target.pids[0]) - cpu) / (
             count * size / 1e6) * 1000
+        cpu = process_cpu.cpu_seconds(target.pids[0])
         started = time.perf_counter()
         for i in range(count):
             request(conn, target, "GET", f"{target.base}large/big{i:02d}.bin", sink=True)
         target.results["large GET MB/s"] = count * size / (time.perf_counter() - started) / 1e6
+        target.results["large GET server CPU ms/MB"] = (process_cpu.cpu_seconds(target.pids[0]) - cpu) / (
+            count * size / 1e6) * 1000
     target.results["peak RSS MiB"] = memory.peak / 1024
 
 

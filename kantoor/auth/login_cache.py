@@ -11,7 +11,6 @@ working at once, in every process.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import threading
@@ -39,7 +38,7 @@ class LoginCache:
         self._lock = threading.Lock()
 
     def _digest(self, login: str, password: str) -> bytes:
-        return hmac.new(self._key, f"{login}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        return hmac.digest(self._key, f"{login}\0{password}".encode("utf-8", "surrogatepass"), "sha256")
 
     def lookup(self, login: str, password: str) -> VerifiedLogin | None:
         digest = self._digest(login, password)

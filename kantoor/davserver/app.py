@@ -69,10 +69,10 @@ class Dispatcher:
 
 def build_app(settings: Settings, store: Store, authenticator: Authenticator, quota: QuotaEngine) -> ASGIApp:
     from kantoor.davserver.caldav import build_caldav_app
-    from kantoor.davserver.files import build_files_app
+    from kantoor.davserver.files import build_files_asgi
 
     workers = settings.server.worker_threads
     return Dispatcher({
         "/dav": WSGIHost(build_caldav_app(settings, store, authenticator, quota), workers=workers),
-        "/files": WSGIHost(build_files_app(settings, store, authenticator, quota), workers=workers),
+        "/files": build_files_asgi(settings, store, authenticator, quota, workers=workers),
     })

@@ -129,6 +129,16 @@ class RequestBody:
         self.buffered -= size
         return b"".join(parts)
 
+    def whole(self) -> bytes:
+        """What :meth:`read_all_here` read, left unread (a front end that may still hand the request
+        on to the app looks at the body without taking it)."""
+        if self.more:
+            raise RuntimeError("the body has not been read whole")
+        pieces = list(self.pieces)
+        if self.offset:
+            pieces[0] = pieces[0][self.offset:]
+        return b"".join(pieces)
+
     def read(self, size: int | None = _READ_ALL) -> bytes:
         if size is None:
             size = _READ_ALL
@@ -225,6 +235,10 @@ class _Response:
                 close()
 
 
+async def _no_body() -> Message:
+    raise AssertionError("a body read whole has nothing more to receive")
+
+
 class WSGIHost:
     """An ASGI app running a WSGI app in a pool of ``workers`` threads."""
 
@@ -260,6 +274,19 @@ class WSGIHost:
         context = contextvars.copy_context()
         rest = await loop.run_in_executor(self.executor, context.run, response.run, self.app, environ)
         await response._send_all(rest)
+
+    def run_in_worker(self, loop: asyncio.AbstractEventLoop, scope: Scope, send: Send,
+                      body: RequestBody | None = None) -> list[Message]:
+        """Run the app in the calling worker thread and return the messages still to send, as the
+        executor call in :meth:`__call__` does, for a request whose ``body`` was read whole already
+        (None: it has none). For a front end that ran in a worker and found the request is not one
+        it answers itself (:mod:`kantoor.davserver.files.direct_read`): no second crossing."""
+        if body is None:
+            body = RequestBody(loop, _no_body, 0)
+            body.more = False
+        environ = build_environ(scope, body)  # type: ignore[arg-type]
+        environ["wsgi.errors"] = sys.stderr
+        return _Response(loop, send).run(self.app, environ)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

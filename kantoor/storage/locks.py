@@ -15,11 +15,12 @@ them (and by :meth:`LocksMixin.purge_expired_locks`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, or_, select, text
+from sqlalchemy import Select, bindparam, delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from kantoor.storage.errors import StorageError
@@ -84,9 +85,14 @@ class WriteClaim:
     tokens: frozenset[str] = frozenset()
 
 
-# Only the columns the check needs: this runs inside every claimed write's transaction.
-_CLAIM_LOCKS = select(Lock.root, Lock.depth, Lock.principal, Lock.token).where(
-    Lock.expires_at > bindparam("now"), Lock.root.in_(bindparam("roots", expanding=True)))
+@functools.lru_cache(maxsize=128)  # one per path depth in use
+def _claim_locks(roots: int) -> Select:
+    """The live locks on ``roots`` given paths (parameters ``now``, ``r0`` … ``r<roots-1>``), only the
+    columns the check needs: this runs inside every claimed write's transaction. One statement per
+    path depth, each compiled once: an expanding IN is rendered anew at every execution (a sixth of
+    a small PUT's write transaction, cProfile)."""
+    return select(Lock.root, Lock.depth, Lock.principal, Lock.token).where(
+        Lock.expires_at > bindparam("now"), Lock.root.in_([bindparam(f"r{n}") for n in range(roots)]))
 
 
 def check_write_claim(s: Session, claim: WriteClaim, creating: bool, is_sqlite: bool) -> None:
@@ -99,9 +105,11 @@ def check_write_claim(s: Session, claim: WriteClaim, creating: bool, is_sqlite: 
         s.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _ADVISORY_KEY})
     ancestors = lock_ancestors(root)
     parent = ancestors[1] if len(ancestors) > 1 else None
+    parameters: dict[str, object] = {f"r{n}": ancestor for n, ancestor in enumerate(ancestors)}
+    parameters["now"] = utcnow()
     conflicts = [
         lock_root for lock_root, depth, principal, token in s.connection().execute(
-            _CLAIM_LOCKS, {"now": utcnow(), "roots": ancestors})
+            _claim_locks(len(ancestors)), parameters)
         if (lock_root == root or depth == "infinity" or (creating and lock_root == parent))
         and not (principal == claim.principal and token in claim.tokens)]
     if conflicts:

@@ -18,6 +18,6 @@ truncated file stored: the server's WSGI host (``kantoor.davserver.wsgi_host``)
 raises instead of ending the body.
 """
 
-from kantoor.davserver.files.application import build_files_app
+from kantoor.davserver.files.application import build_files_app, build_files_asgi
 
-__all__ = ["build_files_app"]
+__all__ = ["build_files_app", "build_files_asgi"]

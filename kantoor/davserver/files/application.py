@@ -19,21 +19,36 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
-from kantoor.davserver.files.authentication import DriveAuthenticator, DriveDomainController
+from kantoor.davserver.files.authentication import DriveAuthenticator, DriveDomainController, RecentLogins
 from kantoor.davserver.files.browser import DriveDirBrowser, redirect_bare_mount
 from kantoor.davserver.files.context import DriveContext
+from kantoor.davserver.files.direct_put import DirectPuts
+from kantoor.davserver.files.direct_read import DirectReads
 from kantoor.davserver.files.locking import DatabaseLockManager
 from kantoor.davserver.files.provider import DriveProvider
+from kantoor.davserver.wsgi_host import WSGIHost
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
 
 MOUNT_PATH = "/files"
 
 
+def build_files_asgi(settings: Settings, store: Store, authenticator: Authenticator, quota: QuotaEngine,
+                     workers: int = 16) -> DirectPuts:
+    """The WebDAV drive as the ASGI app the server mounts at ``/files``: plain reads and small plain PUTs of
+    one's own files answered directly (:mod:`~kantoor.davserver.files.direct_read`,
+    :mod:`~kantoor.davserver.files.direct_put`), everything else by wsgidav in ``workers`` threads."""
+    ctx = DriveContext(settings=settings, store=store, authenticator=authenticator, quota=quota,
+                       recent_logins=RecentLogins())
+    host = WSGIHost(build_files_app(settings, store, authenticator, quota, ctx=ctx), workers=workers)
+    return DirectPuts(DirectReads(host, ctx), ctx)
+
+
 def build_files_app(settings: Settings, store: Store, authenticator: Authenticator, quota: QuotaEngine,
-                    mount_path: str = MOUNT_PATH) -> WSGIApplication:
+                    mount_path: str = MOUNT_PATH, ctx: DriveContext | None = None) -> WSGIApplication:
     """The WebDAV drive as a WSGI app; blocking (Store calls), so run it in worker threads."""
-    ctx = DriveContext(settings=settings, store=store, authenticator=authenticator, quota=quota)
+    if ctx is None:
+        ctx = DriveContext(settings=settings, store=store, authenticator=authenticator, quota=quota)
     provider = DriveProvider(ctx)
     # wsgidav logs every request and warns about routine things (unread bodies,
     # Basic auth without TLS — TLS is the https listener's job); keep real errors only.
@@ -76,6 +91,7 @@ def build_files_app(settings: Settings, store: Store, authenticator: Authenticat
         },
     }
     app = WsgiDAVApp(config)
+    ctx.dav_config = app.config
     # Locks in the database, so that every server process honours them (ARCHITECTURE invariant 2).
     app.lock_manager = DatabaseLockManager(store)
     provider.set_lock_manager(app.lock_manager)

@@ -13,7 +13,6 @@ time, in every process (the full check reads the database).
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -54,7 +53,7 @@ class RecentLogins:
         self._lock = threading.Lock()
 
     def _digest(self, header: str) -> bytes:
-        return hmac.new(self._key, header.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        return hmac.digest(self._key, header.encode("utf-8", "surrogatepass"), "sha256")  # one-shot: no HMAC object
 
     def lookup(self, header: str) -> Account | None:
         digest = self._digest(header)
@@ -85,7 +84,9 @@ class DriveDomainController(BaseDomainController):
     def __init__(self, wsgidav_app: Any, config: dict) -> None:
         super().__init__(wsgidav_app, config)
         self.ctx: DriveContext = config["kantoor"]
-        self.recent = RecentLogins()
+        if self.ctx.recent_logins is None:
+            self.ctx.recent_logins = RecentLogins()
+        self.recent = self.ctx.recent_logins
 
     def get_domain_realm(self, path_info: str, environ: dict | None) -> str:
         return REALM

@@ -152,8 +152,12 @@ class DriveProvider(DAVProvider):
         folder_path = "/".join(p for p in [base_path, *rest] if p)
         if len(folder_path) > MAX_FOLDER_PATH:
             return None
-        with_locks = environ.get("REQUEST_METHOD") in LOCK_CHECKED_METHODS
-        place = self.ctx.store.resolve_drive_path(owner, folder_path, account.principal_id, with_locks=with_locks)
+        method = environ.get("REQUEST_METHOD")
+        with_locks = method in LOCK_CHECKED_METHODS
+        # A PUT decides again in its write transaction (locks, existence, rights), so its look-up
+        # needs no snapshot shared with the request's other reads (see Store.resolve_drive_path).
+        place = self.ctx.store.resolve_drive_path(owner, folder_path, account.principal_id, with_locks=with_locks,
+                                                  standalone=method == "PUT")
         if place.locks_exist is False:
             self._no_live_locks()
         if place.folder is not None:

@@ -80,3 +80,78 @@ def tiny_drive(start_server) -> Drive:  # type: ignore[no-untyped-def]
     server = start_server(config=TINY_CONFIG)
     return Drive(server.host, server.ports["http"], lambda login, password=None, plan="standard":
                  server.make_user(login, password, plan))
+
+
+class AsgiDrive:
+    """The drive's ASGI app (``build_files_asgi``) on a test core, driven in-process; counts the requests it
+    answered without wsgidav (``direct_reads``, ``direct_puts``)."""
+
+    def __init__(self, core) -> None:  # type: ignore[no-untyped-def]
+        from kantoor.davserver.files import build_files_asgi
+
+        self.app = build_files_asgi(core.settings, core.store, core.authenticator, core.quota, workers=2)
+        # Long enough that a slow test machine never sees the remembered login expire mid-test.
+        self.app.ctx.recent_logins.ttl = 600
+        self.direct_reads = 0
+        self.direct_puts = 0
+        reads, own_file, store = self.app.reads, self.app.reads._own_file, self.app._store
+
+        def counting_reads(*args):  # type: ignore[no-untyped-def]
+            item = own_file(*args)
+            self.direct_reads += item is not None
+            return item
+
+        def counting_puts(*args):  # type: ignore[no-untyped-def]
+            stored = store(*args)
+            self.direct_puts += stored is not None
+            return stored
+
+        reads._own_file = counting_reads
+        self.app._store = counting_puts
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
+                query: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        """(status, headers with lower-case names, body) of one request to ``path`` (under ``/files``)."""
+        import asyncio
+
+        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "/files",
+                 "query_string": query, "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 5000),
+                 "headers": [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers.items()]}
+        sent: list[dict] = []
+        unread = [body]
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": unread.pop() if unread else b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(asyncio.wait_for(self.app(scope, receive, send), 30))
+        assert sent[0]["type"] == "http.response.start"
+        assert sent[-1].get("more_body", False) is False
+        headers_out = {k.decode("latin1"): v.decode("latin1") for k, v in sent[0]["headers"]}
+        return sent[0]["status"], headers_out, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.fixture
+def asgi_drive(core):  # type: ignore[no-untyped-def]
+    drive = AsgiDrive(core)
+    yield drive
+    drive.app.host.shutdown()
+
+
+@pytest.fixture
+def drive_account(core):  # type: ignore[no-untyped-def]
+    """``drive_account(login)`` → (principal id, Basic Authorization header) of a new account with WebDAV."""
+    import base64
+
+    from kantoor.auth import hash_password
+
+    def make(login: str) -> tuple[int, dict[str, str]]:
+        password = "direct-pw-1"
+        account = core.store.create_account(login, hash_password(password), "standard")
+        token = base64.b64encode(f"{login}:{password}".encode()).decode()
+        return account.principal_id, {"Authorization": f"Basic {token}"}
+
+    return make

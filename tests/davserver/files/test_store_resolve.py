@@ -62,3 +62,34 @@ def test_resolve_needs_read_and_tells_whether_any_lock_exists(core):
         from kantoor.storage.models import Lock, utcnow
         s.execute(update(Lock).where(Lock.token == expired.token).values(expires_at=utcnow()))
     assert store.resolve_drive_path(owner, "docs", owner, with_locks=True).locks_exist is False
+
+
+def test_owner_read_outside_a_request_scope_matches_the_shared_session_read(core):
+    """The owner's single-statement read (SQLite: no transaction around it) returns the same
+    folder, parent and item, every loaded column alike (timestamps aware UTC), as the read in
+    a request's shared session."""
+    store = core.store
+    owner = _account(core, "autocommit@example.org").principal_id
+    docs = store.create_collection(owner, "folder", "docs", actor=owner)
+    store.put_item(docs.id, "a.txt", b"alpha", "text/plain", actor=owner)
+    store.put_item(docs.id, "big.bin", b"x" * (store.inline_limit + 1), "application/x-big", actor=owner)
+
+    def columns(obj):  # type: ignore[no-untyped-def]
+        return None if obj is None else {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+    for path in ("", "docs", "docs/a.txt", "docs/big.bin", "docs/new.txt", "nowhere/x"):
+        for with_locks in (False, True):
+            direct = store.resolve_drive_path(owner, path, owner, with_locks=with_locks)
+            with store.request_scope():
+                standalone = store.resolve_drive_path(owner, path, owner, with_locks=with_locks, standalone=True)
+                shared = store.resolve_drive_path(owner, path, owner, with_locks=with_locks)
+            for part in ("folder", "parent", "item", "locks_exist"):
+                expected = columns(getattr(shared, part)) if part != "locks_exist" else shared.locks_exist
+                for got in (direct, standalone):
+                    value = columns(getattr(got, part)) if part != "locks_exist" else got.locks_exist
+                    assert value == expected, (path, part, with_locks)
+            if direct.item is not None:
+                assert direct.item.updated_at.tzinfo is not None
+    store.acquire_lock(f"/~{owner}/docs/a.txt", scope="exclusive", depth="0", principal="autocommit@example.org")
+    assert store.resolve_drive_path(owner, "docs/a.txt", owner, with_locks=True).locks_exist is True
+    assert store.read_body(store.resolve_drive_path(owner, "docs/a.txt", owner).item) == b"alpha"
