@@ -153,10 +153,14 @@ class SelectedMailbox:
             messages.last = uids[-1] if uid else len(uids)
         result: list[tuple[int, int]] = []
         append, count = result.append, len(uids)
+        at, previous = 0, 0  # ranges come sorted: a search starts where the one before ended
         for low, high in messages.ranges:
             if uid:
                 if low == high:  # a single UID (a syncing client's UID FETCH names many): one bisection
-                    index = bisect.bisect_left(uids, low)
+                    if low < previous:  # (not sorted after all: search everything)
+                        at = 0
+                    previous = low
+                    at = index = bisect.bisect_left(uids, low, at)
                     if index < count and uids[index] == low:
                         append((index + 1, low))
                     continue

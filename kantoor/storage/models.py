@@ -203,7 +203,6 @@ class Item(Base):
     name: Mapped[str] = mapped_column(String(1024))  # DAV href segment / file name
     uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # IMAP UID
     blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True, index=True)
-    inline_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     etag: Mapped[str] = mapped_column(String(80))
     content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
@@ -242,6 +241,9 @@ class Item(Base):
     imap_bodystructure: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     imap_body: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     sent_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    # Last in the row (migration 0007): SQLite keeps a row's columns in this order and a body of tens of KiB
+    # in overflow pages, so every column before it is read without walking the body's pages.
+    inline_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 # --- IMAP mail index tables (issue 5, migration 0004) ----------------------------------------

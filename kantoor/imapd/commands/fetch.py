@@ -2,8 +2,10 @@
 
 A FETCH of metadata only (FLAGS, UID, ENVELOPE, BODYSTRUCTURE, BODY, RFC822.SIZE,
 INTERNALDATE, MODSEQ) is answered from the Store rows in a worker thread, every
-line formatted there and written at once: the blob is never opened (the Store
-keeps ENVELOPE/BODYSTRUCTURE since delivery). A FETCH that needs bytes (BODY[...],
+line formatted there and written at once (a large one, FETCH 1:* of a big
+mailbox, batch by batch so the client reads while the rest is built): the blob
+is never opened (the Store keeps ENVELOPE/BODYSTRUCTURE since delivery), and
+only the cached forms the FETCH names are read. A FETCH that needs bytes (BODY[...],
 RFC822*) goes through Twisted's per-message writer, each message's bytes read in
 a worker thread just before it is sent; sections are cut from the raw bytes so
 they are byte-exact, and partial fetches answer ``BODY[...]<origin>``.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -130,9 +133,10 @@ def _flags_item() -> RowItem:
 def _cached_item(name: bytes, attribute: str) -> RowItem:
     """ENVELOPE / BODYSTRUCTURE / BODY: the wire form the Store keeps since delivery."""
     prefix = name + b" "
+    value = operator.attrgetter(attribute)
 
     def item(row: MessageRow, recent: bool) -> bytes:
-        return prefix + (getattr(row, attribute) or "NIL").encode("latin-1")
+        return prefix + (value(row) or "NIL").encode("latin-1")
 
     return item
 
@@ -183,8 +187,17 @@ def metadata_line(seq: int, row: MessageRow, query: list[Any], uid: bool, recent
 
 def metadata_lines(pairs: list[tuple[int, MessageRow]], items: list[RowItem], recent: set[int]) -> bytes:
     """The untagged FETCH responses of ``pairs`` from the rows alone, as one string (one copy)."""
-    return b"".join([b"* %d FETCH (%b)\r\n" % (seq, b" ".join([item(row, row.uid in recent) for item in items]))
-                     for seq, row in pairs])
+    return b"".join(metadata_pieces(pairs, items, recent))
+
+
+def metadata_pieces(pairs: list[tuple[int, MessageRow]], items: list[RowItem], recent: set[int]) -> list[bytes]:
+    """The untagged FETCH responses of ``pairs`` from the rows alone, one per message."""
+    if len(items) == 2:  # e.g. FLAGS ENVELOPE, what clients list a mailbox with: no list and join per message
+        first, second = items
+        return [b"* %d FETCH (%b %b)\r\n" % (seq, first(row, row.uid in recent), second(row, row.uid in recent))
+                for seq, row in pairs]
+    return [b"* %d FETCH (%b)\r\n" % (seq, b" ".join([item(row, row.uid in recent) for item in items]))
+            for seq, row in pairs]
 
 
 # A plan step of a FETCH whose only byte-reading items are whole messages (BODY[], BODY.PEEK[], RFC822, with or
@@ -217,8 +230,9 @@ def whole_message_plan(query: list[Any], uid: bool) -> list[_Step] | None:
 
 
 def render_whole_messages(batch: list[tuple[int, MessageRow]], bodies: dict[int, bytes], steps: list[_Step],
-                          recent: set[int]) -> bytes:
-    """The FETCH responses of ``batch`` by a :func:`whole_message_plan`: each body copied once, into the result."""
+                          recent: set[int]) -> list[bytes]:
+    """The FETCH responses of ``batch`` by a :func:`whole_message_plan`, as pieces: the caller joins them once
+    (each body copied once)."""
     out: list[bytes] = []
     append = out.append
     for seq, row in batch:
@@ -238,7 +252,19 @@ def render_whole_messages(batch: list[tuple[int, MessageRow]], bodies: dict[int,
             append(b"%b {%d}\r\n" % (label, len(piece)))  # the literal (RFC 3501 4.3)
             append(piece)
         append(b")\r\n")
-    return b"".join(out)
+    return out
+
+
+def cache_needed(query: list[Any]) -> frozenset[str]:
+    """Which of the Store's ENVELOPE / BODYSTRUCTURE / BODY wire forms (MessageRow attributes) ``query`` writes:
+    only those are read (a BODYSTRUCTURE can be longer than the rest of the row)."""
+    names = set()
+    for part in query:
+        if part.type in ("envelope", "bodystructure"):
+            names.add(part.type)
+        elif part.type == "body" and _is_row_item(part):
+            names.add("body")
+    return frozenset(names)
 
 
 def marks_seen(query: list[Any]) -> bool:
@@ -288,8 +314,7 @@ class FetchCommand:
             return
         chosen = mbox.select(messages, bool(uid))
         need = bytes_needed(query)
-        cached = any(p.type in ("envelope", "bodystructure") or (p.type == "body" and not (
-            p.header or p.text or p.mime or p.empty)) for p in query)
+        cached = cache_needed(query)
         seen = mbox.isWriteable() and marks_seen(query)
         dates = any(p.type == "internaldate" for p in query)  # parsing timestamps costs on SQLite: only if asked
         # Read, not copied (a copy cost the whole mailbox after a first SELECT): the set changes only on the
@@ -311,6 +336,13 @@ class FetchCommand:
 
         if need is None:
             items = row_items(query, bool(uid))
+            if len(chosen) > METADATA_BATCH:
+                # A FETCH 1:* of a large mailbox: written batch by batch, so the client reads the first
+                # responses while the next are read and formatted (as Dovecot streams them), instead of
+                # waiting for the whole answer to be built.
+                self._hold()
+                _MetadataWriter(self, tag, chosen, items, cached, dates, changed_since, recent).start()
+                return
 
             def lines() -> bytes:
                 with mbox.storage.request_scope():  # the command's reads share one session
@@ -331,15 +363,15 @@ class FetchCommand:
         # bodies with the rows: one query for the whole answer. A larger one reads them batch by batch.
         writer.with_bodies = need == "full" and len(chosen) <= BATCH_MESSAGES
 
-        def rows_and_first_batch() -> tuple[bytes, int]:
+        def rows_and_first_batch() -> tuple[_Rendered, int]:
             # One worker round trip, and one read session, for the rows and the first batch of bodies
-            # (often the whole answer).
+            # (often the whole answer, its tagged OK included).
             with mbox.storage.request_scope():
                 writer.pairs = rows(writer.with_bodies)
                 end = writer.batch_end(0)
-                return writer.render(writer.pairs[:end]), end
+                return writer.produce(writer.pairs[:end], end >= len(writer.pairs)), end
 
-        def spew(first: tuple[bytes, int]) -> None:
+        def spew(first: tuple[_Rendered, int]) -> None:
             for update in marked:
                 mbox.note_own_changes(update)  # this session told the client: a refresh does not repeat it
             writer.start(*first)
@@ -432,34 +464,151 @@ BATCH_BYTES = 4 * 1024 * 1024
 BATCH_MESSAGES = 256
 
 
+# What a batch renders to: its bytes, and where the tagged OK starts in them (the last batch) or None.
+_Rendered = tuple[bytes, int | None]
+
+# A FETCH of metadata only for more messages than this is written batch by batch (:class:`_MetadataWriter`);
+# the first batch is smaller, so the first responses leave soon.
+METADATA_BATCH = 2048
+METADATA_FIRST_BATCH = 512
+
+
 @implementer(IPushProducer)
-class _BodyWriter:
-    """Writes a FETCH that needs message bytes: batches of messages read and rendered in a worker thread.
+class _BatchWriter:
+    """Writes a long FETCH answer batch by batch, each read and rendered in a worker thread (:meth:`render`).
 
     Registered as the transport's streaming producer, so a slow reader pauses it
     (no more than one batch is buffered beyond what the socket takes), and the
-    reactor never reads or parses a body.
+    reactor never reads or formats the messages.
     """
+
+    def __init__(self, server: Any, tag: bytes, pairs: list[Any]) -> None:
+        self.server, self.tag, self.pairs = server, tag, pairs
+        self.position = 0
+        self.paused = False
+        self.waiting = False  # a batch is done and the next waits for resumeProducing
+        self.stopped = False
+        self.timeout = None
+
+    def start(self, first: _Rendered = (b"", None), position: int = 0) -> None:
+        """Send ``first`` (``produce(pairs[:position])``), then the rest batch by batch."""
+        self.timeout = self.server.setTimeout(None)  # a long FETCH is not an idle client
+        self.server.transport.registerProducer(self, True)
+        self.position = position
+        self._written(first)
+
+    def batch_end(self, start: int) -> int:
+        raise NotImplementedError
+
+    def render(self, batch: list[Any]) -> list[bytes]:
+        """The responses of ``batch`` (worker thread), as pieces to join."""
+        raise NotImplementedError
+
+    def produce(self, batch: list[Any], last: bool) -> _Rendered:
+        """The bytes of ``batch`` (worker thread), joined once. The last batch ends with the tagged OK, and its
+        offset is returned: written after the bodies, the OK made the transport copy the whole answer again
+        (Twisted joins what was written in one reactor turn) just to append one line."""
+        pieces = self.render(batch)
+        if not last:
+            return b"".join(pieces), None
+        ok_at = sum(map(len, pieces))
+        pieces.append(self.tag + b" OK FETCH completed\r\n")
+        return b"".join(pieces), ok_at
+
+    def _next(self) -> None:
+        if self.stopped:
+            return
+        if self.position >= len(self.pairs):
+            self._finish(None)
+            return
+        end = self.batch_end(self.position)
+        batch, self.position = self.pairs[self.position:end], end
+        deferToThread(self.produce, batch, end >= len(self.pairs)).addCallbacks(self._written, self._finish)
+
+    def _written(self, rendered: _Rendered) -> None:
+        if self.stopped:
+            return
+        data, ok_at = rendered
+        if ok_at is not None:
+            # Untagged responses queued meanwhile (Twisted's ``_queuedAsync``) must precede the tagged OK:
+            # then the OK is cut off and sent after them, as sendPositiveResponse does.
+            told = not self.server._queuedAsync
+            self.server.transport.write(data if told else data[:ok_at])
+            self._finish(None, told)
+            return
+        if data:
+            self.server.transport.write(data)
+        if self.paused:
+            self.waiting = True
+        else:
+            self._next()
+
+    def _finish(self, failure: Failure | None, answered: bool = False) -> None:
+        self.server.transport.unregisterProducer()
+        self.server.setTimeout(self.timeout)
+        if failure is not None:
+            self._failed(failure)
+        elif not answered:
+            self.server.sendPositiveResponse(self.tag, b"FETCH completed")
+        self.server._release()
+
+    def _failed(self, failure: Failure) -> None:
+        # Part of the answer may be on the wire already: log it and answer NO rather than hang.
+        log.error("FETCH failed: %s", failure.getTraceback())
+        self.server.sendNegativeResponse(self.tag, b"[SERVERBUG] FETCH failed")
+
+    # -- IPushProducer
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        if self.waiting:
+            self.waiting = False
+            self._next()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True
+
+
+class _MetadataWriter(_BatchWriter):
+    """A FETCH of metadata only (FLAGS, ENVELOPE, …) of many messages: each batch's rows read in one query and
+    formatted in a worker thread. Each batch is its own read (a message expunged meanwhile is left out, as
+    in the body path; flags are as they are when the batch is read, RFC 3501 7.4.2 allows no less)."""
+
+    def __init__(self, server: Any, tag: bytes, chosen: list[tuple[int, int]], items: list[RowItem],
+                 cached: frozenset[str], dates: bool, changed_since: int | None, recent: set[int]) -> None:
+        super().__init__(server, tag, chosen)
+        self.mbox = server.mbox
+        self.items, self.cached, self.dates = items, cached, dates
+        self.changed_since, self.recent = changed_since, recent
+
+    def batch_end(self, start: int) -> int:
+        return min(len(self.pairs), start + (METADATA_FIRST_BATCH if start == 0 else METADATA_BATCH))
+
+    def render(self, batch: list[tuple[int, int]]) -> list[bytes]:
+        with self.mbox.storage.request_scope():
+            pairs = self.mbox.rows(batch, cached=self.cached, dates=self.dates)
+        if self.changed_since is not None:
+            pairs = [(seq, row) for seq, row in pairs if row.modseq > self.changed_since]
+        return metadata_pieces(pairs, self.items, self.recent)
+
+    def _failed(self, failure: Failure) -> None:
+        self.server._refuse(failure, self.tag)  # e.g. the read right taken away meanwhile: NO [NOPERM]
+
+
+class _BodyWriter(_BatchWriter):
+    """Writes a FETCH that needs message bytes: batches of messages read and rendered in a worker thread."""
 
     def __init__(self, server: Any, tag: bytes, mbox: Any, pairs: list[tuple[int, MessageRow]], query: list[Any],
                  uid: bool, headers_only: bool) -> None:
-        self.server, self.tag, self.mbox, self.pairs = server, tag, mbox, pairs
+        super().__init__(server, tag, pairs)
+        self.mbox = mbox
         self.query, self.uid, self.headers_only = query, uid, headers_only
         # BODY[] / BODY.PEEK[] / RFC822 alone (what syncing clients fetch) are written from the raw bytes
         # without a StoredMessage or MIME tree per message; None: every message goes through render_message.
         self.plan = None if headers_only else whole_message_plan(query, uid)
         self.with_bodies = False  # the rows carry their inline bodies (MessageRow.inline_body)
-        self.position = 0
-        self.paused = False
-        self.waiting = False  # a batch is done and the next waits for resumeProducing
-        self.stopped = False
-
-    def start(self, first: bytes, position: int) -> None:
-        """Send ``first`` (the rendered ``pairs[:position]``), then the rest batch by batch."""
-        self.timeout = self.server.setTimeout(None)  # a long FETCH is not an idle client
-        self.server.transport.registerProducer(self, True)
-        self.position = position
-        self._written(first)
 
     def batch_end(self, start: int) -> int:
         """Where the batch starting at ``start`` ends: at most BATCH_MESSAGES messages and BATCH_BYTES (but one)."""
@@ -470,10 +619,10 @@ class _BodyWriter:
             end += 1
         return end
 
-    def render(self, batch: list[tuple[int, MessageRow]]) -> bytes:
-        """The FETCH responses of ``batch`` (worker thread): bodies read in one Store call."""
+    def render(self, batch: list[tuple[int, MessageRow]]) -> list[bytes]:
+        """The FETCH responses of ``batch`` (worker thread), as pieces: bodies read in one Store call."""
         if not batch:
-            return b""
+            return []
         store = self.server.context.store
         limit = HEADER_READ_LIMIT if self.headers_only else None
         if self.with_bodies:  # the rows were read with their inline bodies, under the command's read check
@@ -496,48 +645,4 @@ class _BodyWriter:
                 self.server.render_message(seq, msg, self.query, self.uid, out)
             finally:
                 msg.unload()
-        return b"".join(out)
-
-    def _next(self) -> None:
-        if self.stopped:
-            return
-        if self.position >= len(self.pairs):
-            self._finish(None)
-            return
-        end = self.batch_end(self.position)
-        batch, self.position = self.pairs[self.position:end], end
-        deferToThread(self.render, batch).addCallbacks(self._written, self._finish)
-
-    def _written(self, data: bytes) -> None:
-        if self.stopped:
-            return
-        if data:
-            self.server.transport.write(data)
-        if self.paused:
-            self.waiting = True
-        else:
-            self._next()
-
-    def _finish(self, failure: Failure | None) -> None:
-        self.server.transport.unregisterProducer()
-        self.server.setTimeout(self.timeout)
-        if failure is not None:
-            # Part of the answer may be on the wire already: log it and answer NO rather than hang.
-            log.error("FETCH failed: %s", failure.getTraceback())
-            self.server.sendNegativeResponse(self.tag, b"[SERVERBUG] FETCH failed")
-        else:
-            self.server.sendPositiveResponse(self.tag, b"FETCH completed")
-        self.server._release()
-
-    # -- IPushProducer
-    def pauseProducing(self) -> None:  # noqa: N802
-        self.paused = True
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.paused = False
-        if self.waiting:
-            self.waiting = False
-            self._next()
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.stopped = True
+        return out
