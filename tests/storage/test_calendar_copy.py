@@ -27,6 +27,7 @@ def test_copy_is_atomic_with_quota_rights_uid_blob_and_dead_properties(open_test
     me = ann.principal_id
     cal = store.find_collection(me, "calendar", "calendar", me)
     work = store.create_collection(me, "calendar", "work", actor=me, components="VEVENT")
+    store.inline_limit = 16 * 1024  # the plan's 60 kB hold two copies of a body that is a blob file
     big = _event("big", padding=25_000)  # over the inline limit: a blob file
     item, _ = store.put_item(cal.id, "big.ics", big, "text/calendar", actor=me)
     assert item.blob_sha256 is not None

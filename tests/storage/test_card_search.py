@@ -101,7 +101,7 @@ def test_cards_stored_before_indexing_are_indexed_on_demand(core) -> None:  # ty
 
     ann = core.store.create_account("ann@example.org", "", "standard")
     book = core.store.find_collection(ann.principal_id, "addressbook", "contacts", ann.principal_id)
-    big = CARD.replace("NOTE:FN:not a name", "NOTE:" + "x" * 40_000).encode()  # kept in a blob file
+    big = CARD.replace("NOTE:FN:not a name", "NOTE:" + "x" * 80_000).encode()  # kept in a blob file
     item, _ = core.store.put_item(book.id, "big.vcf", big, "text/vcard", actor=ann.principal_id)
     assert item.blob_sha256 is not None
     with core.engine.begin() as conn:  # as migration 0003 leaves a card it could not read

@@ -23,7 +23,7 @@ BIG = (
     + base64.encodebytes(TEXT.encode()) +
     b"--XyZ\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n"
     b"Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-    + base64.encodebytes(b"\x00secret-in-attachment" * 1200) + b"--XyZ--\r\n"
+    + base64.encodebytes(b"\x00secret-in-attachment" * 3600) + b"--XyZ--\r\n"
 )
 SMALL = b"From: Ann <ann@example.net>\r\nSubject: Lunch\r\n\r\nsee you at noon\r\n"
 

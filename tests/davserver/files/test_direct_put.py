@@ -20,6 +20,8 @@ def test_plain_put_matches_wsgidavs_answer_and_stored_file(core, asgi_drive, dri
     owner, auth = drive_account(login)
     drive = asgi_drive
     store = core.store
+    # Small enough that a body a direct PUT takes (up to PREREAD_LIMIT) can still be a blob file.
+    store.inline_limit = 4096
     docs = store.create_collection(owner, "folder", "docs", actor=owner)
     drive.request("GET", f"/files/{login}/docs/", auth)  # a full check: the login is remembered
     # X-OC-Mtime changes nothing here (wsgidav's honor_mtime_header is off), but hands the PUT to wsgidav.
