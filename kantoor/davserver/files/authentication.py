@@ -132,7 +132,7 @@ class DriveAuthenticator(HTTPAuthenticator):
     """wsgidav's authenticator with a Basic parser that answers 401, never 500, to a malformed header."""
 
     def handle_basic_auth_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not _password_may_travel(environ, self.domain_controller.ctx.settings.auth.allow_plaintext_on_loopback):
+        if not password_may_travel(environ, self.domain_controller.ctx.settings.auth.allow_plaintext_on_loopback):
             # RFC 7617 §4 / RFC 8314: a password in clear text only on loopback; refused
             # before it is even checked, with a reason the user can act on.
             raise DAVError(HTTP_FORBIDDEN, "Passwords are not accepted over plain HTTP; use https:// for the drive")
@@ -154,7 +154,7 @@ class DriveAuthenticator(HTTPAuthenticator):
         return self.next_app(environ, start_response)
 
 
-def _password_may_travel(environ: dict, plaintext_on_loopback: bool) -> bool:
+def password_may_travel(environ: dict, plaintext_on_loopback: bool) -> bool:
     """True over TLS, or over plain HTTP from a loopback address when the settings allow it."""
     if environ.get("wsgi.url_scheme") == "https":
         return True

@@ -31,7 +31,7 @@ class DriveContext:
     dav_config: dict[str, Any] | None = None
 
     def guess_environ(self) -> dict[str, Any]:
-        """The part of a WSGI environ a content-type guess reads (see resources._content_type)."""
+        """The part of a WSGI environ a content-type guess reads (see resources.guessed_content_type)."""
         return {"wsgidav.config": self.dav_config}
 
 

@@ -44,8 +44,8 @@ from wsgidav.dav_error import HTTP_CREATED, DAVError
 from wsgidav.lock_man.lock_manager import normalize_lock_root
 
 from kantoor.davserver.files.context import DriveContext
-from kantoor.davserver.files.direct_read import DirectReads, _HttpDate, own_drive_path, plain_request_by
-from kantoor.davserver.files.resources import HREF_SAFE, _content_type, folder_key
+from kantoor.davserver.files.direct_read import DirectReads, HttpDate, own_drive_path, plain_request_by
+from kantoor.davserver.files.resources import HREF_SAFE, folder_key, guessed_content_type
 from kantoor.davserver.wsgi_host import PREREAD_LIMIT, ClientDisconnected, RequestBody
 from kantoor.storage.locks import WriteClaim
 from kantoor.storage.models import Account
@@ -69,7 +69,7 @@ class DirectPuts:
         self.reads = reads
         self.host = reads.host
         self.ctx = ctx
-        self.dates = _HttpDate()
+        self.dates = HttpDate()
         self._created: tuple[str, bytes, bytes] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -154,7 +154,7 @@ class DirectPuts:
         root = normalize_lock_root(quote(folder_key(parent) + "/" + name, safe=HREF_SAFE))
         claim = WriteClaim(root=root, principal=account.login, tokens=frozenset())
         data = body.whole()
-        content_type = _content_type(name, declared, self.ctx.guess_environ())
+        content_type = guessed_content_type(name, declared, self.ctx.guess_environ())
         try:
             item, created = store.put_item(parent.id, name, data, content_type, actor=account.principal_id,
                                            max_size=self.ctx.settings.limits.max_upload_bytes, claim=claim)

@@ -34,9 +34,9 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
-from kantoor.davserver.files.authentication import _password_may_travel
+from kantoor.davserver.files.authentication import password_may_travel
 from kantoor.davserver.files.context import DriveContext
-from kantoor.davserver.files.resources import GROUPS, MAX_FOLDER_PATH, SHARED, _content_type, _epoch
+from kantoor.davserver.files.resources import GROUPS, MAX_FOLDER_PATH, SHARED, epoch_seconds, guessed_content_type
 from kantoor.davserver.wsgi_host import WSGIHost
 from kantoor.storage.models import Account, Item
 
@@ -53,7 +53,7 @@ DECIDING_HEADERS = frozenset({b"if", b"if-match", b"if-none-match", b"if-modifie
 BLOCK = 1024 * 1024
 
 
-class _HttpDate:
+class HttpDate:
     """``Date`` values (RFC 9110 §5.6.7), formatted once per second (formatdate was ~10 µs a request)."""
 
     def __init__(self) -> None:
@@ -74,7 +74,7 @@ class DirectReads:
     def __init__(self, host: WSGIHost, ctx: DriveContext) -> None:
         self.host = host
         self.ctx = ctx
-        self.dates = _HttpDate()
+        self.dates = HttpDate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not _has_body(scope):
@@ -95,8 +95,8 @@ class DirectReads:
         if item is None:
             return self.host.run_in_worker(loop, scope, send)
         size = int(item.size)
-        modified = _epoch(item.updated_at)
-        content_type = item.content_type or _content_type(item.name, None, self.ctx.guess_environ())
+        modified = epoch_seconds(item.updated_at)
+        content_type = item.content_type or guessed_content_type(item.name, None, self.ctx.guess_environ())
         headers = [
             (b"content-length", str(size).encode("ascii")),
             (b"last-modified", formatdate(modified, usegmt=True).encode("ascii")),
@@ -188,7 +188,7 @@ def plain_request_by(scope: Scope, ctx: DriveContext, deciding: frozenset[bytes]
         return None
     client = scope.get("client")
     transport = {"wsgi.url_scheme": scope.get("scheme", "http"), "REMOTE_ADDR": client[0] if client else ""}
-    if not _password_may_travel(transport, ctx.settings.auth.allow_plaintext_on_loopback):
+    if not password_may_travel(transport, ctx.settings.auth.allow_plaintext_on_loopback):
         return None
     return recent.lookup(authorization.decode("latin1"))
 

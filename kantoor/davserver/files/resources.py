@@ -53,7 +53,7 @@ MAX_CONTENT_TYPE = 200
 MAX_FOLDER_PATH = 1024
 
 
-def _epoch(value: dt.datetime | None) -> float | None:
+def epoch_seconds(value: dt.datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:  # SQLite hands timestamps back naive; they are UTC
@@ -347,10 +347,10 @@ class Folder(DriveResource, DAVCollection):
         return self.collection.id, None
 
     def get_creation_date(self) -> float | None:
-        return _epoch(self.collection.created_at)
+        return epoch_seconds(self.collection.created_at)
 
     def get_last_modified(self) -> float | None:
-        return _epoch(self.collection.updated_at)
+        return epoch_seconds(self.collection.updated_at)
 
     def get_used_bytes(self) -> int | None:
         return None if self.drop_only else self._drive_quota(self.collection.owner_id)[0]
@@ -432,7 +432,7 @@ class Folder(DriveResource, DAVCollection):
             # LOCK on an unmapped URL creates an empty resource (RFC 4918 §7.3).
             with store_errors():
                 item, _created = self.ctx.store.put_item(
-                    self.collection.id, name, b"", _content_type(name, None, self.environ), actor=self.actor)
+                    self.collection.id, name, b"", guessed_content_type(name, None, self.environ), actor=self.actor)
             return File(util.join_uri(self.path, name), self.environ, self.collection, item)
         # PUT: nothing is stored until the body has arrived (see Upload).
         return File(util.join_uri(self.path, name), self.environ, self.collection, None, name)
@@ -509,13 +509,13 @@ class File(DriveResource, DAVNonCollection):
     def get_content_type(self) -> str:
         if self.item is not None and self.item.content_type:
             return self.item.content_type
-        return _content_type(self.item_name, None, self.environ)
+        return guessed_content_type(self.item_name, None, self.environ)
 
     def get_creation_date(self) -> float | None:
-        return _epoch(self.item.created_at) if self.item is not None else None
+        return epoch_seconds(self.item.created_at) if self.item is not None else None
 
     def get_last_modified(self) -> float | None:
-        return _epoch(self.item.updated_at) if self.item is not None else None
+        return epoch_seconds(self.item.updated_at) if self.item is not None else None
 
     def get_etag(self) -> str | None:
         # wsgidav wants the tag without its quotes; the Store keeps them.
@@ -541,7 +541,7 @@ class File(DriveResource, DAVNonCollection):
         return self.ctx.store.open_body(self.item)
 
     def begin_write(self, *, content_type: str | None = None) -> Upload:
-        self.upload = Upload(self, _content_type(self.item_name, content_type, self.environ))
+        self.upload = Upload(self, guessed_content_type(self.item_name, content_type, self.environ))
         return self.upload
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -607,7 +607,7 @@ def _same_drive(source: Folder | File, dest_path: str) -> bool:
     return isinstance(parent, Folder) and parent.collection.owner_id == source.collection.owner_id
 
 
-def _content_type(name: str, declared: str | None, environ: dict) -> str:
+def guessed_content_type(name: str, declared: str | None, environ: dict) -> str:
     """The client's Content-Type, or a guess from the name when it sent none or a generic one."""
     declared = (declared or "").strip()
     if not declared or declared.lower().startswith("application/octet-stream"):
