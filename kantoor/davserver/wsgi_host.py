@@ -239,6 +239,26 @@ async def _no_body() -> Message:
     raise AssertionError("a body read whole has nothing more to receive")
 
 
+async def read_whole_body(loop: asyncio.AbstractEventLoop, receive: Receive, length: int) -> RequestBody | None:
+    """A Content-Length body of ``length`` bytes read whole on the loop (before a worker thread is taken);
+    None if the client went away meanwhile (nobody to answer then)."""
+    body = RequestBody(loop, receive, length)
+    if not length:
+        body.more = False  # no body: nothing to pull
+        return body
+    try:
+        await body.read_all_here()
+    except ClientDisconnected:
+        return None
+    return body
+
+
+def _environ(scope: Scope, body: RequestBody) -> dict[str, Any]:
+    environ = build_environ(scope, body)  # type: ignore[arg-type]
+    environ["wsgi.errors"] = sys.stderr
+    return environ
+
+
 class WSGIHost:
     """An ASGI app running a WSGI app in a pool of ``workers`` threads."""
 
@@ -259,20 +279,17 @@ class WSGIHost:
                 chunked = b"chunked" in value.lower()
         if length is not None and length.isdigit():
             expected = int(length)
-        body = RequestBody(loop, receive, expected)
         if not chunked and (expected or 0) <= PREREAD_LIMIT:
-            if expected:
-                try:
-                    await body.read_all_here()
-                except ClientDisconnected:
-                    return  # nobody to answer, and nothing was done
-            else:
-                body.more = False  # no body: nothing to pull
-        environ = build_environ(scope, body)  # type: ignore[arg-type]
-        environ["wsgi.errors"] = sys.stderr
+            preread = await read_whole_body(loop, receive, expected or 0)
+            if preread is None:
+                return  # nobody to answer, and nothing was done
+            body = preread
+        else:
+            body = RequestBody(loop, receive, expected)
         response = _Response(loop, send)
         context = contextvars.copy_context()
-        rest = await loop.run_in_executor(self.executor, context.run, response.run, self.app, environ)
+        rest = await loop.run_in_executor(self.executor, context.run, response.run, self.app,
+                                          _environ(scope, body))
         await response._send_all(rest)
 
     def run_in_worker(self, loop: asyncio.AbstractEventLoop, scope: Scope, send: Send,
@@ -284,9 +301,7 @@ class WSGIHost:
         if body is None:
             body = RequestBody(loop, _no_body, 0)
             body.more = False
-        environ = build_environ(scope, body)  # type: ignore[arg-type]
-        environ["wsgi.errors"] = sys.stderr
-        return _Response(loop, send).run(self.app, environ)
+        return _Response(loop, send).run(self.app, _environ(scope, body))
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

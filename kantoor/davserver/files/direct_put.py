@@ -46,7 +46,7 @@ from wsgidav.lock_man.lock_manager import normalize_lock_root
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.direct_read import DirectReads, HttpDate, own_drive_path, plain_request_by
 from kantoor.davserver.files.resources import HREF_SAFE, folder_key, guessed_content_type
-from kantoor.davserver.wsgi_host import PREREAD_LIMIT, ClientDisconnected, RequestBody
+from kantoor.davserver.wsgi_host import PREREAD_LIMIT, RequestBody, read_whole_body
 from kantoor.storage.locks import WriteClaim
 from kantoor.storage.models import Account
 from kantoor.storage.names import validate_item_name
@@ -79,14 +79,9 @@ class DirectPuts:
                 account = plain_request_by(scope, self.ctx, DECIDING_HEADERS)
                 if account is not None:
                     loop = asyncio.get_running_loop()
-                    body = RequestBody(loop, receive, length)
-                    if length:
-                        try:
-                            await body.read_all_here()
-                        except ClientDisconnected:
-                            return  # nobody to answer, and nothing was done
-                    else:
-                        body.more = False
+                    body = await read_whole_body(loop, receive, length)
+                    if body is None:
+                        return  # nobody to answer, and nothing was done
                     context = contextvars.copy_context()
                     rest = await loop.run_in_executor(self.host.executor, context.run, self._answer,
                                                       loop, scope, send, account, body)
