@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ class Kantoor:
             self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        # The throw-away data folder (database, blobs: hundreds of MB after a large run) goes with the server.
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
 def start(database_url: str = "") -> Kantoor:

@@ -5,8 +5,9 @@ compresses or inflates ratios; the CPU time a server spends on an operation hard
 Kantoor is one process with threads; Dovecot and Postfix are a master with children
 (one imap process per session, smtpd/cleanup/qmgr/virtual…). For every process in the
 tree this sums the run time of its live threads (``/proc/<pid>/task/*/schedstat``,
-nanoseconds) plus the user+system time of children it has already reaped
-(``cutime``/``cstime`` in ``/proc/<pid>/stat``, clock ticks).
+nanoseconds), the user+system time of its threads that have already ended (the process's
+``utime``/``stime`` less its live threads', clock ticks) and of children it has already
+reaped (``cutime``/``cstime`` in ``/proc/<pid>/stat``, clock ticks).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ _TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
+    return _stat_fields_of(f"/proc/{pid}/stat")
+
+
+def _stat_fields_of(path: str) -> list[str]:
+    text = Path(path).read_text()
     return text[text.rindex(")") + 2:].split()  # fields from "state" on; the name may hold spaces
 
 
@@ -46,8 +51,14 @@ def cpu_seconds(root: int) -> float:
         try:
             fields = _stat_fields(pid)
             total_ns += (int(fields[13]) + int(fields[14])) * _TICK_NS  # cutime, cstime: reaped children
+            live_ticks = 0
             for task in os.listdir(f"/proc/{pid}/task"):
                 total_ns += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+                task_fields = _stat_fields_of(f"/proc/{pid}/task/{task}/stat")
+                live_ticks += int(task_fields[11]) + int(task_fields[12])
+            # Threads that have ended (a pool's idle thread retired, a thread per request) are in the
+            # process's utime+stime but no longer in any task: add what they used, to the tick.
+            total_ns += max(0, int(fields[11]) + int(fields[12]) - live_ticks) * _TICK_NS
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue  # exited meanwhile: its time shows up in its parent's cutime
     return total_ns / 1e9
