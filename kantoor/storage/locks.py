@@ -85,7 +85,7 @@ class WriteClaim:
     tokens: frozenset[str] = frozenset()
 
 
-@functools.lru_cache(maxsize=128)  # one per path depth in use
+@functools.lru_cache(maxsize=128)  # one per number of paths in use (a path's depth, a group's paths)
 def _claim_locks(roots: int) -> Select:
     """The live locks on ``roots`` given paths (parameters ``now``, ``r0`` … ``r<roots-1>``), only the
     columns the check needs: this runs inside every claimed write's transaction. One statement per
@@ -98,22 +98,36 @@ def _claim_locks(roots: int) -> Select:
 def check_write_claim(s: Session, claim: WriteClaim, creating: bool, is_sqlite: bool) -> None:
     """Raise :class:`LockConflict` if a live lock forbids ``claim`` (RFC 4918 §7.4, §7.5): one on the
     resource itself, a depth-infinity one above it, or, for a new member, one on its parent folder."""
-    root = normalize_root(claim.root)
+    check_write_claims(s, [(claim, creating)], is_sqlite)
+
+
+def check_write_claims(s: Session, claims: Sequence[tuple[WriteClaim, bool]], is_sqlite: bool) -> None:
+    """:func:`check_write_claim` for several (claim, creating) writes of one transaction (a group of PUTs)
+    with one statement: the live locks on the paths of all of them and their ancestors."""
     if not is_sqlite:
         # Shared with other writes, exclusive with lock grants (acquire_lock): a LOCK that
         # committed before this statement is seen, and one still deciding waits for this write.
         s.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _ADVISORY_KEY})
-    ancestors = lock_ancestors(root)
-    parent = ancestors[1] if len(ancestors) > 1 else None
-    parameters: dict[str, object] = {f"r{n}": ancestor for n, ancestor in enumerate(ancestors)}
+    checks = []
+    wanted: dict[str, None] = {}  # every path looked at, once, in a fixed order
+    for claim, creating in claims:
+        root = normalize_root(claim.root)
+        ancestors = lock_ancestors(root)
+        checks.append((claim, root, ancestors[1] if creating and len(ancestors) > 1 else None))
+        wanted.update(dict.fromkeys(ancestors))
+    parameters: dict[str, object] = {f"r{n}": ancestor for n, ancestor in enumerate(wanted)}
     parameters["now"] = utcnow()
-    conflicts = [
-        lock_root for lock_root, depth, principal, token in s.connection().execute(
-            _claim_locks(len(ancestors)), parameters)
-        if (lock_root == root or depth == "infinity" or (creating and lock_root == parent))
-        and not (principal == claim.principal and token in claim.tokens)]
-    if conflicts:
-        raise LockConflict(sorted(set(conflicts)))
+    locks = s.connection().execute(_claim_locks(len(wanted)), parameters).all()
+    if not locks:
+        return
+    for claim, root, parent in checks:
+        covering = lock_ancestors(root)
+        conflicts = [
+            lock_root for lock_root, depth, principal, token in locks
+            if lock_root in covering and (lock_root == root or depth == "infinity" or lock_root == parent)
+            and not (principal == claim.principal and token in claim.tokens)]
+        if conflicts:
+            raise LockConflict(sorted(set(conflicts)))
 
 
 def _below_pattern(root: str) -> str:

@@ -93,3 +93,44 @@ def test_a_put_the_store_refuses_is_answered_by_wsgidav_and_stores_nothing(core,
     got = drive.request("PUT", f"/files/{login}/docs/big.txt", {**auth, "Content-Length": "20"}, b"y" * 20)
     assert got[0] == 413  # RFC 9110 §15.5.14
     assert [item.name for item in store.list_items(docs.id, owner)] == []
+
+
+def test_concurrent_direct_puts_each_get_their_own_answer_and_etag_rfc9110_9_3_4(core, asgi_drive, drive_account):
+    """PUTs arriving together are written together (group commit, storage/items.py); each still answers for
+    its own file: 201 for the one that created it, 204 for the ones that replaced it, the ETag it stored."""
+    import threading
+
+    login = "direct-put-together@example.org"
+    owner, auth = drive_account(login)
+    drive = asgi_drive
+    store = core.store
+    docs = store.create_collection(owner, "folder", "docs", actor=owner)
+    drive.request("GET", f"/files/{login}/docs/", auth)  # a full check: the login is remembered
+    replies: dict[tuple[int, int], tuple[int, dict[str, str], bytes]] = {}
+    start = threading.Barrier(6)
+
+    def client(worker: int) -> None:
+        start.wait()
+        for n in range(4):
+            name = "shared.bin" if n == 3 else f"w{worker}-{n}.bin"
+            body = b"worker %d file %d" % (worker, n)
+            replies[(worker, n)] = drive.request("PUT", f"/files/{login}/docs/{name}",
+                                                 {**auth, "Content-Length": str(len(body))}, body)
+
+    threads = [threading.Thread(target=client, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(replies) == 24
+    for (worker, n), (status, headers, _page) in replies.items():
+        if n == 3:
+            continue
+        assert status == 201
+        item = store.get_item(docs.id, f"w{worker}-{n}.bin", owner)
+        assert headers["etag"] == item.etag and store.read_body(item) == b"worker %d file %d" % (worker, n)
+    shared = sorted(status for (_worker, n), (status, _h, _p) in replies.items() if n == 3)
+    assert shared == [201, 204, 204, 204, 204, 204]
+    item = store.get_item(docs.id, "shared.bin", owner)
+    assert item.etag in {headers["etag"] for (_w, n), (_s, headers, _p) in replies.items() if n == 3}
+    assert store.usage(owner)["documents"] == sum(i.size for i in store.list_items(docs.id, actor=owner))
