@@ -16,6 +16,7 @@ import re
 import dns.resolver
 
 from kantoor.smtpd import org_domain
+from kantoor.smtpd.answer_cache import CachingResolver
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
 from kantoor.smtpd.trace import header_safe
 
@@ -37,28 +38,34 @@ DNS_CACHE_ENTRIES = 10_000
 
 def use_name_servers(delivery: DeliverySettings) -> None:
     """Make dnspython's default resolver (used by pyspf, dkimpy, authheaders) ask the configured servers,
-    through a TTL-respecting cache."""
+    through a TTL-respecting cache (and :mod:`kantoor.smtpd.answer_cache`'s quick way to its answers)."""
     if not delivery.dns_nameservers.strip():
+        current = dns.resolver.default_resolver
+        if isinstance(current, CachingResolver) and current.cache is not None:
+            return  # already set up from the system's configuration
         try:
-            resolver = dns.resolver.get_default_resolver()
+            resolver = CachingResolver()  # the system's configuration, as dnspython's default resolver reads it
         except dns.resolver.NoResolverConfiguration:  # no resolv.conf: the checks will say "temperror"
             return
     else:
-        resolver = dns.resolver.Resolver(configure=False)
+        resolver = CachingResolver(configure=False)
         servers = [host_port(s, 53) for s in delivery.dns_nameservers.split(",") if s.strip()]
         resolver.nameservers = [host for host, _ in servers]
         resolver.nameserver_ports = {host: port for host, port in servers}
         resolver.lifetime = 10.0
-        dns.resolver.default_resolver = resolver
-    if not isinstance(resolver.cache, dns.resolver.LRUCache):
-        resolver.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
+    resolver.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
+    dns.resolver.default_resolver = resolver
 
 
 def strip_forged(message: bytes, authserv_id: str) -> bytes:
     """``message`` without Authentication-Results fields that claim to be ours."""
-    head, sep, body = message.partition(b"\r\n\r\n")
-    if not sep:
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
         return message
+    head = message[:end]
+    if b"authentication-results" not in head.lower():
+        return message  # nothing to remove: no copy of the whole message
+    sep, body = message[end:end + 4], message[end + 4:]
     kept: list[bytes] = []
     dropping = False
     for line in head.split(b"\r\n"):
@@ -95,7 +102,7 @@ def _what_the_checks_read(message: bytes) -> bytes:
     without a signature, DKIM stops at the header (nothing to verify) and DMARC reads only From, yet
     dkimpy and authheaders each split the whole message into lines — twice the body's size of work for
     nothing. So an unsigned message is checked on its header block alone (same fields, same results)."""
-    head, sep, _ = message.partition(b"\r\n\r\n")
-    if not sep or message.startswith(b"\r\n") or b"dkim-signature" in head.lower():
+    end = message.find(b"\r\n\r\n")  # not partition(): that would copy the body only to drop it
+    if end < 0 or message.startswith(b"\r\n") or b"dkim-signature" in message[:end].lower():
         return message
-    return head + sep
+    return message[:end + 4]

@@ -140,9 +140,10 @@ class MailHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
         content = envelope.original_content or b""
-        # Scanning a large message is work for a thread, not for the loop.
-        bare = (has_bare_cr_or_lf(content) if len(content) < 4 * 1024 * 1024
-                else await asyncio.to_thread(has_bare_cr_or_lf, content))
+        bare = envelope.bare_line_ending  # KantoorSMTP's DATA reader looks while it checks the line lengths
+        if bare is None:  # read by aiosmtpd's own DATA: scanning a large message is work for a thread
+            bare = (has_bare_cr_or_lf(content) if len(content) < 4 * 1024 * 1024
+                    else await asyncio.to_thread(has_bare_cr_or_lf, content))
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")

@@ -70,3 +70,22 @@ def test_empty_message_is_accepted_as_sent(server, mail) -> None:  # type: ignor
         assert [r[:3] for r in _read_replies(sock, 3)] == [b"250", b"250", b"354"]
         sock.sendall(b".\r\nNOOP\r\n")
         assert [r[:3] for r in _read_replies(sock, 2)] == [b"250", b"250"]
+
+
+def test_bare_cr_deep_in_a_message_read_in_many_pieces_is_refused_rfc5321_section_2_3_8(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    lines = [f"line {n:06d} " + "y" * 200 for n in range(1000)]  # ~210 KiB: more than one read
+    lines[900] += "\rhidden"
+    message = mail.compose(mail.unique("bare-cr-"), "\r\n".join(lines))
+    with socket.create_connection((server.host, server.ports["smtp"]), timeout=30) as sock:
+        _session(server, sock)
+        sock.sendall(f"MAIL FROM:<sender@example.org>\r\nRCPT TO:<{login}>\r\nDATA\r\n".encode())
+        assert [r[:3] for r in _read_replies(sock, 3)] == [b"250", b"250", b"354"]
+        for start in range(0, len(message), 50_000):
+            sock.sendall(message[start:start + 50_000])
+            time.sleep(0.05)
+        sock.sendall(b".\r\nNOOP\r\n")
+        replies = _read_replies(sock, 2)
+        assert replies[0].startswith(b"554 5.5.2 ") and b"bare CR or LF" in replies[0], replies
+        assert replies[1].startswith(b"250 ")
+    assert mail.inbox(login, password) == []

@@ -377,3 +377,30 @@ def test_an_internal_fault_is_retried_and_expires_like_a_4xx_rfc5321_4_5_4_1(sta
     fake_mx.wait_for(target)
     _wait(lambda: _attempts(srv) == {})
     assert len(fake_mx.messages_for(target)) == 1
+
+
+def test_one_attempt_signs_the_message_once_per_form_for_every_next_hop_rfc6376(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # One attempt for recipients at several domains (and several MX hosts) sends the same signed bytes to
+    # each hop; a 7-bit conversion is a second form, signed once too. A new attempt signs afresh.
+    from types import SimpleNamespace
+
+    from kantoor.smtpd import queue_worker
+
+    calls: list[bytes] = []
+
+    def signed(content: bytes, domain: str, data_dir: object, selector: str) -> bytes:
+        calls.append(content)
+        return b"DKIM-Signature: x\r\n" + content
+
+    monkeypatch.setattr(queue_worker, "dkim_signed", signed)
+    monkeypatch.setattr(queue_worker, "to_seven_bit", lambda body: body.replace("é".encode(), b"=C3=A9"))
+    worker = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path), delivery=SimpleNamespace(dkim_selector="k"))
+    body = "From: <a@example.org>\r\n\r\ncafé\r\n".encode()
+    prepare = queue_worker.DeliveryWorker._prepare(worker, "a@example.org")  # type: ignore[arg-type]
+    first = [prepare(body, False) for _ in range(3)]
+    seven = [prepare(body, True) for _ in range(2)]
+    assert first == [b"DKIM-Signature: x\r\n" + body] * 3
+    assert seven == [b"DKIM-Signature: x\r\nFrom: <a@example.org>\r\n\r\ncaf=C3=A9\r\n"] * 2
+    assert len(calls) == 2
+    queue_worker.DeliveryWorker._prepare(worker, "a@example.org")(body, False)  # type: ignore[arg-type]
+    assert len(calls) == 3
