@@ -13,18 +13,39 @@ instead of uvicorn's 64 KiB) before reading from the socket pauses: a worker thr
 hashing and writing a 1 MiB piece of an upload no longer stops the client every
 64 KiB (bench/webdav.py: the event loop sat idle 70% of a large PUT). Everything
 else (keep-alive timeout, pipelining) is uvicorn's.
+
+And it lets an app take a large request body straight off the socket (:class:`RawBody`,
+offered as ``scope["extensions"]["kantoor.raw_body"]`` for a Content-Length body on a
+plain TCP connection): a worker thread then ``recv_into``'s reused buffers with the GIL
+released, instead of the event loop copying every byte three times under the GIL (uvloop's
+read, httptools' body piece, the join into an ASGI message) and handing it over piece by
+piece: a large PUT was bound by that hand-off at about 40 % of nginx's rate
+(bench/webdav.py). Reading from the transport stays paused meanwhile; once the body is
+read whole the parser starts afresh at the next request, so keep-alive and pipelining are
+unchanged; a body not read to its end closes the connection after the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+from collections import deque
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from kantoor.davserver.wsgi_host import ClientDisconnected
 
 # Request line + headers; the same bound h11 was given (h11_max_incomplete_event_size).
 MAX_HEAD_BYTES = 64 * 1024
 # Request body bytes buffered per connection before reading pauses until the app takes them.
 BODY_HIGH_WATER = 2 * 1024 * 1024
+# The scope extension under which a request's RawBody is offered.
+RAW_BODY = "kantoor.raw_body"
+# A body taken off the socket that brings nothing for this long is given up (the connection is closed).
+BODY_IDLE_TIMEOUT = 300.0
 
 _431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         b"content-type: text/plain; charset=utf-8\r\n"
@@ -57,6 +78,145 @@ class _BodyPieces:
         return b"".join(self.pieces)
 
 
+class RawBody:
+    """A request's Content-Length body, which the app may read off the socket itself (:meth:`take`)
+    rather than ``receive()`` it; offered in ``scope["extensions"][RAW_BODY]``."""
+
+    def __init__(self, protocol: BoundedHeadProtocol, cycle: RequestResponseCycle, length: int) -> None:
+        self.protocol = protocol
+        self.cycle = cycle
+        self.length = length
+        self.taken = False
+
+    def take(self) -> TakenBody | None:
+        """On the event loop: the rest of the body, to be read in a worker thread (TakenBody.readinto);
+        None if it cannot be taken (the body is complete already, or the request is over)."""
+        protocol, cycle = self.protocol, self.cycle
+        transport = protocol.transport
+        if (self.taken or protocol.cycle is not cycle or not cycle.more_body or cycle.disconnected
+                or cycle.response_complete or transport is None or transport.is_closing()):
+            return None
+        remaining = self.length - protocol._body_seen
+        sock = transport.get_extra_info("socket")
+        if remaining <= 0 or sock is None:
+            return None
+        descriptor = os.dup(sock.fileno())  # the worker's own: closing it never closes the transport's
+        protocol.flow.pause_reading()  # until the response is complete (uvicorn resumes it then)
+        body = cycle.body
+        head = list(body.pieces) if type(body) is _BodyPieces else ([bytes(body)] if body else [])
+        cycle.body = bytearray()
+        if cycle.waiting_for_100_continue:
+            # What uvicorn's receive() does before the first read (RFC 9110 §10.1.1).
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        self.taken = True
+        return TakenBody(self, head, remaining, descriptor)
+
+    def _read_whole(self) -> None:
+        """On the loop: the body was read to its end; the next bytes start the next request."""
+        protocol, cycle = self.protocol, self.cycle
+        cycle.more_body = False
+        cycle.message_event.set()
+        if protocol.cycle is cycle and protocol.parser is not None:
+            # The parser still expects the body it never saw: a new one starts at the next head.
+            protocol.parser = _request_parser(protocol)
+            protocol._in_body = False
+            protocol._head_bytes = 0
+
+    def _given_up(self, client_left: bool) -> None:
+        """On the loop: the body was not read to its end, so where the next request starts is unknown:
+        the connection ends after the answer (at once if the client left)."""
+        self.cycle.keep_alive = False
+        if client_left:
+            # As connection_lost() will say: nobody to answer (uvicorn then expects no response).
+            self.cycle.disconnected = True
+            if self.protocol.transport is not None:
+                self.protocol.transport.close()
+
+
+class TakenBody:
+    """The rest of a request body, read straight from the socket in a worker thread (blocking, GIL released)."""
+
+    def __init__(self, raw: RawBody, head: list[bytes], remaining: int, descriptor: int) -> None:
+        self.raw = raw
+        self.loop: asyncio.AbstractEventLoop = raw.protocol.loop
+        self.head = deque(piece for piece in head if piece)  # what the server had received already
+        self.remaining = remaining  # bytes still in the socket
+        self.socket = socket.socket(fileno=descriptor)
+        self.socket.settimeout(BODY_IDLE_TIMEOUT)
+        self.ended = False  # read whole, given up, or closed
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` with the next bytes (fewer if fewer came); 0 at the end of the body.
+        ClientDisconnected if the connection ends (or stays silent) before that."""
+        view = memoryview(buffer).cast("B")
+        if self.head:
+            piece = self.head.popleft()
+            count = min(len(piece), len(view))
+            view[:count] = piece[:count]
+            if count < len(piece):
+                self.head.appendleft(piece[count:])
+            return count
+        if self.remaining <= 0 or self.ended:
+            return 0
+        try:
+            count = self.socket.recv_into(view, min(len(view), self.remaining))
+        except OSError as exc:  # reset, or silent for BODY_IDLE_TIMEOUT
+            self._give_up(client_left=True)
+            raise ClientDisconnected(f"the request body could not be read: {exc}") from exc
+        if not count:
+            self._give_up(client_left=True)
+            raise ClientDisconnected(f"the body ended {self.remaining} bytes short of its Content-Length")
+        self.remaining -= count
+        if not self.remaining:
+            self.ended = True
+            self.socket.close()
+            self.loop.call_soon_threadsafe(self.raw._read_whole)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (the rest of the body if negative); b"" at its end."""
+        if size < 0:
+            size = self.remaining + sum(map(len, self.head))
+        buffer = bytearray(size)
+        count = self.readinto(buffer) if size else 0
+        return bytes(buffer[:count])
+
+    def close(self) -> None:
+        """Done with the body: if it was not read to its end, the connection closes after the answer."""
+        if not self.ended:
+            self._give_up(client_left=False)
+
+    def _give_up(self, client_left: bool) -> None:
+        if not self.ended:
+            self.ended = True
+            self.socket.close()
+            self.loop.call_soon_threadsafe(self.raw._given_up, client_left)
+
+
+def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
+    """A parser for ``protocol`` as uvicorn makes it (HttpToolsProtocol.__init__)."""
+    parser = httptools.HttpRequestParser(protocol)
+    try:
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    except AttributeError:  # httptools < 0.6.3
+        pass
+    return parser
+
+
+def _plain_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length of a request with exactly one, in digits, and no Transfer-Encoding; else None."""
+    found = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            if found is not None or not value.strip().isdigit():
+                return None
+            found = int(value)
+    return found
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request head over ``max_head_bytes`` with 431."""
 
@@ -67,6 +227,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes of the current request's head seen so far
         self._in_body = False  # the current request's head is complete
         self._refused = False
+        self._body_seen = 0  # body bytes of the current request the parser has handed over
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -103,13 +264,21 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if type(cycle.body) is not _BodyPieces:
             cycle.body = _BodyPieces(cycle.body)
         cycle.body += body
+        self._body_seen += len(body)
         if len(cycle.body) > BODY_HIGH_WATER:
             self.flow.pause_reading()
         cycle.message_event.set()
 
     def on_headers_complete(self) -> None:
         self._in_body = True
+        self._body_seen = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
+            # Plain TCP only: under TLS the bytes on the socket are not the body.
+            length = _plain_length(self.headers)
+            if length:
+                self.scope.setdefault("extensions", {})[RAW_BODY] = RawBody(self, cycle, length)  # type: ignore[typeddict-item]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -118,4 +287,4 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
 
-__all__ = ["BODY_HIGH_WATER", "MAX_HEAD_BYTES", "BoundedHeadProtocol"]
+__all__ = ["BODY_HIGH_WATER", "MAX_HEAD_BYTES", "RAW_BODY", "BoundedHeadProtocol", "RawBody", "TakenBody"]

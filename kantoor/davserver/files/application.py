@@ -24,9 +24,9 @@ from kantoor.davserver.files.browser import DriveDirBrowser, redirect_bare_mount
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.direct_put import DirectPuts
 from kantoor.davserver.files.direct_read import DirectReads
+from kantoor.davserver.files.direct_upload import DirectUploads
 from kantoor.davserver.files.locking import DatabaseLockManager
 from kantoor.davserver.files.provider import DriveProvider
-from kantoor.davserver.wsgi_host import WSGIHost
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
 
@@ -37,10 +37,12 @@ def build_files_asgi(settings: Settings, store: Store, authenticator: Authentica
                      workers: int = 16) -> DirectPuts:
     """The WebDAV drive as the ASGI app the server mounts at ``/files``: plain reads and small plain PUTs of
     one's own files answered directly (:mod:`~kantoor.davserver.files.direct_read`,
-    :mod:`~kantoor.davserver.files.direct_put`), everything else by wsgidav in ``workers`` threads."""
+    :mod:`~kantoor.davserver.files.direct_put`), large plain PUTs of them stored from the socket by the
+    WSGI host (:mod:`~kantoor.davserver.files.direct_upload`), everything else by wsgidav in ``workers``
+    threads."""
     ctx = DriveContext(settings=settings, store=store, authenticator=authenticator, quota=quota,
                        recent_logins=RecentLogins())
-    host = WSGIHost(build_files_app(settings, store, authenticator, quota, ctx=ctx), workers=workers)
+    host = DirectUploads(build_files_app(settings, store, authenticator, quota, ctx=ctx), ctx, workers=workers)
     return DirectPuts(DirectReads(host, ctx), ctx)
 
 

@@ -35,21 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
-
-from wsgidav.dav_error import HTTP_CREATED, DAVError
-from wsgidav.lock_man.lock_manager import normalize_lock_root
 
 from kantoor.davserver.files.context import DriveContext
-from kantoor.davserver.files.direct_read import DirectReads, HttpDate, own_drive_path, plain_request_by
-from kantoor.davserver.files.resources import HREF_SAFE, folder_key, guessed_content_type
+from kantoor.davserver.files.direct_read import DirectReads, plain_request_by
+from kantoor.davserver.files.direct_write import StoredAnswers, plain_put_place, store_as_wsgidav
 from kantoor.davserver.wsgi_host import PREREAD_LIMIT, RequestBody, read_whole_body
-from kantoor.storage.locks import WriteClaim
-from kantoor.storage.models import Account
-from kantoor.storage.names import validate_item_name
+from kantoor.storage.models import Account, Item
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -69,8 +62,7 @@ class DirectPuts:
         self.reads = reads
         self.host = reads.host
         self.ctx = ctx
-        self.dates = HttpDate()
-        self._created: tuple[str, bytes, bytes] | None = None
+        self.answers = StoredAnswers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "PUT":
@@ -96,68 +88,20 @@ class DirectPuts:
         stored = self._store(scope, account, body)
         if stored is None:
             return self.host.run_in_worker(loop, scope, send, body)
-        etag, created = stored
-        headers: list[tuple[bytes, bytes]]
-        if created:
-            content_type, page = self._created_page()
-            headers = [(b"content-type", content_type.encode("latin1")), (b"date", self.dates.now()),
-                       (b"content-length", str(len(page)).encode("ascii")), (b"etag", etag)]
-            status = 201
-        else:
-            page = b""
-            headers = [(b"content-length", b"0"), (b"date", self.dates.now()), (b"etag", etag)]
-            status = 204
-        return [{"type": "http.response.start", "status": status, "headers": headers},
-                {"type": "http.response.body", "body": page, "more_body": False}]
+        return self.answers.stored(*stored)
 
-    def _created_page(self) -> tuple[str, bytes]:
-        """wsgidav's ``201 Created`` page (DAVError.get_response_page), which ends with the time it is made:
-        built once, then only the time is put in (building it whole was 5 % of a small PUT's CPU)."""
-        if self._created is None:
-            content_type, page = DAVError(HTTP_CREATED).get_response_page()
-            # The page ends "… - <str(datetime.now())>\n</body></html>" (html_escape leaves that text alone).
-            head, _, _stamp = page.rpartition(b" - ")
-            self._created = (content_type, head + b" - ", b"\n</body></html>")
-            assert page.endswith(self._created[2]), "wsgidav's status page changed its form"
-        content_type, head, tail = self._created
-        return content_type, head + str(datetime.datetime.now()).encode("ascii") + tail
-
-    def _store(self, scope: Scope, account: Account, body: RequestBody) -> tuple[bytes, bool] | None:
-        """(ETag header value, created) once the Store took the body; None if wsgidav is to handle the PUT
-        (nothing was stored then)."""
-        path = own_drive_path(scope, account)
-        if path is None:
+    def _store(self, scope: Scope, account: Account, body: RequestBody) -> tuple[Item, bool] | None:
+        """(item, created) once the Store took the body; None if wsgidav is to handle the PUT (nothing was
+        stored then)."""
+        found = plain_put_place(self.ctx, scope, account)
+        if found is None:
             return None
-        name = path.rpartition("/")[2]
         try:
-            validate_item_name(name)
-        except ValueError:
-            return None
-        store = self.ctx.store
-        try:
-            place = store.resolve_drive_path(account.principal_id, path, account.principal_id,
-                                             with_locks=True, standalone=True)
-        except Exception:
-            return None
-        if place.folder is not None or place.parent is None or place.locks_exist is not False:
-            return None
-        parent = place.parent
-        # CONTENT_TYPE as the WSGI environ has it (repeated headers joined with ",").
-        declared = ",".join(value.decode("latin1") for header, value in scope["headers"]
-                            if header == b"content-type") or None
-        # As wsgidav's PUT: Upload.writelines with File(...).get_ref_url() as the claimed lock root.
-        root = normalize_lock_root(quote(folder_key(parent) + "/" + name, safe=HREF_SAFE))
-        claim = WriteClaim(root=root, principal=account.login, tokens=frozenset())
-        data = body.whole()
-        content_type = guessed_content_type(name, declared, self.ctx.guess_environ())
-        try:
-            item, created = store.put_item(parent.id, name, data, content_type, actor=account.principal_id,
-                                           max_size=self.ctx.settings.limits.max_upload_bytes, claim=claim)
+            return store_as_wsgidav(self.ctx, scope, account, *found, body.whole())
         except Exception:
             # Refused (quota, size, a lock granted meanwhile …) or failed: nothing was stored;
             # wsgidav runs the PUT again, with the body still unread, and answers it its way.
             return None
-        return b'"' + item.etag.strip('"').encode("ascii") + b'"', created
 
 
 def _content_length(scope: Scope) -> int | None:
