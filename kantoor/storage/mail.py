@@ -14,6 +14,7 @@ written together in one (group commit), each caller returning after that commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import threading
 import time
@@ -21,21 +22,32 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from kantoor.storage import raw_statements as raw
 from kantoor.storage.errors import NotFound, StorageError
 from kantoor.storage.indexing import ItemIndex
 from kantoor.storage.mail_flags import check_flags_size, is_private_view, split_flags
-from kantoor.storage.mail_views import _INSERT_HEADERS, _INSERT_TEXT, MailViewsMixin, _index_columns
+from kantoor.storage.mail_views import MailViewsMixin, _index_columns
 from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
-from kantoor.storage.models import Collection, Item, MailUserFlags, MessageFlags, utcnow
+from kantoor.storage.models import (
+    Change,
+    Collection,
+    Item,
+    MailUserFlags,
+    MessageFlags,
+    MessageHeader,
+    MessageText,
+    utcnow,
+)
 from kantoor.storage.names import normalize_flags
 from kantoor.storage.shared_mail import SharedMailMixin
-from kantoor.storage.transactions import _INSERT_CHANGE, Body, body_columns, insert_detached_many
+from kantoor.storage.transactions import Body, _insert_columns, _row_values, body_columns
 
 
 @dataclass
@@ -98,38 +110,90 @@ def _renew_blob_writer_after_fork() -> None:
 os.register_at_fork(after_in_child=_renew_blob_writer_after_fork)
 
 
-_ITEMS = Item.__table__
 _COLLECTIONS = Collection.__table__
-_UPDATE_MAILBOX = (update(_COLLECTIONS).where(_COLLECTIONS.c.id == bindparam("mailbox"))
-                   .values(uidnext=bindparam("new_uidnext"), modseq=bindparam("new_modseq"),
-                           updated_at=bindparam("new_updated_at")))
-_MAILBOX_COUNTERS = ("uidnext", "modseq", "updated_at")
-_INSERT_FLAGS = insert(MessageFlags.__table__)
-# An APPEND's mailbox by name (MailMixin._resolve_named). In a PostgreSQL group only the id is read: the row is
-# then locked and loaded by id in the group's lock order, and the counters the delivery uses are the ones read
-# under the lock, never an older unlocked read kept by the session's identity map.
-_MAILBOX_ID_BY_PATH = select(_COLLECTIONS.c.id).where(
-    _COLLECTIONS.c.owner_id == bindparam("owner"), _COLLECTIONS.c.kind == "mailbox",
-    _COLLECTIONS.c.path == bindparam("path"))
-_MAILBOX_BY_PATH = select(Collection).where(
-    Collection.owner_id == bindparam("owner"), Collection.kind == "mailbox", Collection.path == bindparam("path"))
-_MAILBOX_BY_PATH_FOR_UPDATE = _MAILBOX_BY_PATH.with_for_update()
 
 
-def _save_mailbox_counters(s: Session) -> None:
-    """Write the UID and modseq counters of the mailboxes this transaction delivered to with one Core UPDATE
-    each, and tell the ORM they are saved (its unit of work for the one changed Collection cost more than
-    the statement). Only these columns: nothing else of a mailbox changes in a delivery. Called last in the
-    transaction: the mailboxes then leave the session, since an object once changed stays on the session's
-    dirty list (set_committed_value does not take it off) and the commit would run a flush over it that
-    finds nothing to write — ~4 % of an APPEND's CPU."""
-    locked = s.info.pop("locked_mailboxes", {})
-    for coll in locked.values():
-        s.connection().execute(_UPDATE_MAILBOX, {"mailbox": coll.id, "new_uidnext": coll.uidnext,
-                                                 "new_modseq": coll.modseq, "new_updated_at": coll.updated_at})
-        for attribute in _MAILBOX_COUNTERS:
-            set_committed_value(coll, attribute, getattr(coll, attribute))
-        s.expunge(coll)
+@dataclass
+class _MailStatements:
+    """A delivery's statements, compiled for one dialect (see :mod:`kantoor.storage.raw_statements`)."""
+
+    mailbox_id_by_path: raw.RawStatement
+    claim_by_path: raw.RawStatement
+    claim_by_id: raw.RawStatement
+    insert_change: raw.RawStatement
+    insert_item: raw.RawStatement
+    insert_flags: raw.RawStatement
+    insert_header: raw.RawStatement
+    insert_text: raw.RawStatement
+
+
+def _claim(where: Any) -> Any:
+    """Take ``n`` UIDs and modseqs from a mailbox's counters and return its row (locking it on PostgreSQL,
+    as SELECT … FOR UPDATE did: the UPDATE holds the row until commit)."""
+    c = _COLLECTIONS.c
+    return (update(_COLLECTIONS).where(where)
+            .values(uidnext=c.uidnext + bindparam("n"), modseq=c.modseq + bindparam("n"), updated_at=bindparam("now"))
+            .returning(*_COLLECTIONS.columns))
+
+
+@functools.cache
+def _statements(dialect: Dialect) -> _MailStatements:
+    c = _COLLECTIONS.c
+    by_path = and_(c.owner_id == bindparam("owner"), c.kind == "mailbox", c.path == bindparam("path"))
+    items = Item.__table__
+    return _MailStatements(
+        mailbox_id_by_path=raw.RawStatement(select(c.id).where(by_path), dialect),
+        claim_by_path=raw.RawStatement(_claim(by_path), dialect),
+        claim_by_id=raw.RawStatement(_claim(c.id == bindparam("mailbox")), dialect),
+        insert_change=raw.RawStatement(insert(Change.__table__), dialect,
+                                       ["collection_id", "modseq", "item_name", "item_uid", "kind", "at"], many=True),
+        insert_item=raw.RawStatement(insert(items).returning(items.c.id), dialect,
+                                     [key for key, _call, _default in _insert_columns(items)]),
+        insert_flags=raw.RawStatement(insert(MessageFlags.__table__), dialect,
+                                      ["item_id", "collection_id", "uid", "flags", "modseq"], many=True),
+        insert_header=raw.RawStatement(insert(MessageHeader.__table__), dialect, ["item_id", "name", "value"],
+                                       many=True),
+        insert_text=raw.RawStatement(insert(MessageText.__table__), dialect, ["item_id", "body"], many=True),
+    )
+
+
+@dataclass
+class _Claimed:
+    """A mailbox locked in this transaction with ``left`` UIDs and modseqs taken for its new messages.
+
+    ``mailbox`` is detached and holds the counters as committed (``uidnext`` past the last UID taken)."""
+
+    mailbox: Collection
+    uid: int  # the next UID to hand out
+    modseq: int  # the last modseq handed out
+    left: int
+
+    @classmethod
+    def taken(cls, row: dict[str, Any], n: int) -> _Claimed:
+        mailbox = Collection()
+        mailbox.__dict__.update(row)  # every column, as a load would give them (not instrumented sets)
+        make_transient_to_detached(mailbox)
+        return cls(mailbox, row["uidnext"] - n, row["modseq"] - n, n)
+
+    def next(self) -> tuple[int, int]:
+        """(UID, modseq) of the next message to this mailbox."""
+        if self.left <= 0:
+            raise StorageError("more messages than UIDs taken")
+        uid = self.uid
+        self.uid += 1
+        self.modseq += 1
+        self.left -= 1
+        return uid, self.modseq
+
+
+def _group_sizes(batch: list[_Delivery], mailboxes: dict[int, _Claimed]) -> dict[int, int]:
+    """Bytes the group adds per mailbox owner."""
+    sizes: dict[int, int] = {}
+    for job in batch:
+        for mailbox_id in job.mailbox_ids:
+            owner_id = mailboxes[mailbox_id].mailbox.owner_id
+            sizes[owner_id] = sizes.get(owner_id, 0) + job.stored.size
+    return sizes
 
 
 class MailMixin(MailViewsMixin, SharedMailMixin):
@@ -303,20 +367,15 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             if len(batch) > 1:
                 try:
                     with self.write() as s:
+                        now = utcnow()
                         for job in batch:
-                            # On PostgreSQL only the ids here: the mailboxes are locked below, in one order.
-                            self._resolve_named(s, job, load=self._is_sqlite)
-                        if not self._is_sqlite:
-                            # PostgreSQL: lock every mailbox of the group in one order first (a group
-                            # spans several callers' lock orders); SQLite's BEGIN IMMEDIATE locked all.
-                            for mailbox_id in sorted({m for job in batch for m in job.mailbox_ids}):
-                                self._locked_mailbox(s, mailbox_id)
+                            self._resolve_named(s, job)
+                        mailboxes = self._claim_mailboxes(s, batch, now)
                         # Quota: one reservation per owner for the whole group (if it does not fit,
                         # the group fails and each message is tried alone below, as quota decides).
-                        for owner_id, size in self._group_sizes(s, batch).items():
+                        for owner_id, size in _group_sizes(batch, mailboxes).items():
                             self.quota.reserve(s, owner_id, "mail", size)
-                        results = self._write_deliveries(s, batch, reserve=False)
-                        _save_mailbox_counters(s)
+                        results = self._write_deliveries(s, batch, mailboxes, now, reserve=False)
                 except Exception:  # noqa: BLE001 - redone one by one below, where each gets its own error
                     pass
                 else:
@@ -326,9 +385,15 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             for job in batch:
                 try:
                     with self.write() as s:
-                        self._resolve_named(s, job, load=True)
-                        job.result = self._write_deliveries(s, [job])[0]
-                        _save_mailbox_counters(s)
+                        now = utcnow()
+                        if job.named is not None:
+                            # One statement finds the APPEND's mailbox, locks it and takes its UID and modseq.
+                            mailboxes = {}
+                            claimed = self._claim_named(s, job, now)
+                            mailboxes[claimed.mailbox.id] = claimed
+                        else:
+                            mailboxes = self._claim_mailboxes(s, [job], now)
+                        job.result = self._write_deliveries(s, [job], mailboxes, now)[0]
                 except BaseException as exc:  # handed to the caller's thread
                     job.error = exc
         finally:
@@ -337,66 +402,71 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                     job.error = StorageError("delivery interrupted")
                 job.done = True
 
-    def _resolve_named(self, s: Session, job: _Delivery, load: bool) -> None:
+    def _resolve_named(self, s: Session, job: _Delivery) -> None:
         """An APPEND's mailbox id, looked up again in every transaction the delivery is tried in (it may have
-        been renamed or deleted since the last one). With ``load`` the mailbox is also locked and loaded by
-        the same statement (as :meth:`_locked_mailbox` would by id: one statement less per APPEND); without,
-        only its id is read, for the caller to lock in its own order."""
+        been renamed or deleted since the last one); the caller then locks it in its own order."""
         if job.named is None:
             return
         owner_id, path = job.named
-        params = {"owner": owner_id, "path": path}
-        if load:
-            locked: dict[int, Collection] = s.info.setdefault("locked_mailboxes", {})
-            coll = s.scalar(_MAILBOX_BY_PATH if self._is_sqlite else _MAILBOX_BY_PATH_FOR_UPDATE, params)
-            if coll is not None:
-                # Already locked in this transaction (SQLite group: another message to it): the same object.
-                coll = locked.setdefault(coll.id, coll)
-            mailbox_id = None if coll is None else coll.id
-        else:
-            mailbox_id = s.connection().execute(_MAILBOX_ID_BY_PATH, params).scalar()
-        if mailbox_id is None:
+        rows = raw.returning(s, _statements(self.engine.dialect).mailbox_id_by_path, {"owner": owner_id, "path": path})
+        if not rows:
             raise NotFound(f"no mailbox {path!r}")
-        job.mailbox_ids = [mailbox_id]
+        job.mailbox_ids = [rows[0]["id"]]
 
-    def _locked_mailbox(self, s: Session, mailbox_id: int) -> Collection:
-        """:meth:`_locked_collection`, once per transaction (a group writes several messages to one INBOX)."""
-        locked: dict[int, Collection] = s.info.setdefault("locked_mailboxes", {})
-        coll = locked.get(mailbox_id)
-        if coll is None:
-            coll = locked[mailbox_id] = self._locked_collection(s, mailbox_id)
-        return coll
+    def _claim_named(self, s: Session, job: _Delivery, now: dt.datetime) -> _Claimed:
+        """A single APPEND's mailbox by (owner, path), locked, with one UID and modseq taken from its counters
+        by one ``UPDATE … RETURNING`` (the ORM load of the mailbox and the UPDATE of its counters after were a
+        SELECT, an UPDATE and ~10 % of an APPEND's CPU). Authorisation follows; a refusal rolls it back."""
+        assert job.named is not None
+        owner_id, path = job.named
+        rows = raw.returning(s, _statements(self.engine.dialect).claim_by_path,
+                             {"owner": owner_id, "path": path, "n": 1, "now": now})
+        if not rows:
+            raise NotFound(f"no mailbox {path!r}")
+        claimed = _Claimed.taken(rows[0], 1)
+        job.mailbox_ids = [claimed.mailbox.id]
+        return claimed
 
-    def _group_sizes(self, s: Session, batch: list[_Delivery]) -> dict[int, int]:
-        """Bytes the group adds per mailbox owner."""
-        sizes: dict[int, int] = {}
-        for job in batch:
+    def _claim_mailboxes(self, s: Session, jobs: list[_Delivery], now: dt.datetime) -> dict[int, _Claimed]:
+        """Every mailbox ``jobs`` deliver to, locked in id order (two groups never deadlock on PostgreSQL;
+        SQLite's BEGIN IMMEDIATE already locked everything), each with as many UIDs and modseqs taken from its
+        counters as messages go to it, by one ``UPDATE … RETURNING`` per mailbox."""
+        counts: dict[int, int] = {}
+        for job in jobs:
             for mailbox_id in job.mailbox_ids:
-                owner_id = self._locked_mailbox(s, mailbox_id).owner_id
-                sizes[owner_id] = sizes.get(owner_id, 0) + job.stored.size
-        return sizes
+                counts[mailbox_id] = counts.get(mailbox_id, 0) + 1
+        claim = _statements(self.engine.dialect).claim_by_id
+        mailboxes: dict[int, _Claimed] = {}
+        for mailbox_id in sorted(counts):
+            rows = raw.returning(s, claim, {"mailbox": mailbox_id, "n": counts[mailbox_id], "now": now})
+            if not rows:
+                raise NotFound(f"no collection {mailbox_id}")
+            mailboxes[mailbox_id] = _Claimed.taken(rows[0], counts[mailbox_id])
+        return mailboxes
 
-    def _write_deliveries(self, s: Session, jobs: list[_Delivery], reserve: bool = True) -> list[dict[int, Item]]:
-        """The rows of ``jobs``' messages in every mailbox of each, in the caller's write transaction (each
-        message's quota reserved here unless the caller reserved it); per job its new items by mailbox id.
+    def _write_deliveries(self, s: Session, jobs: list[_Delivery], mailboxes: dict[int, _Claimed], now: dt.datetime,
+                          reserve: bool = True) -> list[dict[int, Item]]:
+        """The rows of ``jobs``' messages in every mailbox of each (claimed by the caller, see
+        :meth:`_claim_mailboxes`), in the caller's write transaction (each message's quota reserved here
+        unless the caller reserved it); per job its new items by mailbox id.
 
-        Checks, UIDs and modseqs go message by message as before; the rows then go in with one statement per
-        table for all messages (blob references, change log, items with RETURNING, flag rows, header rows,
-        text rows): a group of several messages no longer pays SQLAlchemy's per-statement cost once per row
-        and message. The change events are one per mailbox, for its last message (as
-        :meth:`_record_changes`): a listener (IMAP IDLE) reads the change log, not the event's item."""
+        Checks, UIDs and modseqs go message by message; the rows then go in with raw DBAPI statements
+        (:mod:`kantoor.storage.raw_statements`): one per item (with RETURNING id), one executemany per table
+        for the rest (change log, flag rows, header rows, text rows). The change events are one per mailbox,
+        for its last message (as :meth:`_record_changes`): a listener (IMAP IDLE) reads the change log, not
+        the event's item."""
+        statements = _statements(self.engine.dialect)
         results: list[dict[int, Item]] = []
         new: list[tuple[Item, _Delivery]] = []
         private_flags: list[MailUserFlags] = []
-        touched: dict[int, Collection] = {}
         changes: list[dict[str, object]] = []
-        now = utcnow()
         for job in jobs:
             items: dict[int, Item] = {}
             system, keywords = split_flags(job.flags)
             columns = {**body_columns(job.stored, job.sha, "message/rfc822", job.index), **_index_columns(job.cache)}
             for mailbox_id in job.mailbox_ids:
-                coll = self._locked_mailbox(s, mailbox_id)
+                claimed = mailboxes[mailbox_id]
+                coll = claimed.mailbox
                 if coll.kind != "mailbox":
                     raise NotFound("not a mailbox")
                 if job.named is not None:
@@ -405,38 +475,36 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                 self.access.authorize(s, job.actor, "bind", coll)
                 if reserve:
                     self.quota.reserve(s, coll.owner_id, "mail", job.stored.size)
-                uid = coll.uidnext
-                coll.uidnext = uid + 1
-                coll.modseq += 1
-                touched[coll.id] = coll
+                uid, modseq = claimed.next()
                 private = is_private_view(coll, job.actor)
-                # The row's values go into a bare Item's __dict__ (committed by insert_detached_many right after
-                # the INSERT), not through ~40 instrumented attribute sets: ~0.1 ms per message.
+                # The row's values go into a bare Item's __dict__ (committed by make_transient_to_detached right
+                # after the INSERT), not through ~40 instrumented attribute sets: ~0.1 ms per message.
                 item = Item()
                 item.__dict__.update(columns, collection_id=coll.id, name=str(uid), uid=uid, created_at=now,
-                                     internaldate=job.internaldate or now, modseq=coll.modseq,
+                                     internaldate=job.internaldate or now, modseq=modseq,
                                      flags=" ".join(keywords if private else job.flags))
-                changes.append({"collection_id": coll.id, "modseq": coll.modseq, "item_name": item.name,
+                changes.append({"collection_id": coll.id, "modseq": modseq, "item_name": item.name,
                                 "item_uid": uid, "kind": "created", "at": now})
                 new.append((item, job))
                 if private and system:
                     private_flags.append(MailUserFlags(item_id=None, principal_id=job.actor, collection_id=coll.id,
-                                                       flags=" ".join(system), modseq=coll.modseq))
+                                                       flags=" ".join(system), modseq=modseq))
                 items[mailbox_id] = item
             results.append(items)
-        conn = s.connection()
         self._reference_blobs(s, [job.stored for item, job in new])
-        conn.execute(_INSERT_CHANGE, changes)
-        for coll in touched.values():
-            coll.updated_at = now
+        raw.execute_many(s, statements.insert_change, changes)
+        for claimed in mailboxes.values():
+            coll = claimed.mailbox
             self._announce_change(s, coll, "created", coll.modseq, str(coll.uidnext - 1), coll.uidnext - 1)
-        insert_detached_many(s, [item for item, _job in new])
-        conn.execute(_INSERT_FLAGS, [{"item_id": item.id, "collection_id": item.collection_id, "uid": item.uid,
-                                      "flags": item.flags, "modseq": item.modseq} for item, _job in new])
-        headers = [{"item_id": item.id, "name": n, "value": v} for item, job in new for n, v in job.cache.headers]
-        if headers:
-            conn.execute(_INSERT_HEADERS, headers)
-        conn.execute(_INSERT_TEXT, [{"item_id": item.id, "body": job.cache.text} for item, job in new])
+        for item, _job in new:
+            item.id = raw.execute(s, statements.insert_item, _row_values(item)).fetchall()[0][0]
+            make_transient_to_detached(item)
+        raw.execute_many(s, statements.insert_flags, [
+            {"item_id": item.id, "collection_id": item.collection_id, "uid": item.uid, "flags": item.flags,
+             "modseq": item.modseq} for item, _job in new])
+        raw.execute_many(s, statements.insert_header, [
+            {"item_id": item.id, "name": n, "value": v} for item, job in new for n, v in job.cache.headers])
+        raw.execute_many(s, statements.insert_text, [{"item_id": item.id, "body": job.cache.text} for item, job in new])
         if private_flags:
             by_mailbox_and_modseq = {(item.collection_id, item.modseq): item.id for item, _job in new}
             for row in private_flags:

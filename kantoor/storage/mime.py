@@ -160,6 +160,8 @@ class MimePart:
         self.header_block, self.body = split_header(raw)
         self._headers: Message | None = None
         self._parts: list[MimePart] | None = None
+        self._first: dict[str, str] | None = None
+        self._type: tuple[str, str] | None = None
 
     @property
     def headers(self) -> Message:
@@ -167,14 +169,33 @@ class MimePart:
             self._headers = parse_header_block(self.header_block)
         return self._headers
 
+    def content_type(self) -> tuple[str, str]:
+        """(main type, subtype) as ``email`` gives them (text/plain by default), worked out once: the index
+        asks each part several times, and every ask scanned and lower-cased all its header names."""
+        if self._type is None:
+            main, _, sub = self.headers.get_content_type().partition("/")
+            self._type = (main, sub)
+        return self._type
+
+    def first_headers(self) -> dict[str, str]:
+        """Each header field's first value as IMAP sends it (:func:`header_text`), by lower-case name, in the
+        message's order: built once per part (ENVELOPE and BODYSTRUCTURE ask for a dozen fields)."""
+        if self._first is None:
+            first: dict[str, str] = {}
+            for name, value in self.headers.raw_items():
+                key = name.lower()
+                if key not in first:
+                    first[key] = header_text(value)
+            self._first = first
+        return self._first
+
     def getHeaders(self, negate: bool, *names: bytes | str) -> dict[str, str]:  # noqa: N802 (Twisted's name)
         wanted = {(n.decode("ascii", "replace") if isinstance(n, bytes) else n).lower() for n in names}
-        result: dict[str, str] = {}
-        for name, value in self.headers.raw_items():
-            key = name.lower()
-            if wanted and (key in wanted) == negate:
-                continue
-            result.setdefault(key, header_text(value))
+        first = self.first_headers()
+        if wanted:
+            result = {key: value for key, value in first.items() if (key in wanted) != negate}
+        else:
+            result = dict(first)
         if "content-type" in wanted and not negate and "content-type" not in result:
             # RFC 2045 5.2: no Content-Type means text/plain in US-ASCII (BODYSTRUCTURE needs it spelled out).
             result["content-type"] = "text/plain; charset=us-ascii"
@@ -187,7 +208,7 @@ class MimePart:
         return len(self.raw)
 
     def _boundary(self) -> bytes | None:
-        if self.headers.get_content_maintype() != "multipart":
+        if self.content_type()[0] != "multipart":
             return None
         boundary = self.headers.get_boundary()
         return boundary.encode("utf-8", "surrogateescape") if boundary else None

@@ -142,3 +142,23 @@ def test_a_group_follows_its_administrators_plan_change(tiny_core) -> None:  # t
 def test_reserving_for_an_owner_that_does_not_exist_fails_loudly(tiny_core) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(LookupError), tiny_core.store.write() as s:
         tiny_core.quota.reserve(s, 999_999, "documents", 1)
+
+
+def test_a_reservation_is_undone_with_the_write_that_made_it(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    """reserve() runs on the write transaction's own connection: a rollback takes the reservation back, the
+    capacity is the exact limit, and shrinking stops at zero."""
+    account = tiny_core.store.create_account("undo@example.org", "", "tiny")
+    owner = account.principal_id
+    with pytest.raises(RuntimeError), tiny_core.store.write() as s:
+        tiny_core.quota.reserve(s, owner, "mail", 60_000)
+        raise RuntimeError("the write fails after its reservation")
+    assert tiny_core.store.usage(owner).get("mail", 0) == 0
+    with tiny_core.store.write() as s:
+        tiny_core.quota.reserve(s, owner, "mail", 100_000)  # exactly the capacity
+    with pytest.raises(QuotaExceeded) as info, tiny_core.store.write() as s:
+        tiny_core.quota.reserve(s, owner, "mail", 1)
+    assert (info.value.used, info.value.capacity) == (100_000, 100_000)
+    assert tiny_core.store.usage(owner)["mail"] == 100_000
+    with tiny_core.store.write() as s:
+        tiny_core.quota.reserve(s, owner, "mail", -250_000)
+    assert tiny_core.store.usage(owner)["mail"] == 0
