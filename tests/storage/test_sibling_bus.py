@@ -92,3 +92,52 @@ def test_a_send_only_process_reaches_the_listening_ones(tmp_path: Path) -> None:
     finally:
         sending.stop()
         listening.stop()
+
+
+def test_a_process_without_listeners_goes_quiet_and_a_subscription_makes_it_reachable(tmp_path: Path) -> None:
+    """A sibling with no IMAP session to tell is sent nothing; a new listener hears every event committed after
+    its subscribe() returned (an IDLE push must not be lost to the optimisation)."""
+    directory = tmp_path / "siblings"
+    writer, idle = Notifier(), Notifier()
+    bus_writer = SiblingBus(directory, writer, identity="writer")
+    bus_idle = SiblingBus(directory, idle, identity="idle")
+    bus_writer.start()
+    bus_idle.start()
+    try:
+        # Nobody listens in either process: both announce themselves quiet, and nothing is sent.
+        assert sorted(p.name for p in directory.iterdir()) == ["idle.quiet", "writer.quiet"]
+        writer.publish(_event(1))
+        heard: list[ChangeEvent] = []
+        unsubscribe = idle.subscribe(heard.append)
+        assert sorted(p.name for p in directory.iterdir()) == ["idle", "writer.quiet"]  # before subscribe returned
+        writer.publish(_event(2))
+        _wait_for(heard, 1)
+        time.sleep(0.1)
+        assert heard == [_event(2)]
+        # The listener leaves; the next event finds nobody and the process goes quiet again (lazily).
+        unsubscribe()
+        writer.publish(_event(3))
+        deadline = time.monotonic() + 5
+        while (directory / "idle").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(p.name for p in directory.iterdir()) == ["idle.quiet", "writer.quiet"]
+        idle.subscribe(heard.append)
+        writer.publish(_event(4))
+        _wait_for(heard, 2)
+        assert heard == [_event(2), _event(4)]
+    finally:
+        bus_idle.stop()
+        bus_writer.stop()
+    assert list(directory.iterdir()) == []
+
+
+def test_a_dead_quiet_sibling_is_forgotten_at_the_next_start(tmp_path: Path) -> None:
+    directory = tmp_path / "siblings"
+    directory.mkdir()
+    (directory / "gone.quiet").touch()  # a process that died without stopping its bus
+    bus = SiblingBus(directory, Notifier(), identity="new")
+    bus.start()
+    try:
+        assert sorted(p.name for p in directory.iterdir()) == ["new.quiet"]
+    finally:
+        bus.stop()

@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, _parseMbox
 
 from kantoor.imapd.mailbox import Changes
@@ -69,7 +68,7 @@ class AppendCommand:
             self.sendPositiveResponse(tag, reply)
             return None
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: self._in_thread(work), done)
 
     auth_APPEND = (do_APPEND, IMAP4Server.arg_astring, IMAP4Server.opt_plist, IMAP4Server.opt_datetime,
                    arg_message_literal)
