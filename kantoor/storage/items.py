@@ -8,10 +8,8 @@ that commit; a group that fails is written again PUT by PUT.
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import Select, and_, bindparam, delete, insert, inspect, select, update
@@ -22,8 +20,8 @@ from kantoor.storage.errors import (
     AlreadyExists,
     NotFound,
     PreconditionFailed,
-    StorageError,
 )
+from kantoor.storage.group_commit import GroupCommit, GroupJob
 from kantoor.storage.indexing import ItemIndex, index_for
 from kantoor.storage.locks import WriteClaim, check_write_claim, check_write_claims
 from kantoor.storage.models import (
@@ -175,7 +173,7 @@ def _insert_new_items(s: Session, items: list[Item], inserts: dict[int, _ItemRow
 
 
 @dataclass
-class _Put:
+class _Put(GroupJob):
     """One put_item call, its body stored and indexed, waiting to be written."""
 
     collection_id: int
@@ -188,27 +186,10 @@ class _Put:
     if_match: str | None
     if_none_match: bool
     claim: WriteClaim | None
-    result: tuple[Item, bool] | None = None
-    error: BaseException | None = None
-    done: bool = False
 
 
-@dataclass
-class _PutGroup:
-    """This Store's PUTs waiting for a write transaction, and the lock whoever writes them holds."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the fields below
-    leader: threading.Lock = field(default_factory=threading.Lock)
-    pending: list[_Put] = field(default_factory=list)
-    writing: int = 0  # PUTs in the group being written now
-    seen: int = 0  # the most PUTs waiting or being written at once since the last group was picked
-    arrived: threading.Condition = field(init=False)  # notified (under ``lock``) when a PUT joins ``pending``
-
-    def __post_init__(self) -> None:
-        self.arrived = threading.Condition(self.lock)
-
-
-# How long the first PUT of a group waits for the others it expects before it writes. Expected: as many PUTs as
+# How long the first PUT of a group waits for the others it expects before it writes (GroupCommit's
+# expect_recent). Expected: as many PUTs as
 # were waiting or being written at once while the last group was written (PostgreSQL's commit_delay with
 # commit_siblings is the same idea). Without it, eight WebDAV clients split into two groups of ~4 that
 # take turns, each writing while the other's clients are away for their answers, and every PUT
@@ -255,7 +236,7 @@ class ItemsMixin(StoreBase):
         (:class:`~kantoor.storage.locks.WriteClaim`); a conflict raises LockConflict.
 
         Concurrent calls in this process share a write transaction (group commit, see
-        :meth:`_commit_puts`); each returns once its item is committed.
+        :meth:`_put_group`); each returns once its item is committed.
         """
         job = self._prepare_put(collection_id, name, body, content_type, actor, if_match, if_none_match,
                                 max_size, index, claim)
@@ -327,75 +308,30 @@ class ItemsMixin(StoreBase):
             self.access.authorize(s, job.actor, "write", coll, existing)
 
     # ------------------------------------------------------------------ group commit of PUTs
-    def _put_group(self) -> _PutGroup:
+    def _put_group(self) -> GroupCommit[_Put]:
         group = self.__dict__.get("_puts")
         if group is None:
-            group = self.__dict__.setdefault("_puts", _PutGroup())  # atomic: one per Store
+            group = self.__dict__.setdefault("_puts", GroupCommit(  # atomic: one per Store
+                self._writer_turn, self._write_put_group, self._write_put, gather_seconds=_GATHER_SECONDS,
+                expect_recent=True, pick=_one_per_name))
         return group
 
     def _run_put(self, job: _Put) -> tuple[Item, bool]:
         """Write ``job`` together with the PUTs waiting at the same time (group commit); its result once
-        committed. The thread that gets the group's turn first writes everything pending then; the others
-        find their PUT done when they get the turn."""
+        committed."""
         self.end_shared_read()  # what this thread reads after returning must see the PUT
-        group = self._put_group()
-        with group.lock:
-            group.pending.append(job)
-            group.seen = max(group.seen, group.writing + len(group.pending))
-            group.arrived.notify_all()
-        while not job.done:
-            with group.leader:
-                if job.done:
-                    break
-                with group.lock:
-                    expected, deadline = group.seen, time.monotonic() + _GATHER_SECONDS
-                    while len(group.pending) < expected and (left := deadline - time.monotonic()) > 0:
-                        group.arrived.wait(left)
-                # SQLite: the group is picked once it is this process's turn to write, so that what
-                # arrives while another process writes joins it (as deliveries do, storage/mail.py).
-                with self._writer_turn():
-                    with group.lock:
-                        batch, group.pending = _one_per_name(group.pending)
-                        group.writing = len(batch)
-                        group.seen = len(batch) + len(group.pending)
-                    try:
-                        self._commit_puts(batch)
-                    finally:
-                        with group.lock:
-                            group.writing = 0
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        return self._put_group().run(job)
 
-    def _commit_puts(self, batch: list[_Put]) -> None:
+    def _write_put_group(self, batch: list[_Put]) -> list[tuple[Item, bool]]:
         """The PUTs of ``batch`` in ONE write transaction: BEGIN, the collection's lock and modseq update, the
         quota update, the commit and its fsync are paid once per group (with eight WebDAV clients they were
-        most of a small PUT's write). Each caller still returns only after that commit. If anything in the
-        group fails (a quota, a lock, a precondition, the commit), nothing of it is kept and each PUT is
-        written again alone, so that one PUT's refusal is never another's."""
-        try:
-            if len(batch) > 1:
-                try:
-                    with self.write() as s:
-                        results = self._put_together(s, batch)
-                except Exception:  # noqa: BLE001 - redone one by one below, where each gets its own answer
-                    pass
-                else:
-                    for job, result in zip(batch, results, strict=True):
-                        job.result = result
-                    return
-            for job in batch:
-                try:
-                    with self.write() as s:
-                        job.result = self._put_one(s, job)
-                except BaseException as exc:  # handed to the caller's thread
-                    job.error = exc
-        finally:
-            for job in batch:
-                if job.result is None and job.error is None:
-                    job.error = StorageError("write interrupted")
-                job.done = True
+        most of a small PUT's write). Any failure: the group commit writes each again alone."""
+        with self.write() as s:
+            return self._put_together(s, batch)
+
+    def _write_put(self, job: _Put) -> tuple[Item, bool]:
+        with self.write() as s:
+            return self._put_one(s, job)
 
     def _put_together(self, s: Session, jobs: list[_Put]) -> list[tuple[Item, bool]]:
         """The rows of several PUTs (at most one per collection and name) in the caller's write transaction:

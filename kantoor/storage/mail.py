@@ -16,11 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -31,6 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from kantoor.storage import raw_statements as raw
 from kantoor.storage.errors import NotFound, StorageError
+from kantoor.storage.group_commit import GroupCommit, GroupJob
 from kantoor.storage.indexing import ItemIndex
 from kantoor.storage.mail_flags import check_flags_size, is_private_view, split_flags
 from kantoor.storage.mail_views import MailViewsMixin, _index_columns
@@ -51,7 +50,7 @@ from kantoor.storage.transactions import Body, _insert_columns, _row_values, bod
 
 
 @dataclass
-class _Delivery:
+class _Delivery(GroupJob):
     """One deliver_message_to_mailboxes call, prepared (body stored, index computed), waiting to be written."""
 
     mailbox_ids: list[int]
@@ -62,33 +61,17 @@ class _Delivery:
     flags: list[str]
     actor: int | None
     internaldate: dt.datetime | None
-    result: dict[int, Item] | None = None
-    error: BaseException | None = None
-    done: bool = False
     # IMAP APPEND names its mailbox (owner, path): it is looked up in each write transaction the delivery
     # is tried in (see MailMixin.append_message), which then fills ``mailbox_ids`` and ``mailboxes``.
     named: tuple[int, str] | None = None
     mailboxes: dict[int, Collection] = field(default_factory=dict)
 
 
-@dataclass
-class _DeliveryGroup:
-    """This Store's deliveries waiting for a transaction, and the lock whoever writes them holds."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards ``pending`` and ``preparing``
-    leader: threading.Lock = field(default_factory=threading.Lock)
-    pending: list[_Delivery] = field(default_factory=list)
-    preparing: int = 0  # deliveries storing and indexing their message now, about to join ``pending``
-    arrived: threading.Condition = field(init=False)  # notified (under ``lock``) when ``preparing`` drops
-
-    def __post_init__(self) -> None:
-        self.arrived = threading.Condition(self.lock)
-
-
 # How long a group's leader waits for deliveries still being prepared (body stored, message indexed) in this
-# process before it writes: a transaction costs ~1 ms of CPU alone and ~0.5 ms per message in a group of four
-# (SQLite; the page writes and the statements are shared), and with several SMTP sessions per process the
-# groups were ~1.7 messages. Bounded, and no wait at all when nobody else is preparing (one IMAP session).
+# process (GroupCommit.preparing) before it writes: a transaction costs ~1 ms of CPU alone and ~0.5 ms per
+# message in a group of four (SQLite; the page writes and the statements are shared), and with several SMTP
+# sessions per process the groups were ~1.7 messages. Bounded, and no wait at all when nobody else is
+# preparing (one IMAP session).
 _GATHER_SECONDS = 0.002
 
 
@@ -274,24 +257,15 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         Per mailbox: the ``bind`` right, quota, the next UID, the change log; the body
         is stored once and indexed once (before the transaction). Returns the new item by
         mailbox id once it is committed. Concurrent calls in this process share a
-        transaction (group commit, see :meth:`_commit_deliveries`).
+        transaction (group commit, see :meth:`_delivery_group`).
         """
         with self._preparing():
             job = self._prepare_delivery(mailbox_ids, raw, actor, max_size, flags, internaldate)
         return self._run_delivery(job)
 
-    @contextmanager
-    def _preparing(self) -> Iterator[None]:
+    def _preparing(self) -> AbstractContextManager[None]:
         """Count a delivery as being prepared while the block runs (see ``_GATHER_SECONDS``)."""
-        group = self._delivery_group()
-        with group.lock:
-            group.preparing += 1
-        try:
-            yield
-        finally:
-            with group.lock:
-                group.preparing -= 1
-                group.arrived.notify_all()
+        return self._delivery_group().preparing()
 
     def _prepare_delivery(self, mailbox_ids: Iterable[int], raw: bytes | BinaryIO, actor: int | None,
                           max_size: int | None, flags: Iterable[str], internaldate: dt.datetime | None) -> _Delivery:
@@ -308,27 +282,7 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
     def _run_delivery(self, job: _Delivery) -> dict[int, Item]:
         """Write ``job`` (group commit) and return its items once committed."""
         self.end_shared_read()  # what this thread reads after returning must see the delivery
-        group = self._delivery_group()
-        with group.lock:
-            group.pending.append(job)
-        with group.leader:
-            if not job.done:  # nobody took it along yet: lead a group of what is waiting now
-                deadline = time.monotonic() + _GATHER_SECONDS
-                with group.lock:
-                    while group.preparing and (left := deadline - time.monotonic()) > 0:
-                        group.arrived.wait(left)
-                # On SQLite the group is taken only once it is this process's turn to write (the gate is
-                # re-entrant, so the transactions below pass it at once): what arrives while another server
-                # process writes joins this group instead of waiting for a transaction of its own. Taken
-                # before the gate, two processes wrote groups of ~1.9 messages (bench/smtp.py's load).
-                with self._writer_turn():
-                    with group.lock:
-                        batch, group.pending = group.pending, []
-                    self._commit_deliveries(batch)
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        return self._delivery_group().run(job)
 
     def _store_and_index(self, raw: bytes | BinaryIO, max_size: int | None) -> tuple[Body, str, MessageIndex]:
         """The body stored (durably) and the message indexed, before any transaction.
@@ -350,57 +304,41 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                 data = fh.read(MAX_PARSE)
         return stored, sha, index_message_bytes(data)
 
-    def _delivery_group(self) -> _DeliveryGroup:
+    def _delivery_group(self) -> GroupCommit[_Delivery]:
         group = self.__dict__.get("_deliveries")
         if group is None:
-            group = self.__dict__.setdefault("_deliveries", _DeliveryGroup())  # atomic: one per Store
+            # Group commit (kantoor.storage.group_commit): a "250" after DATA still means the message is stored.
+            # Begin, collection lock, collection update and commit are paid once per group instead of once per
+            # message: with concurrent SMTP sessions that was a sixth of the CPU per message.
+            group = self.__dict__.setdefault("_deliveries", GroupCommit(
+                self._writer_turn, self._write_delivery_group, self._write_delivery,
+                gather_seconds=_GATHER_SECONDS, interrupted="delivery interrupted"))  # atomic: one per Store
         return group
 
-    def _commit_deliveries(self, batch: list[_Delivery]) -> None:
-        """Group commit: the deliveries waiting together go into ONE write transaction, and each caller
-        returns only after that commit (a "250" after DATA still means the message is stored). Begin,
-        collection lock, collection update and commit are paid once per group instead of once per
-        message: with concurrent SMTP sessions that was a sixth of the CPU per message. If anything in
-        the group fails (a full mailbox, a missing one, a failed commit), nothing of it is kept and each
-        delivery is done again in a transaction of its own, so one caller's failure is never another's."""
-        try:
-            if len(batch) > 1:
-                try:
-                    with self.write() as s:
-                        now = utcnow()
-                        for job in batch:
-                            self._resolve_named(s, job)
-                        mailboxes = self._claim_mailboxes(s, batch, now)
-                        # Quota: one reservation per owner for the whole group (if it does not fit,
-                        # the group fails and each message is tried alone below, as quota decides).
-                        for owner_id, size in _group_sizes(batch, mailboxes).items():
-                            self.quota.reserve(s, owner_id, "mail", size)
-                        results = self._write_deliveries(s, batch, mailboxes, now, reserve=False)
-                except Exception:  # noqa: BLE001 - redone one by one below, where each gets its own error
-                    pass
-                else:
-                    for job, result in zip(batch, results, strict=True):
-                        job.result = result
-                    return
+    def _write_delivery_group(self, batch: list[_Delivery]) -> list[dict[int, Item]]:
+        """Several deliveries in one write transaction (any failure: the group commit redoes them alone)."""
+        with self.write() as s:
+            now = utcnow()
             for job in batch:
-                try:
-                    with self.write() as s:
-                        now = utcnow()
-                        if job.named is not None:
-                            # One statement finds the APPEND's mailbox, locks it and takes its UID and modseq.
-                            mailboxes = {}
-                            claimed = self._claim_named(s, job, now)
-                            mailboxes[claimed.mailbox.id] = claimed
-                        else:
-                            mailboxes = self._claim_mailboxes(s, [job], now)
-                        job.result = self._write_deliveries(s, [job], mailboxes, now)[0]
-                except BaseException as exc:  # handed to the caller's thread
-                    job.error = exc
-        finally:
-            for job in batch:
-                if job.result is None and job.error is None:
-                    job.error = StorageError("delivery interrupted")
-                job.done = True
+                self._resolve_named(s, job)
+            mailboxes = self._claim_mailboxes(s, batch, now)
+            # Quota: one reservation per owner for the whole group (if it does not fit,
+            # the group fails and each message is tried alone, as quota decides).
+            for owner_id, size in _group_sizes(batch, mailboxes).items():
+                self.quota.reserve(s, owner_id, "mail", size)
+            return self._write_deliveries(s, batch, mailboxes, now, reserve=False)
+
+    def _write_delivery(self, job: _Delivery) -> dict[int, Item]:
+        """One delivery in a write transaction of its own."""
+        with self.write() as s:
+            now = utcnow()
+            if job.named is not None:
+                # One statement finds the APPEND's mailbox, locks it and takes its UID and modseq.
+                claimed = self._claim_named(s, job, now)
+                mailboxes = {claimed.mailbox.id: claimed}
+            else:
+                mailboxes = self._claim_mailboxes(s, [job], now)
+            return self._write_deliveries(s, [job], mailboxes, now)[0]
 
     def _resolve_named(self, s: Session, job: _Delivery) -> None:
         """An APPEND's mailbox id, looked up again in every transaction the delivery is tried in (it may have

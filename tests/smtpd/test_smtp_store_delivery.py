@@ -63,20 +63,21 @@ def _deliver_concurrently(core, jobs, hold_first: bool = True):  # type: ignore[
 
     store = core.store
     groups: list[int] = []
-    commit = store._commit_deliveries
+    group = store._delivery_group()
+    commit = group.commit
 
     def recording(batch):  # type: ignore[no-untyped-def]
         groups.append(len(batch))
         commit(batch)
 
-    store._commit_deliveries = recording
+    group.commit = recording  # type: ignore[method-assign]
     held = threading.Event()
 
     def hold(stage: str) -> None:
         if stage == "before_commit" and hold_first and not held.is_set():
             held.set()
             deadline = time.monotonic() + WAIT
-            while len(store._delivery_group().pending) < len(jobs) - 1 and time.monotonic() < deadline:
+            while group.waiting < len(jobs) - 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
 
     store.fault_hook = hold
@@ -100,7 +101,7 @@ def _deliver_concurrently(core, jobs, hold_first: bool = True):  # type: ignore[
             assert not thread.is_alive()
     finally:
         store.fault_hook = None
-        del store._commit_deliveries
+        del group.commit
     return outcomes, groups
 
 

@@ -31,7 +31,7 @@ def test_one_transaction_for_a_group_keeps_every_message_row_rfc3501_rfc7162(cor
              store._prepare_delivery([inbox.id], big, None, None, (), None),  # the same blob twice in one group
              store._prepare_delivery([inbox.id, archive.id], small, None, None, ["$Label1"], None)]
     with store._writer_turn():
-        store._commit_deliveries(batch)
+        store._delivery_group().commit(batch)
     assert [job.error for job in batch] == [None, None, None]
     delivered = [job.result for job in batch]
     assert [d[inbox.id].uid for d in delivered] == [1, 2, 3]
@@ -88,7 +88,7 @@ def test_a_failing_message_fails_alone_when_its_group_is_redone(core) -> None:  
              store._prepare_delivery([999_999], b"Subject: lost\r\n\r\nb", None, None, (), None),
              store._prepare_delivery([inbox.id], b"Subject: c\r\n\r\nc", None, None, (), None)]
     with store._writer_turn():
-        store._commit_deliveries(batch)
+        store._delivery_group().commit(batch)
     assert batch[0].error is None and batch[2].error is None and batch[1].error is not None
     assert [batch[0].result[inbox.id].uid, batch[2].result[inbox.id].uid] == [1, 2]
     count = _rows(core, select(func.count()).select_from(Item).where(Item.collection_id == inbox.id))

@@ -34,7 +34,7 @@ def _drive(core, login: str = "ann@example.org"):  # type: ignore[no-untyped-def
 
 def _commit(store, jobs):  # type: ignore[no-untyped-def]
     with store._writer_turn():
-        store._commit_puts(jobs)
+        store._put_group().commit(jobs)
     return jobs
 
 
@@ -200,7 +200,7 @@ def test_puts_waiting_at_once_share_one_transaction_and_each_returns_its_own_ite
             for n in range(6)]
         for thread in threads:
             thread.start()
-        while len(group.pending) < 6:
+        while group.waiting < 6:
             threading.Event().wait(0.01)
     for thread in threads:
         thread.join()
