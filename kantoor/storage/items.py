@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import Select, and_, bindparam, delete, insert, inspect, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
+from kantoor.storage import raw_statements as raw
 from kantoor.storage.errors import (
     AlreadyExists,
     NotFound,
@@ -116,57 +118,30 @@ def _items_named(names: int) -> Select:
                                                _ITEMS.c.name.in_([bindparam(f"n{n}") for n in range(names)]))
 
 
-class _ItemRowsInsert:
-    """A multi-row INSERT of ``rows`` new items RETURNING (id, collection_id, name), compiled once per dialect and
-    row count and run on the DBAPI cursor of the write transaction, the column types' bind processing applied
-    here. Through SQLAlchemy's execute, its parameter processing of ~35 columns per row was ~10 % of a small
-    PUT's server CPU (py-spy); a group of four 4 KiB files took 69 µs per row that way, 43 µs this way.
-    Each row's id comes back with its (collection, name), which a group holds once: no RETURNING order is
-    relied on (SQLite guarantees one only when inserting row by row, as insert_detached_many's
-    sort_by_parameter_order does)."""
-
-    def __init__(self, dialect: Any, rows: int) -> None:
-        columns = [column for column in _ITEMS.columns if not column.primary_key]
-        statement = insert(_ITEMS).values([
-            {column.key: bindparam(f"{column.key}_{row}", type_=column.type) for column in columns}
-            for row in range(rows)]).returning(_ITEMS.c.id, _ITEMS.c.collection_id, _ITEMS.c.name)
-        compiled = statement.compile(dialect=dialect)
-        if compiled.escaped_bind_names or compiled.post_compile_params or compiled.literal_execute_params:
-            raise ValueError("the items INSERT needs SQLAlchemy's parameter processing")
-        self.sql: str = compiled.string
-        self.positional = bool(compiled.positional)
-        names = list(compiled.positiontup) if self.positional else list(compiled.binds)
-        where = {f"{column.key}_{row}": (row, column.key, column.type)
-                 for row in range(rows) for column in columns}
-        # Per parameter, in the statement's order: (name, row, column key, bind processor or None).
-        self.parameters = []
-        for name in names:
-            row, key, type_ = where[name]
-            self.parameters.append((name, row, key, type_.dialect_impl(dialect).bind_processor(dialect)))
-
-    def run(self, s: Session, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
-        values = [rows[row][key] if process is None else process(rows[row][key])
-                  for _name, row, key, process in self.parameters]
-        params: Any = values if self.positional else dict(zip([p[0] for p in self.parameters], values, strict=True))
-        cursor = s.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, params)
-            return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
+@functools.lru_cache(maxsize=64)  # per dialect and group size in use
+def _insert_items(dialect: Dialect, rows: int) -> raw.RawStatement:
+    """A multi-row INSERT of ``rows`` new items (parameters ``<column>_<row>``) RETURNING (id, collection_id,
+    name), run on the DB-API cursor of the write transaction (kantoor.storage.raw_statements). Through
+    SQLAlchemy's execute, its parameter processing of ~35 columns per row was ~10 % of a small PUT's server
+    CPU (py-spy); a group of four 4 KiB files took 69 µs per row that way, 43 µs this way. Each row's id comes
+    back with its (collection, name), which a group holds once: no RETURNING order is relied on (SQLite
+    guarantees one only when inserting row by row, as insert_detached_many's sort_by_parameter_order does)."""
+    columns = [column for column in _ITEMS.columns if not column.primary_key]
+    statement = insert(_ITEMS).values([
+        {column.key: bindparam(f"{column.key}_{row}", type_=column.type) for column in columns}
+        for row in range(rows)]).returning(_ITEMS.c.id, _ITEMS.c.collection_id, _ITEMS.c.name)
+    return raw.RawStatement(statement, dialect)
 
 
-def _insert_new_items(s: Session, items: list[Item], inserts: dict[int, _ItemRowsInsert]) -> None:
+def _insert_new_items(s: Session, items: list[Item]) -> None:
     """INSERT new items (at most one per collection and name) and make each what a committed, detached one is
-    (see insert_detached). ``inserts``: the compiled statements by row count (the Store's, for its dialect)."""
+    (see insert_detached)."""
     if len(items) == 1:
         insert_detached(s, items[0])
         return
-    statement = inserts.get(len(items))
-    if statement is None:
-        statement = inserts.setdefault(len(items), _ItemRowsInsert(s.get_bind().dialect, len(items)))
-    ids = {(collection_id, name): item_id
-           for item_id, collection_id, name in statement.run(s, [_row_values(item) for item in items])}
+    values = {f"{key}_{row}": value for row, item in enumerate(items) for key, value in _row_values(item).items()}
+    ids = {(row["collection_id"], row["name"]): row["id"]
+           for row in raw.returning(s, _insert_items(s.get_bind().dialect, len(items)), values)}
     for item in items:
         item.__dict__["id"] = ids[(item.collection_id, item.name)]
         make_transient_to_detached(item)
@@ -407,7 +382,7 @@ class ItemsMixin(StoreBase):
         if updates:
             connection.execute(_UPDATE_ITEM, updates)
         if new:
-            _insert_new_items(s, new, self.__dict__.setdefault("_item_inserts", {}))
+            _insert_new_items(s, new)
         return results
 
     @staticmethod
