@@ -23,6 +23,12 @@ piece: a large PUT was bound by that hand-off at about 40 % of nginx's rate
 (bench/webdav.py). Reading from the transport stays paused meanwhile; once the body is
 read whole the parser starts afresh at the next request, so keep-alive and pipelining are
 unchanged; a body not read to its end closes the connection after the answer.
+
+And it writes a response's head together with the first piece of its body (:class:`_OneWriteCycle`):
+uvicorn writes the status line and headers as soon as ``http.response.start`` arrives, then the body,
+two sends for every small answer where one does (a 4 KiB GET: bench/webdav.py). Every app here sends
+the start and the first body message back to back, so nothing waits on the held head. An answer the
+app dated itself gets no second Date field from uvicorn.
 """
 
 from __future__ import annotations
@@ -52,6 +58,73 @@ _431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         b"content-length: 33\r\n"
         b"connection: close\r\n\r\n"
         b"Request header fields too large\r\n")
+
+
+# Up to this size the first body piece is joined to the head (a copy); larger ones go out in one
+# vectored write of both instead.
+JOIN_BELOW = 64 * 1024
+
+
+class _HeadWithBody:
+    """A cycle's transport from ``http.response.start`` on: holds the first write (the response head)
+    until the next one (the first body piece) and sends both at once; later writes pass through.
+    Closing sends a held head first, as uvicorn would have sent it."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        # b"": the next write is the head; bytes: the head, held; None: everything passes through.
+        self._head: bytes | None = b""
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            self._transport.write(data)
+        elif not head:
+            self._head = data
+        else:
+            self._head = None
+            if len(data) < JOIN_BELOW:
+                self._transport.write(head + data)
+            else:
+                self._transport.writelines((head, data))
+
+    def flush(self) -> None:
+        head, self._head = self._head, None
+        if head:
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's cycle, writing the response head with the first body piece (see the module docstring)."""
+
+    async def send(self, message: Any) -> None:
+        if not self.response_started and message["type"] == "http.response.start" and not self.disconnected:
+            self.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
+            if any(name.lower() == b"date" for name, _ in message.get("headers", ())):
+                # The app dates its answer itself (wsgidav does): one Date field, not uvicorn's too
+                # (RFC 9110 §6.6.1, §5.3: Date is not a list).
+                self.default_headers = [h for h in self.default_headers if h[0].lower() != b"date"]
+            await super().send(message)
+            return
+        await super().send(message)
+        transport = self.transport
+        if type(transport) is _HeadWithBody:
+            # The first body message went out with the head, or wrote nothing (a HEAD request's,
+            # or an empty piece): the head goes now, and the cycle has its own transport back.
+            transport.flush()
+            self.transport = transport._transport
 
 
 class _BodyPieces:
@@ -274,6 +347,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._body_seen = 0
         super().on_headers_complete()
         cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and type(cycle) is RequestResponseCycle:
+            cycle.__class__ = _OneWriteCycle  # built by uvicorn's on_headers_complete: no other hook
         if self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
             # Plain TCP only: under TLS the bytes on the socket are not the body.
             length = _plain_length(self.headers)

@@ -40,6 +40,39 @@ PULL_BATCH = 1024 * 1024
 _READ_ALL = -1
 
 
+def in_worker(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, func: Callable[..., Any],
+              *args: Any) -> asyncio.Future[Any]:
+    """``func(*args)`` in one of ``executor``'s threads, in a copy of the caller's context: what
+    ``loop.run_in_executor(executor, contextvars.copy_context().run, func, *args)`` does, with
+    the result handed back by one ``call_soon_threadsafe`` instead of chaining a concurrent
+    future to an asyncio one (several callbacks and lock round trips on the loop for every
+    small GET). Cancelling the returned future keeps ``func`` from starting if it has not yet,
+    as with run_in_executor; a running one finishes and its result is dropped."""
+    future = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            result = context.run(func, *args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, as run_in_executor does
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    queued = executor.submit(work)
+    future.add_done_callback(lambda done: queued.cancel() if done.cancelled() else None)
+    return future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return  # cancelled meanwhile
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
+
+
 class ClientDisconnected(OSError):
     """The client closed the connection before the request body was complete."""
 
@@ -287,9 +320,7 @@ class WSGIHost:
         else:
             body = RequestBody(loop, receive, expected)
         response = _Response(loop, send)
-        context = contextvars.copy_context()
-        rest = await loop.run_in_executor(self.executor, context.run, response.run, self.app,
-                                          _environ(scope, body))
+        rest = await in_worker(loop, self.executor, response.run, self.app, _environ(scope, body))
         await response._send_all(rest)
 
     def run_in_worker(self, loop: asyncio.AbstractEventLoop, scope: Scope, send: Send,
@@ -307,4 +338,4 @@ class WSGIHost:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-__all__ = ["ClientDisconnected", "PREREAD_LIMIT", "RequestBody", "WSGIHost"]
+__all__ = ["PREREAD_LIMIT", "ClientDisconnected", "RequestBody", "WSGIHost", "in_worker"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -37,7 +37,7 @@ from typing import Any
 from kantoor.davserver.files.authentication import password_may_travel
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.resources import GROUPS, MAX_FOLDER_PATH, SHARED, epoch_seconds, guessed_content_type
-from kantoor.davserver.wsgi_host import WSGIHost
+from kantoor.davserver.wsgi_host import WSGIHost, in_worker
 from kantoor.storage.models import Account, Item
 
 Scope = dict[str, Any]
@@ -68,6 +68,12 @@ class HttpDate:
         return self._text
 
 
+@functools.lru_cache(maxsize=4096)
+def http_date(seconds: float) -> bytes:
+    """An RFC 9110 §5.6.7 date, remembered: the same files' Last-Modified are sent again and again."""
+    return formatdate(seconds, usegmt=True).encode("ascii")
+
+
 class DirectReads:
     """ASGI app: answers plain reads of own files itself, hands everything else to ``host``."""
 
@@ -81,9 +87,7 @@ class DirectReads:
             account = plain_request_by(scope, self.ctx, DECIDING_HEADERS)
             if account is not None:
                 loop = asyncio.get_running_loop()
-                context = contextvars.copy_context()
-                rest = await loop.run_in_executor(self.host.executor, context.run, self._answer,
-                                                  loop, scope, send, account)
+                rest = await in_worker(loop, self.host.executor, self._answer, loop, scope, send, account)
                 for message in rest:
                     await send(message)
                 return
@@ -99,7 +103,7 @@ class DirectReads:
         content_type = item.content_type or guessed_content_type(item.name, None, self.ctx.guess_environ())
         headers = [
             (b"content-length", str(size).encode("ascii")),
-            (b"last-modified", formatdate(modified, usegmt=True).encode("ascii")),
+            (b"last-modified", http_date(modified)),
             (b"content-type", content_type.strip().encode("latin1")),
             (b"date", self.dates.now()),
             (b"etag", b'"' + item.etag.strip('"').encode("ascii") + b'"'),
