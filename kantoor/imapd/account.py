@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import deferToThread
 from twisted.mail.interfaces import IAccountIMAP, INamespacePresenter
 from zope.interface import implementer
 
 from kantoor.imapd.mailbox import SelectedMailbox
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import AlreadyExists, NotFound, Store
 from kantoor.storage.models import Account, Collection
 
@@ -152,7 +152,7 @@ class MailAccount:
         if wildcard == "":
             # LIST "" "" asks for the delimiter and the root (RFC 3501 6.3.8).
             return succeed([("", ListEntry("", ["\\Noselect"]))])
-        return deferToThread(self.list_blocking, ref, wildcard)
+        return in_thread(self.list_blocking, ref, wildcard)
 
     def list_blocking(self, ref: str, wildcard: str) -> list[tuple[str, ListEntry]]:
         """Blocking: (name, entry) of every mailbox in every namespace that ``ref`` + ``wildcard`` matches."""
@@ -190,7 +190,7 @@ class MailAccount:
                 snapshot = self.store.open_mailbox(coll.id, self.principal_id, claim_recent=bool(readwrite))
             return SelectedMailbox(self.store, self.principal_id, snapshot, bool(readwrite))
 
-        return deferToThread(work)
+        return in_thread(work)
 
     def status(self, name: str) -> Deferred:
         """STATUS values (RFC 3501 6.3.10) from the Store's counts; fires with None when there is no such mailbox."""
@@ -202,7 +202,7 @@ class MailAccount:
                 return None
             return self.store.mailbox_status(coll.id, self.principal_id)
 
-        return deferToThread(work)
+        return in_thread(work)
 
     # -- creation and deletion --------------------------------------------------------------
     def create(self, name: str) -> Deferred:
@@ -225,14 +225,14 @@ class MailAccount:
                     pass
             self.store.create_collection(owner, "mailbox", path, actor=self.principal_id)
 
-        return deferToThread(work)
+        return in_thread(work)
 
     def delete(self, name: str) -> Deferred:
         def work() -> None:
             owner, path = self.locate(name)
             self.store.delete_mailbox(owner, path, actor=self.principal_id)
 
-        return deferToThread(work)
+        return in_thread(work)
 
     # -- INamespacePresenter (RFC 2342) --------------------------------------------------------
     def getPersonalNamespaces(self) -> list[list[str]]:  # noqa: N802

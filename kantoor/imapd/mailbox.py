@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import MessageSet, ReadOnlyMailbox
 from twisted.mail.interfaces import ICloseableMailboxIMAP, IMailboxIMAP
 from zope.interface import implementer
 
 from kantoor.imapd.message import StoredMessage
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import Store
 from kantoor.storage.imap_state import FlagUpdate
 from kantoor.storage.mail_flags import is_private_view
@@ -184,7 +184,7 @@ class SelectedMailbox:
     def fetch(self, messages: MessageSet, uid: bool) -> Deferred:
         """Twisted's FETCH iterates this: (sequence number, message) pairs, rows read in one query."""
         chosen = self.select(messages, uid)
-        return deferToThread(self.rows, chosen, True).addCallback(
+        return in_thread(self.rows, chosen, True).addCallback(
             lambda pairs: [(seq, self.message(row)) for seq, row in pairs])
 
     # -- writes (each returns a Deferred; results are applied on the reactor) --------------
@@ -196,7 +196,7 @@ class SelectedMailbox:
         chosen = self.select(messages, uid)
         uids = [u for _, u in chosen]
         how = {1: "add", -1: "remove", 0: "set"}[mode]
-        d = deferToThread(self.storage.store_flags, self.id, uids, flags, how, self.actor, unchanged_since)
+        d = in_thread(self.storage.store_flags, self.id, uids, flags, how, self.actor, unchanged_since)
 
         def applied(update: FlagUpdate) -> StoreResult:
             result = StoreResult()
@@ -225,7 +225,7 @@ class SelectedMailbox:
         fires with the expunged (sequence number, UID) pairs, highest first."""
         if not self.writeable:
             raise ReadOnlyMailbox()
-        d = deferToThread(self.storage.expunge_messages, self.id, uids, self.actor)
+        d = in_thread(self.storage.expunge_messages, self.id, uids, self.actor)
         return d.addCallback(self.forget)
 
     def forget(self, gone_uids: list[int]) -> list[tuple[int, int]]:
@@ -247,7 +247,7 @@ class SelectedMailbox:
         :class:`Changes`. Costs what changed since the last refresh, read from the change log."""
         known_last = self.uids[-1] if self.uids else 0
         told, self.answered = self.answered, {}
-        d = deferToThread(self.storage.mailbox_changes, self.id, self.seen_modseq, known_last, self.actor,
+        d = in_thread(self.storage.mailbox_changes, self.id, self.seen_modseq, known_last, self.actor,
                           self.writeable, told)
         return d.addCallback(self._apply_refresh)
 

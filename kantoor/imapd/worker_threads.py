@@ -1,4 +1,4 @@
-"""A small thread pool for the IMAP commands whose CPU is mostly their Store call (APPEND), on the asyncio reactor.
+"""The IMAP server's thread pool for its blocking work (Store calls), on the asyncio reactor: :func:`in_thread`.
 
 Twisted's ThreadPool hands every task through a coordinator (its ``Team``: a lock worker, a
 queue per worker, condition variables, a context call) and brings the result back with
@@ -7,7 +7,9 @@ loop's timer cancelled and set again, a timer turn. Per APPEND that was ~0.12 ms
 thread's CPU and ~0.07 ms of the reactor thread's (py-spy, bench/imap.py). Here a task is a lock
 and one ``SimpleQueue.put`` (C), and its result goes back with the loop's own ``call_soon_threadsafe``.
 
-The pool is as large as Twisted's (``server.worker_threads``, threads started as needed),
+Every IMAP command and mailbox view that calls the Store goes through :func:`in_thread` (one pool,
+not this one for some and Twisted's for others). The pool is as large as Twisted's
+(``server.worker_threads``, which the server suggests to the reactor; threads started as needed),
 made lazily in the process that uses it (after a pre-fork), and stopped with the reactor:
 like Twisted's, stopping lets the tasks already queued finish first (a reply is sent only
 after the commit).
@@ -15,6 +17,7 @@ after the commit).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -24,6 +27,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 log = logging.getLogger(__name__)
@@ -127,3 +131,15 @@ def worker_threads(reactor: Any, size: int) -> WorkerThreads | None:
 
             reactor.addSystemEventTrigger("during", "shutdown", stop)
     return pool
+
+
+def in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    """``deferToThread(func, *args, **kwargs)`` for the IMAP server: on this module's pool when the global reactor
+    is Twisted's asyncio one (``kantoor serve``), with as many threads as Twisted's pool has; else on Twisted's."""
+    from twisted.internet import reactor
+
+    threads = reactor.getThreadPool()  # type: ignore[attr-defined]
+    pool = worker_threads(reactor, threads.max)
+    if pool is None:
+        return deferToThreadPool(reactor, threads, func, *args, **kwargs)
+    return pool.run(functools.partial(func, *args, **kwargs) if args or kwargs else func)

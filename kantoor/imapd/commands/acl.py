@@ -9,12 +9,12 @@ GETACL shows the letters that right really gives. Identifiers are logins, and
 
 from __future__ import annotations
 
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox, collapseNestedLists
 
 from kantoor.auth.rights import IMAP_LETTERS
 from kantoor.imapd.account import canonical_name
 from kantoor.imapd.replies import Refused
+from kantoor.imapd.worker_threads import in_thread
 
 ORDER = "lrswipkxtecda"
 # The rights LISTRIGHTS says are granted together (RFC 4314 3.7).
@@ -62,7 +62,7 @@ class AclCommands:
             self.sendUntaggedResponse(b"MYRIGHTS " + encoded + b" " + (letters.encode() or b'""'))
             self.sendPositiveResponse(tag, b"MYRIGHTS completed")
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     def do_GETACL(self, tag: bytes, name: bytes) -> None:  # noqa: N802
         mailbox, store, account = self._acl_mailbox(name), self.context.store, self.account
@@ -77,7 +77,7 @@ class AclCommands:
             self.sendUntaggedResponse(b" ".join(words))
             self.sendPositiveResponse(tag, b"GETACL completed")
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     def do_LISTRIGHTS(self, tag: bytes, name: bytes, identifier: bytes) -> None:  # noqa: N802
         mailbox = self._acl_mailbox(name)
@@ -118,7 +118,7 @@ class AclCommands:
                 store.grant(coll.id, None, grantee, right, actor=account.principal_id)
 
         command = b"SETACL" if rights is not None else b"DELETEACL"
-        self._run(tag, lambda: deferToThread(work), lambda _: self.sendPositiveResponse(tag, command + b" completed"))
+        self._run(tag, lambda: in_thread(work), lambda _: self.sendPositiveResponse(tag, command + b" completed"))
 
     def do_SETACL(self, tag: bytes, name: bytes, identifier: bytes, rights: bytes) -> None:  # noqa: N802
         self._change_acl(tag, name, identifier, rights)

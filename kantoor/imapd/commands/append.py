@@ -11,6 +11,7 @@ from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, _parseMbox
 
 from kantoor.imapd.mailbox import Changes
 from kantoor.imapd.replies import Refused
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import NotFound
 
 
@@ -68,7 +69,7 @@ class AppendCommand:
             self.sendPositiveResponse(tag, reply)
             return None
 
-        self._run(tag, lambda: self._in_thread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     auth_APPEND = (do_APPEND, IMAP4Server.arg_astring, IMAP4Server.opt_plist, IMAP4Server.opt_datetime,
                    arg_message_literal)

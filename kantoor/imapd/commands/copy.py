@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox
 
 from kantoor.imapd.replies import Refused
 from kantoor.imapd.sequence_sets import arg_sequence_set
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import NotFound
 
 
@@ -37,7 +37,7 @@ class CopyCommand:
             pairs = store.copy_messages(source.id, uids, target.id, actor=account.principal_id, move=move)
             return int(target.uidvalidity), pairs
 
-        return deferToThread(work)
+        return in_thread(work)
 
     def do_COPY(self, tag: bytes, messages: Any, name: bytes, uid: int = 0) -> None:  # noqa: N802
         def done(result: tuple[int, list[tuple[int, int]]]) -> None:

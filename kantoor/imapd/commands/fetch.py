@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import (
     IllegalClientResponse,
     _FetchParser,
@@ -32,6 +31,7 @@ from zope.interface import implementer
 
 from kantoor.imapd.message import HEADER_READ_LIMIT, StoredMessage, filter_header_lines
 from kantoor.imapd.sequence_sets import arg_sequence_set
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage.imap_state import FlagUpdate
 from kantoor.storage.mail_views import MessageRow
 from kantoor.storage.mime import header_complete
@@ -353,7 +353,7 @@ class FetchCommand:
                 self.transport.write(data)
                 self.sendPositiveResponse(tag, b"FETCH completed")
 
-            self._run(tag, lambda: deferToThread(lines), written)
+            self._run(tag, lambda: in_thread(lines), written)
             return
         if seen and not any(p.type == "flags" for p in query):
             query = [*query, _FetchParser.Flags()]  # tell the client about the new \Seen
@@ -380,7 +380,7 @@ class FetchCommand:
             self._refuse(failure, tag)
             self._release()
 
-        deferToThread(rows_and_first_batch).addCallbacks(spew, failed)
+        in_thread(rows_and_first_batch).addCallbacks(spew, failed)
 
     select_FETCH = (do_FETCH, arg_sequence_set, arg_fetch_items)
 
@@ -523,7 +523,7 @@ class _BatchWriter:
             return
         end = self.batch_end(self.position)
         batch, self.position = self.pairs[self.position:end], end
-        deferToThread(self.produce, batch, end >= len(self.pairs)).addCallbacks(self._written, self._finish)
+        in_thread(self.produce, batch, end >= len(self.pairs)).addCallbacks(self._written, self._finish)
 
     def _written(self, rendered: _Rendered) -> None:
         if self.stopped:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, _parseMbox, collapseNestedLists, parseNestedParens
 
 from kantoor.imapd.account import ListEntry
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import NotFound, PermissionDenied
 
 SELECTION = {b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"}
@@ -143,7 +143,7 @@ class ListExtendedCommand:
                     self.sendUntaggedResponse(b"STATUS " + encoded + b" (" + values + b")")
             self.sendPositiveResponse(tag, command + b" completed")
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     def _list_blocking(self, ref: str, pattern: str) -> list[tuple[str, ListEntry]]:
         return self.account.list_blocking(ref, pattern)

@@ -7,10 +7,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server
 
 from kantoor.imapd.account import MailAccount
+from kantoor.imapd.worker_threads import in_thread
 
 
 class LoginCommands:
@@ -64,7 +64,7 @@ class LoginCommands:
         login_text = login.decode("utf-8", "replace")
         password_text = password.decode("utf-8", "replace")
         check = self.context.authenticator.check
-        self._run(tag, lambda: deferToThread(check, login_text, password_text, self._peer_host()),
+        self._run(tag, lambda: in_thread(check, login_text, password_text, self._peer_host()),
                   lambda result: self._logged_in(result, tag))
 
     def _logged_in(self, result: Any, tag: bytes) -> Deferred | None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IllegalClientResponse, IllegalIdentifierError, MessageSet, parseIdList, parseNestedParens
 
 from kantoor.imapd.commands.enable import uid_set
 from kantoor.imapd.mailbox import SelectedMailbox
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage.mail_search import ModseqAtLeast
 
 
@@ -85,7 +85,7 @@ class QresyncCommand:
                     self.sendUntaggedResponse(b"%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))" % (
                         seq, row.uid, " ".join(flags).encode(), row.modseq))
 
-        return deferToThread(work).addCallback(send)
+        return in_thread(work).addCallback(send)
 
     def _fetch_vanished(self, mbox: SelectedMailbox, messages: Any, changed_since: int) -> Deferred:
         """UID FETCH ... (CHANGEDSINCE m VANISHED): the UIDs of ``messages`` expunged since ``m`` (RFC 7162 3.2.6)."""
@@ -98,4 +98,4 @@ class QresyncCommand:
             if wanted:
                 self.sendUntaggedResponse(b"VANISHED (EARLIER) " + uid_set(wanted))
 
-        return deferToThread(self.context.store.vanished_since, mbox.id, changed_since, mbox.actor).addCallback(send)
+        return in_thread(self.context.store.vanished_since, mbox.id, changed_since, mbox.actor).addCallback(send)

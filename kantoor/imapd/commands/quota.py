@@ -9,11 +9,11 @@ allows a mailbox without one). The plan fixes the limits, so SETQUOTA is refused
 
 from __future__ import annotations
 
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox, collapseNestedLists
 
 from kantoor.imapd.account import DELIMITER, SHARED, canonical_name
 from kantoor.imapd.replies import Refused
+from kantoor.imapd.worker_threads import in_thread
 from kantoor.storage import NotFound
 
 
@@ -53,7 +53,7 @@ class QuotaCommands:
             self.sendUntaggedResponse(line)
             self.sendPositiveResponse(tag, b"GETQUOTA completed")
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     auth_GETQUOTA = (do_GETQUOTA, IMAP4Server.arg_finalastring)
     select_GETQUOTA = auth_GETQUOTA
@@ -80,7 +80,7 @@ class QuotaCommands:
                 self.sendUntaggedResponse(line)
             self.sendPositiveResponse(tag, b"GETQUOTAROOT completed")
 
-        self._run(tag, lambda: deferToThread(work), done)
+        self._run(tag, lambda: in_thread(work), done)
 
     auth_GETQUOTAROOT = (do_GETQUOTAROOT, IMAP4Server.arg_finalastring)
     select_GETQUOTAROOT = auth_GETQUOTAROOT

@@ -5,10 +5,10 @@ Renaming INBOX moves its messages into the new mailbox and leaves INBOX empty.
 
 from __future__ import annotations
 
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, _parseMbox
 
 from kantoor.imapd.account import canonical_name, strict_name, validate_name
+from kantoor.imapd.worker_threads import in_thread
 
 
 class RenameCommand:
@@ -24,7 +24,7 @@ class RenameCommand:
             self.sendNegativeResponse(tag, b"[CANNOT] nothing can be renamed to INBOX")
             return
         store, principal = self.context.store, self.account.principal_id
-        self._run(tag, lambda: deferToThread(store.rename_mailbox, principal, old_name, new_name, principal),
+        self._run(tag, lambda: in_thread(store.rename_mailbox, principal, old_name, new_name, principal),
                   lambda _: self.sendPositiveResponse(tag, b"RENAME completed"))
 
     auth_RENAME = (do_RENAME, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)

@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.mail.imap4 import IMAP4Server, LiteralString
 
 from kantoor.imapd import search_keys
+from kantoor.imapd.worker_threads import in_thread
 
 _TRAILING_LITERAL = re.compile(rb"\{(\d{1,9})\}\Z")
 
@@ -74,6 +74,6 @@ class SearchCommand:
             self.sendPositiveResponse(tag, b"SEARCH completed")
 
         store = self.context.store
-        self._run(tag, lambda: deferToThread(store.search_messages, mbox.id, criterion, mbox.actor), done)
+        self._run(tag, lambda: in_thread(store.search_messages, mbox.id, criterion, mbox.actor), done)
 
     select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)
