@@ -38,12 +38,12 @@ from kantoor.storage.names import (
     validate_item_name,
 )
 from kantoor.storage.transactions import (
-    _INSERT_CHANGE,
+    INSERT_CHANGE,
     Body,
     StoreBase,
-    _row_values,
     body_columns,
     insert_detached,
+    row_values,
 )
 
 _ITEMS = Item.__table__
@@ -139,7 +139,7 @@ def _insert_new_items(s: Session, items: list[Item]) -> None:
     if len(items) == 1:
         insert_detached(s, items[0])
         return
-    values = {f"{key}_{row}": value for row, item in enumerate(items) for key, value in _row_values(item).items()}
+    values = {f"{key}_{row}": value for row, item in enumerate(items) for key, value in row_values(item).items()}
     ids = {(row["collection_id"], row["name"]): row["id"]
            for row in raw.returning(s, _insert_items(s.get_bind().dialect, len(items)), values)}
     for item in items:
@@ -375,7 +375,7 @@ class ItemsMixin(StoreBase):
                 old.__dict__.update(columns)
                 results.append((old, False))
         self._fault("before_commit")
-        connection.execute(_INSERT_CHANGE, changes)
+        connection.execute(INSERT_CHANGE, changes)
         for coll in colls.values():
             coll.updated_at = now
             self._write_collection_bump(s, coll)

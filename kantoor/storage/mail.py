@@ -46,7 +46,7 @@ from kantoor.storage.models import (
 )
 from kantoor.storage.names import normalize_flags
 from kantoor.storage.shared_mail import SharedMailMixin
-from kantoor.storage.transactions import Body, _insert_columns, _row_values, body_columns
+from kantoor.storage.transactions import Body, body_columns, insert_columns, row_values
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _statements(dialect: Dialect) -> _MailStatements:
         insert_change=raw.RawStatement(insert(Change.__table__), dialect,
                                        ["collection_id", "modseq", "item_name", "item_uid", "kind", "at"], many=True),
         insert_item=raw.RawStatement(insert(items).returning(items.c.id), dialect,
-                                     [key for key, _call, _default in _insert_columns(items)]),
+                                     [key for key, _call, _default in insert_columns(items)]),
         insert_flags=raw.RawStatement(insert(MessageFlags.__table__), dialect,
                                       ["item_id", "collection_id", "uid", "flags", "modseq"], many=True),
         insert_header=raw.RawStatement(insert(MessageHeader.__table__), dialect, ["item_id", "name", "value"],
@@ -435,7 +435,7 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             coll = claimed.mailbox
             self._announce_change(s, coll, "created", coll.modseq, str(coll.uidnext - 1), coll.uidnext - 1)
         for item, _job in new:
-            item.id = raw.execute(s, statements.insert_item, _row_values(item)).fetchall()[0][0]
+            item.id = raw.execute(s, statements.insert_item, row_values(item)).fetchall()[0][0]
             make_transient_to_detached(item)
         raw.execute_many(s, statements.insert_flags, [
             {"item_id": item.id, "collection_id": item.collection_id, "uid": item.uid, "flags": item.flags,

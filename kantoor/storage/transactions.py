@@ -36,7 +36,7 @@ from kantoor.storage.write_gate import write_gate
 
 _COLLECTION_BY_ID = select(Collection).where(Collection.id == bindparam("id"))
 _COLLECTION_BY_ID_FOR_UPDATE = _COLLECTION_BY_ID.with_for_update()
-_INSERT_CHANGE = insert(Change.__table__)
+INSERT_CHANGE = insert(Change.__table__)
 _PG_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
@@ -46,7 +46,7 @@ def _insert_returning_id(table: Any) -> Any:
 
 
 @functools.cache
-def _insert_columns(table: Any) -> tuple[tuple[str, bool, Any], ...]:
+def insert_columns(table: Any) -> tuple[tuple[str, bool, Any], ...]:
     """(key, default is a callable, default) of every non-key column of ``table``, read once per table."""
     columns = []
     for column in table.columns:
@@ -60,14 +60,14 @@ def _insert_columns(table: Any) -> tuple[tuple[str, bool, Any], ...]:
     return tuple(columns)
 
 
-def _row_values(obj: Any) -> dict[str, Any]:
+def row_values(obj: Any) -> dict[str, Any]:
     """Every non-key column's value for a new ORM object's INSERT, column defaults applied to the object too.
     The defaults go straight into the object's ``__dict__``: the caller marks every attribute committed right
     after the INSERT (make_transient_to_detached), and an instrumented ``setattr`` per default column (27 of
     an item's) cost ~40 % of the item INSERT's CPU."""
     state = obj.__dict__
     values: dict[str, Any] = {}
-    for key, call, default in _insert_columns(type(obj).__table__):
+    for key, call, default in insert_columns(type(obj).__table__):
         if key in state:
             values[key] = state[key]
         else:
@@ -84,7 +84,7 @@ def insert_detached_many(s: Session, objs: list[Any]) -> None:
         insert_detached(s, objs[0])
         return
     table = type(objs[0]).__table__
-    rows = [_row_values(obj) for obj in objs]
+    rows = [row_values(obj) for obj in objs]
     ids = s.connection().execute(_insert_returning_ids_in_order(table), rows).scalars().all()
     for obj, new_id in zip(objs, ids, strict=True):
         obj.id = new_id
@@ -102,7 +102,7 @@ def insert_detached(s: Session, obj: Any) -> None:
     detached (for models whose attribute names are their column names, as Item). The ORM's unit of work
     for one new object cost more than the statement (9 % of an SMTP delivery's CPU, ~40 % of a small
     PUT's write transaction)."""
-    obj.id = s.connection().execute(_insert_returning_id(type(obj).__table__), _row_values(obj)).scalar_one()
+    obj.id = s.connection().execute(_insert_returning_id(type(obj).__table__), row_values(obj)).scalar_one()
     make_transient_to_detached(obj)
 
 
@@ -305,7 +305,7 @@ class StoreBase:
         coll.updated_at = utcnow()
         # A plain INSERT, not an ORM object (nothing uses one): an object less in the flush
         # was ~10% of a small PUT's write transaction (cProfile).
-        s.connection().execute(_INSERT_CHANGE, {"collection_id": coll.id, "modseq": coll.modseq, "item_name": name,
+        s.connection().execute(INSERT_CHANGE, {"collection_id": coll.id, "modseq": coll.modseq, "item_name": name,
                                                 "item_uid": uid, "kind": kind})
         self._announce_change(s, coll, kind, coll.modseq, name, uid)
         return coll.modseq
