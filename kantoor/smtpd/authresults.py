@@ -15,7 +15,7 @@ import re
 
 import dns.resolver
 
-from kantoor.smtpd import org_domain
+from kantoor.smtpd import check_memo, org_domain
 from kantoor.smtpd.answer_cache import CachingResolver
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
 from kantoor.smtpd.trace import header_safe
@@ -25,8 +25,11 @@ log = logging.getLogger("kantoor.smtpd")
 _FIELD = re.compile(rb"^Authentication-Results:\s*([^;\s]+)", re.IGNORECASE)
 
 # The one place authheaders is patched: its org-domain lookup re-read the public suffix
-# list on every call (see org_domain.py). Done at import, before any message is checked.
+# list on every call (see org_domain.py), and its SPF check and DMARC record look-up keep
+# their results as long as the DNS answers they read (check_memo.py). Done at import,
+# before any message is checked.
 org_domain.install()
+check_memo.install()
 
 
 # Answers the checks' resolver keeps (dnspython's LRU cache honours each record's TTL, and the SOA
@@ -55,6 +58,7 @@ def use_name_servers(delivery: DeliverySettings) -> None:
         resolver.lifetime = 10.0
     resolver.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
     dns.resolver.default_resolver = resolver
+    check_memo.forget()  # results computed from the other resolver's answers
 
 
 def strip_forged(message: bytes, authserv_id: str) -> bytes:

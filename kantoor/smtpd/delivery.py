@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from kantoor.quota import QuotaEngine
 from kantoor.smtpd.recipients import mailbox_full
@@ -39,9 +40,11 @@ def _full_recipients(store: Store, quota: QuotaEngine, recipients: dict[int, str
 
 async def deliver(store: Store, quota: QuotaEngine, inboxes: dict[int, int], recipients: dict[int, str],
                   trace: bytes, content: bytes,
-                  prepare: Callable[[bytes], bytes] | None = None) -> tuple[str, bytes]:
+                  prepare: Callable[[bytes], bytes] | None = None,
+                  in_thread: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> tuple[str, bytes]:
     """Deliver ``trace`` + ``prepare(content)`` to every INBOX (principal id → INBOX id), ``prepare``
-    running in the same worker thread; returns the DATA reply and the content as delivered."""
+    running in the same worker thread (``in_thread`` runs it); returns the DATA reply and the content as
+    delivered."""
     prepared = content
 
     def work() -> None:
@@ -51,10 +54,10 @@ async def deliver(store: Store, quota: QuotaEngine, inboxes: dict[int, int], rec
         _deliver(store, list(inboxes.values()), trace, prepared)
 
     try:
-        await asyncio.to_thread(work)
+        await in_thread(work)
     except QuotaExceeded:
         size = len(trace) + len(prepared)
-        full = await asyncio.to_thread(_full_recipients, store, quota, recipients, size)
+        full = await in_thread(_full_recipients, store, quota, recipients, size)
         who = ", ".join(f"<{a}>" for a in full) if full else "a recipient"
         return f"452 4.2.2 Mailbox full for {who}; nothing was delivered, try again later", prepared
     except BlobTooLarge:

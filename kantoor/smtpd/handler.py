@@ -13,7 +13,8 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
@@ -28,6 +29,7 @@ from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import protocol_name, trace_headers
+from kantoor.smtpd.worker_threads import WorkerThreads
 from kantoor.storage import StorageError, Store
 
 log = logging.getLogger("kantoor.smtpd")
@@ -75,12 +77,14 @@ def address_problem(address: str, smtputf8: bool, sender: bool = False, as_sent:
 
 class MailHandler:
     def __init__(self, settings: Settings, store: Store, quota: QuotaEngine, delivery: DeliverySettings,
-                 queued: Callable[[], None] = lambda: None) -> None:
+                 queued: Callable[[], None] = lambda: None, threads: WorkerThreads | None = None) -> None:
         self.settings = settings
         self.store = store
         self.quota = quota
         self.delivery = delivery
         self.queued = queued  # wakes this process's delivery worker
+        # Where Store calls and the MX checks run: the SMTP server's threads (worker_threads.py).
+        self.in_thread: Callable[..., Awaitable[Any]] = threads.run if threads is not None else asyncio.to_thread
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -98,7 +102,7 @@ class MailHandler:
             return problem
         identity = session.identity
         if identity is not None:
-            account = None if address == NULL_SENDER else await asyncio.to_thread(self.store.get_account, address)
+            account = None if address == NULL_SENDER else await self.in_thread(self.store.get_account, address)
             if account is None or account.id != identity.account_id:
                 return (f"550 5.7.1 <{address}>: not an address of {identity.login}; send from your own "
                         "address or one of your aliases")
@@ -114,12 +118,12 @@ class MailHandler:
             return problem
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
-        decision = await asyncio.to_thread(
+        decision = await self.in_thread(
             decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
             self.settings.server.mail_domain)
         if decision.remote and session.identity is not None:
             if not envelope.rate_checked:
-                if await asyncio.to_thread(over_sending_limit, self.store, self.delivery, session.identity.account_id):
+                if await self.in_thread(over_sending_limit, self.store, self.delivery, session.identity.account_id):
                     return (f"450 4.7.1 <{address}>: sending limit of {self.delivery.max_messages_per_hour} messages "
                             "per hour to other servers reached; try again later")
                 envelope.rate_checked = True
@@ -143,7 +147,7 @@ class MailHandler:
         bare = envelope.bare_line_ending  # KantoorSMTP's DATA reader looks while it checks the line lengths
         if bare is None:  # read by aiosmtpd's own DATA: scanning a large message is work for a thread
             bare = (has_bare_cr_or_lf(content) if len(content) < 4 * 1024 * 1024
-                    else await asyncio.to_thread(has_bare_cr_or_lf, content))
+                    else await self.in_thread(has_bare_cr_or_lf, content))
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")
@@ -163,12 +167,12 @@ class MailHandler:
         reply = ""
         if envelope.inboxes:
             reply, content = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers,
-                                           content, prepare=prepare)
+                                           content, prepare=prepare, in_thread=self.in_thread)
             if not reply.startswith("250"):
                 return reply
             await self._report_local_delivery(envelope, headers + content)
         elif prepare is not None:
-            content = await asyncio.to_thread(prepare, content)
+            content = await self.in_thread(prepare, content)
         if envelope.remote:
             reply = await self._queue(session, envelope, content, local_reply=reply)
         log.info("smtp %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
@@ -190,7 +194,7 @@ class MailHandler:
             if notice is not None:
                 self.store.send_server_mail(notice)
         try:
-            await asyncio.to_thread(send)
+            await self.in_thread(send)
         except StorageError:
             # The message is delivered; a lost success report is not worth failing it for.
             log.exception("queueing a delivery report failed")
@@ -214,11 +218,11 @@ class MailHandler:
             recipient=envelope.remote[0] if len(envelope.remote) == 1 else None, return_path=False)
         sender = "" if envelope.mail_from in (None, NULL_SENDER) else envelope.mail_from
         try:
-            queue_id = await asyncio.to_thread(
+            queue_id = await self.in_thread(functools.partial(
                 queue_for_remote, self.store, self.delivery, sender=sender,
                 recipients=list(envelope.remote), trace=received, content=content,
                 account_id=session.identity.account_id, mail_options=list(envelope.mail_options),
-                envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8)
+                envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8))
         except StorageError:
             log.exception("queueing a submitted message failed")
             # Even when local copies are in: a duplicate for them beats a silent loss for the others.

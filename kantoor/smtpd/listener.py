@@ -29,16 +29,20 @@ from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
 from kantoor.smtpd.protocol import KantoorSMTP
 from kantoor.smtpd.queue_worker import DeliveryWorker
 from kantoor.smtpd.quota_warning import QuotaWarner
+from kantoor.smtpd.worker_threads import WorkerThreads
 from kantoor.storage import Store
 
 
 class ListenerWithWorker:
-    """An ``asyncio.Server`` whose closing also stops the delivery worker (same interface as the server)."""
+    """An ``asyncio.Server`` whose closing also stops the delivery worker and the SMTP threads (same interface
+    as the server)."""
 
-    def __init__(self, server: asyncio.base_events.Server, worker: DeliveryWorker, warner: QuotaWarner) -> None:
+    def __init__(self, server: asyncio.base_events.Server, worker: DeliveryWorker, warner: QuotaWarner,
+                 threads: WorkerThreads) -> None:
         self.server = server
         self.worker = worker
         self.warner = warner
+        self.threads = threads
         self._stopped: asyncio.Task[None] | None = None
 
     @property
@@ -56,6 +60,7 @@ class ListenerWithWorker:
     async def _stop_tasks(self) -> None:
         await self.warner.stop()
         await self.worker.stop()
+        await self.threads.stop()  # after the sessions' last deliveries are committed
 
     async def wait_closed(self) -> None:
         if self._stopped is not None:
@@ -82,7 +87,8 @@ async def start(
     use_name_servers(delivery)
     org_domain.warm_up()
     worker = DeliveryWorker(settings, store, delivery)
-    handler = MailHandler(settings, store, quota, delivery, queued=worker.wake)
+    threads = WorkerThreads(loop, settings.server.worker_threads)
+    handler = MailHandler(settings, store, quota, delivery, queued=worker.wake, threads=threads)
 
     def factory(starttls: bool, auth_required: bool) -> Callable[[], KantoorSMTP]:
         # One protocol object per connection, as asyncio wants.
@@ -104,9 +110,10 @@ async def start(
     except BaseException:
         for _, server in servers:
             server.close()
+        await threads.stop()
         raise
     worker.start()
     warner = QuotaWarner(settings, store, queued=worker.wake)
     warner.start()
-    servers[0] = ("smtp", ListenerWithWorker(servers[0][1], worker, warner))
+    servers[0] = ("smtp", ListenerWithWorker(servers[0][1], worker, warner, threads))
     return servers

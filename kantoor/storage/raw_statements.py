@@ -11,15 +11,22 @@ same stored values.
 
 Only for statements whose parameters are plain column values (no IN lists, no
 post-compile parameters). Statements run this way skip SQLAlchemy's engine events.
+
+A read that is one statement needs no Session at all: :func:`read_rows` runs it on a
+connection checked out of the engine's pool (the same connections, the same pool events)
+and gives the connection back at once — no ORM session, no transaction object, no result
+wrapper. What it reads is what the database holds when the statement runs (nothing is kept).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 _NO_DEFAULT = object()
@@ -105,3 +112,38 @@ def returning(s: Session, statement: RawStatement, values: Mapping[str, Any]) ->
     """Run ``statement`` once and return its rows (RETURNING or SELECT) as dicts by column key."""
     cur = execute(s, statement, values)
     return [statement.row(raw) for raw in cur.fetchall()]
+
+
+@contextmanager
+def pooled_cursor(engine: Engine) -> Iterator[Any]:
+    """A DBAPI cursor on a connection of ``engine``'s pool, outside any Session or transaction of ours.
+
+    The connection goes back to the pool when the block ends, and the pool's reset-on-return rolls
+    back whatever the driver began (PostgreSQL's implicit transaction; SQLite, in autocommit mode
+    here, ran each statement as its own read). So: one statement, one consistent snapshot; for
+    several that must agree, use a Session. A driver error leaves the block as SQLAlchemy's
+    ``DBAPIError`` (as through a Session), and a connection the database dropped is not pooled again."""
+    connection = engine.raw_connection()
+    try:
+        cur = connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            yield cur
+        except engine.dialect.loaded_dbapi.Error as error:
+            if engine.dialect.is_disconnect(error, connection.dbapi_connection, cur):
+                connection.invalidate(error)
+            raise DBAPIError.instance(None, None, error, engine.dialect.loaded_dbapi.Error,
+                                      dialect=engine.dialect) from error
+        finally:
+            cur.close()
+    finally:
+        connection.close()
+
+
+def read_rows(engine: Engine, statement: RawStatement, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run the SELECT ``statement`` on a pooled connection (:func:`pooled_cursor`); its rows as dicts by
+    column key, the types' result processing applied."""
+    params = statement.parameters(values)
+    with pooled_cursor(engine) as cur:
+        cur.execute(statement.sql, params)
+        raw_rows = cur.fetchall()
+    return [statement.row(raw) for raw in raw_rows]

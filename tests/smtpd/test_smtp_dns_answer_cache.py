@@ -57,6 +57,8 @@ def test_nxdomain_is_reused_while_dnspython_keeps_it_and_raised_anew_rfc2308(zon
         errors.append(caught.value)
     assert asked == ["_dmarc.nowhere.test."]
     assert errors[0] is not errors[1] and errors[1].qnames() == errors[0].qnames()
+    # The one raised from the kept answer is what dnspython raised: same message, arguments and details.
+    assert (str(errors[1]), errors[1].args, errors[1].kwargs) == (str(errors[0]), errors[0].args, errors[0].kwargs)
     expires = resolver.cache.get((dns.name.from_text("_dmarc.nowhere.test."), dns.rdatatype.ANY,
                                   dns.rdataclass.IN)).expiration
     monkeypatch.setattr(time, "time", lambda: expires + 1)
