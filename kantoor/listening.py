@@ -2,10 +2,10 @@
 
 ``kantoor serve`` binds each port here and hands the socket to the protocol's
 listener (Twisted, aiosmtpd, uvicorn), so there is one rule for addresses and
-reuse. With several server processes (``server.processes``) every process binds
-the same port with ``SO_REUSEPORT`` and the kernel spreads incoming connections
-across them; a process that stops takes only its own queue of pending
-connections with it.
+reuse. With several server processes (``server.processes``) the supervisor binds
+and listens once (:func:`listen_all`) and every worker accepts from the same
+sockets, balanced by kantoor.accept_balance; a worker that stops leaves the
+connections still queued to the others.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from kantoor.config import Settings
 LISTENER_NAMES = ("imap", "imaps", "smtp", "submission", "submissions", "http", "https")
 
 
-def bind_listener(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+# Connections the kernel queues for a shared listening socket before a worker accepts them.
+SHARED_BACKLOG = 1024
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` (0: any free port), not yet listening, non-blocking.
 
     Raises OSError (e.g. address in use) with the address in the message.
@@ -29,8 +33,6 @@ def bind_listener(host: str, port: int, reuse_port: bool = False) -> socket.sock
     try:
         # Restarting right after a stop must not wait for TIME_WAIT connections.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.setblocking(False)
     except OSError as exc:
@@ -39,17 +41,23 @@ def bind_listener(host: str, port: int, reuse_port: bool = False) -> socket.sock
     return sock
 
 
-def bind_all(settings: Settings, reuse_port: bool = False) -> dict[str, socket.socket]:
+def bind_all(settings: Settings) -> dict[str, socket.socket]:
     """One bound socket per listener, at the configured ports; all or none (closed again on failure)."""
     sockets: dict[str, socket.socket] = {}
     try:
         for name in LISTENER_NAMES:
-            sockets[name] = bind_listener(settings.server.host, getattr(settings.ports, name), reuse_port)
+            sockets[name] = bind_listener(settings.server.host, getattr(settings.ports, name))
     except BaseException:
         for sock in sockets.values():
             sock.close()
         raise
     return sockets
+
+
+def listen_all(sockets: dict[str, socket.socket], backlog: int = SHARED_BACKLOG) -> None:
+    """Start listening on every socket now (shared ones: before the workers that accept from them exist)."""
+    for sock in sockets.values():
+        sock.listen(backlog)
 
 
 def bound_port(sock: socket.socket) -> int:

@@ -3,10 +3,11 @@
 One Python process runs on one CPU core at a time (the GIL); a mail or file
 server on a multi-core machine needs several processes to use it, as Dovecot,
 Postfix and nginx do. The supervisor does what must happen once — migrations,
-the first administrator, the TLS certificate — reserves every port, forks the
-workers and prints the banner when all of them listen. Each worker is a complete
-server (:func:`kantoor.server.serve`) binding the same ports with SO_REUSEPORT,
-so the kernel spreads new connections across them. Workers agree with each other
+the first administrator, the TLS certificate — binds and listens on every port,
+forks the workers and prints the banner when all of them listen. Each worker is
+a complete server (:func:`kantoor.server.serve`) accepting from the listening
+sockets it inherited, which it shares out with its siblings by their numbers of
+open connections (kantoor.accept_balance). Workers agree with each other
 the way separately started ``kantoor serve`` processes do: through the database
 and cross-process change notifications (ARCHITECTURE invariant 2). A worker that
 dies is replaced; SIGTERM/SIGINT stop them all gracefully.
@@ -25,9 +26,10 @@ import socket
 import sys
 import time
 
+from kantoor.accept_balance import NOT_ACCEPTING, Balancing, ConnectionTable
 from kantoor.config import Settings
 from kantoor.core import open_core
-from kantoor.listening import bind_all, bound_port
+from kantoor.listening import bind_all, bound_port, listen_all
 
 log = logging.getLogger("kantoor.prefork")
 
@@ -45,6 +47,7 @@ class _Worker:
     pid: int
     started: float
     ready_fd: int | None  # read end of its ready pipe until it reported
+    slot: int  # its row in the connection table (a replacement takes the same one)
 
 
 def _die_with_supervisor(supervisor: int) -> None:
@@ -57,14 +60,13 @@ def _die_with_supervisor(supervisor: int) -> None:
         os._exit(1)
 
 
-def _run_worker(settings: Settings, reserved: dict[str, socket.socket], ready_w: int, supervisor: int) -> None:
+def _run_worker(settings: Settings, reserved: dict[str, socket.socket], balancing: Balancing, ready_w: int,
+                supervisor: int) -> None:
     """In the forked child: serve until stopped, then leave without returning into the supervisor's code."""
     from kantoor.server import WorkerRole, run_one
 
     code = 1
     try:
-        for sock in reserved.values():
-            sock.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         _die_with_supervisor(supervisor)
@@ -73,7 +75,7 @@ def _run_worker(settings: Settings, reserved: dict[str, socket.socket], ready_w:
             os.write(ready_w, b"1")
             os.close(ready_w)
 
-        code = run_one(settings, WorkerRole(ready))
+        code = run_one(settings, WorkerRole(ready, reserved, balancing))
     except BaseException:
         log.exception("server worker failed")
     finally:
@@ -89,11 +91,12 @@ class Supervisor:
         # Workers bind the ports the supervisor holds, not 0 (which would give each its own).
         self.worker_settings = dataclasses.replace(settings, ports=dataclasses.replace(settings.ports, **ports))
         self.ports = ports
+        self.connections = ConnectionTable(processes)
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self.early_deaths = 0
 
-    def spawn(self) -> None:
+    def spawn(self, slot: int) -> None:
         ready_r, ready_w = os.pipe()
         supervisor = os.getpid()
         pid = os.fork()
@@ -102,9 +105,9 @@ class Supervisor:
             for other in self.workers.values():  # the siblings' pipes are the supervisor's business
                 if other.ready_fd is not None:
                     os.close(other.ready_fd)
-            _run_worker(self.worker_settings, self.reserved, ready_w, supervisor)
+            _run_worker(self.worker_settings, self.reserved, Balancing(self.connections, slot), ready_w, supervisor)
         os.close(ready_w)
-        self.workers[pid] = _Worker(pid, time.monotonic(), ready_r)
+        self.workers[pid] = _Worker(pid, time.monotonic(), ready_r, slot)
 
     def wait_ready(self) -> bool:
         """Until every worker reported that it listens; False if one died first or time ran out."""
@@ -150,7 +153,8 @@ class Supervisor:
                     return
             else:
                 self.early_deaths = 0
-            self.spawn()
+            self.connections.set(worker.slot, NOT_ACCEPTING)  # its connections died with it; none for its successor yet
+            self.spawn(worker.slot)
 
     def stop_all(self) -> None:
         self.stopping = True
@@ -187,7 +191,8 @@ def supervise(settings: Settings, processes: int) -> int:
         core.close()
     tls = ensure_certificate(settings)
     try:
-        reserved = bind_all(settings, reuse_port=True)
+        reserved = bind_all(settings)
+        listen_all(reserved)
     except OSError as exc:
         print(f"kantoor: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -200,8 +205,8 @@ def supervise(settings: Settings, processes: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        for _ in range(processes):
-            supervisor.spawn()
+        for slot in range(processes):
+            supervisor.spawn(slot)
         if not supervisor.wait_ready():
             print("kantoor: cannot start: a server worker stopped during start-up (see the log above)",
                   file=sys.stderr)

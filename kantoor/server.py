@@ -1,7 +1,8 @@
 """``kantoor serve``: every listener in one process, on one asyncio loop.
 
 (With ``server.processes`` > 1, kantoor.prefork runs several such processes on
-the same ports; each is the server described here.)
+the same listening sockets, which they share out through kantoor.accept_balance;
+each is the server described here.)
 
 Twisted's asyncioreactor is installed on the loop first (IMAP runs on Twisted),
 uvicorn serves the HTTP dispatcher on the HTTP and HTTPS ports, aiosmtpd serves
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from kantoor.accept_balance import Balancing
 from kantoor.config import Settings
 from kantoor.core import Core, open_core
 from kantoor.listening import bind_all, bound_port
@@ -110,7 +112,8 @@ def _uvicorn_server(app: Any, settings: Settings, port: int, tls: TLSFiles | Non
     return EmbeddedServer(config)
 
 
-async def _start_http(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
+async def _start_http(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running,
+                      balancing: Balancing | None) -> None:
     from kantoor.davserver import build_app
 
     settings = core.settings
@@ -118,29 +121,47 @@ async def _start_http(core: Core, tls: TLSFiles, sockets: dict[str, socket.socke
     for name, files in (("http", None), ("https", tls)):
         sock = sockets[name]
         server = _uvicorn_server(app, settings, bound_port(sock), files)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")
+        # Balanced (several processes): uvicorn runs without a socket of its own (its ticks, timeouts and
+        # shutdown of open connections as ever) and gets the connections this process accepts.
+        task = asyncio.create_task(server.serve(sockets=[] if balancing else [sock]), name=f"uvicorn-{name}")
         while not server.started:
             if task.done():
                 task.result()  # raises the bind error
                 raise RuntimeError(f"{name} listener stopped during start-up")
             await asyncio.sleep(0.02)
         running.ports[name] = bound_port(sock)
+        listener = None
+        if balancing is not None:
+            listener = balancing.serve_asyncio(sock, _uvicorn_protocol_factory(server), server.config.ssl)
 
-        async def close(server: Any = server, task: asyncio.Task[None] = task) -> None:
+        async def close(server: Any = server, task: asyncio.Task[None] = task, listener: Any = listener) -> None:
+            if listener is not None:
+                listener.close()
             server.should_exit = True
             await task
 
         running.closers.append(close)
 
 
-async def _start_imap(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
+def _uvicorn_protocol_factory(server: Any) -> Callable[[], asyncio.Protocol]:
+    """One protocol per connection, built as uvicorn's own listener builds them (``Server.startup``)."""
+    config = server.config
+
+    def create_protocol() -> asyncio.Protocol:
+        return config.http_protocol_class(config=config, server_state=server.server_state,  # type: ignore[no-any-return]
+                                          app_state=server.lifespan.state)
+    return create_protocol
+
+
+async def _start_imap(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running,
+                      balancing: Balancing | None) -> None:
     from twisted.internet import reactor
 
     from kantoor.imapd import listen
 
     settings = core.settings
     ports = listen(reactor, settings, core.store, core.authenticator, core.quota, tls.certificate, tls.private_key,
-                   sockets)
+                   sockets, balancing)
     for name, port in ports:
         running.ports[name] = port.getHost().port
 
@@ -152,11 +173,13 @@ async def _start_imap(core: Core, tls: TLSFiles, sockets: dict[str, socket.socke
         running.closers.append(close)
 
 
-async def _start_smtp(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running) -> None:
+async def _start_smtp(core: Core, tls: TLSFiles, sockets: dict[str, socket.socket], running: Running,
+                      balancing: Balancing | None) -> None:
     from kantoor.smtpd import start
 
     settings = core.settings
-    servers = await start(settings, core.store, core.authenticator, core.quota, server_ssl_context(tls), sockets)
+    servers = await start(settings, core.store, core.authenticator, core.quota, server_ssl_context(tls), sockets,
+                          balancing=balancing)
     for name, server in servers:
         running.ports[name] = bound_port(sockets[name])
 
@@ -222,8 +245,9 @@ async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
 
     Alone (``worker`` None) the process prepares the data directory itself, binds
     the ports and prints the banner. As one of several server processes
-    (kantoor.prefork) the supervisor has done the preparing and printing: the
-    worker binds the same ports with SO_REUSEPORT and reports when it listens.
+    (kantoor.prefork) the supervisor has done the preparing, binding and printing:
+    the worker serves the listening sockets it inherited, balanced with its
+    siblings (kantoor.accept_balance), and reports when it does.
     """
     from twisted.internet import reactor
 
@@ -241,13 +265,17 @@ async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
     try:
         boot = Bootstrap() if worker else await asyncio.to_thread(bootstrap_admin, core)
         tls = await asyncio.to_thread(ensure_certificate, settings)
-        # getaddrinfo may ask a resolver for a host name: not on the loop.
-        sockets = await asyncio.to_thread(bind_all, settings, worker is not None)
+        balancing = worker.balancing if worker is not None else None
+        if worker is not None:
+            sockets = dict(worker.sockets)
+        else:
+            # getaddrinfo may ask a resolver for a host name: not on the loop.
+            sockets = await asyncio.to_thread(bind_all, settings)
         # Opening the LISTEN connection waits for PostgreSQL: not on the loop.
         await asyncio.to_thread(core.start_cross_process_notifications)
-        await _start_imap(core, tls, sockets, running)
-        await _start_smtp(core, tls, sockets, running)
-        await _start_http(core, tls, sockets, running)
+        await _start_imap(core, tls, sockets, running, balancing)
+        await _start_smtp(core, tls, sockets, running, balancing)
+        await _start_http(core, tls, sockets, running, balancing)
         # What start-up created (modules, ORM mappings, compiled statements) lives as long as the
         # process: out of the collector's way, a full collection walks only what requests made (a
         # FETCH 1:* of 10,000 messages triggered one about every third call, 57-72 ms each).
@@ -273,9 +301,12 @@ async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
 
 @dataclass
 class WorkerRole:
-    """What a pre-forked worker is told by its supervisor: how to say it listens."""
+    """What a pre-forked worker gets from its supervisor: how to say it listens, the listening sockets
+    (shared with its siblings) and its slot in the table of their connection counts."""
 
     ready: Callable[[], None]
+    sockets: dict[str, socket.socket]
+    balancing: Balancing
 
 
 def configure_logging(several_processes: bool = False) -> None:

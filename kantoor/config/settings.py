@@ -36,8 +36,8 @@ class ServerSettings:
     hostname: str = "localhost"  # name the server announces (SMTP banner, URLs, certificate)
     mail_domain: str = "localhost"  # first local mail domain; the first admin is admin@<mail_domain>
     worker_threads: int = 16  # threads for blocking work (SQL, blobs, hashing), per process
-    # Server processes sharing the listening ports (the kernel spreads connections,
-    # SO_REUSEPORT), so more than one CPU core serves: 0 means one per core.
+    # Server processes sharing the listening ports (each new connection goes to the one
+    # serving the fewest, kantoor.accept_balance), so more than one CPU core serves: 0 means one per core.
     processes: int = 1
 
 

@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from kantoor.accept_balance import Balancing
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.imapd.protocol import KantoorIMAPServer, ServerContext
@@ -50,17 +51,25 @@ LISTEN_BACKLOG = 128
 
 def listen(reactor: Any, settings: Settings, store: Store, authenticator: Authenticator, quota: QuotaEngine,
            certificate: Path, private_key: Path,
-           sockets: Mapping[str, socket.socket]) -> list[tuple[str, IListeningPort]]:
+           sockets: Mapping[str, socket.socket],
+           balancing: Balancing | None = None) -> list[tuple[str, IListeningPort]]:
     """Serve ``sockets["imap"]`` (plain, STARTTLS offered) and ``sockets["imaps"]`` (implicit TLS).
 
-    The sockets are bound by the server (kantoor.listening); Twisted only listens on them.
+    The sockets are bound by the server (kantoor.listening); Twisted only listens on them, or, with
+    ``balancing`` (several server processes on shared listening sockets), gets the connections this
+    process accepts.
     """
     options = tls_options(certificate, private_key)
 
     def factory(implicit_tls: bool) -> IMAPFactory:
         return IMAPFactory(ServerContext(reactor, settings, store, authenticator, quota, options, implicit_tls))
 
-    plain = _adopt(reactor, sockets["imap"], factory(False))
+    def serve(sock: socket.socket, factory: Factory) -> IListeningPort:
+        if balancing is not None:
+            return balancing.serve_twisted(reactor, sock, factory)  # type: ignore[return-value]
+        return _adopt(reactor, sock, factory)
+
+    plain = serve(sockets["imap"], factory(False))
     # What listenSSL does: TLS in memory on top of a TCP port.
-    secure = _adopt(reactor, sockets["imaps"], TLSMemoryBIOFactory(options, False, factory(True)))
+    secure = serve(sockets["imaps"], TLSMemoryBIOFactory(options, False, factory(True)))
     return [("imap", plain), ("imaps", secure)]

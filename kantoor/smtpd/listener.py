@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kantoor.accept_balance import Balancing
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
@@ -76,11 +77,13 @@ async def start(
     ssl_context: ssl.SSLContext,
     sockets: Mapping[str, socket.socket],
     delivery: DeliverySettings | None = None,
+    balancing: Balancing | None = None,
 ) -> list[tuple[str, Any]]:
     """Serve the MX, submission and submissions sockets (bound by the server) and start delivering the outbound queue.
 
     Returns (name, server) pairs; closing the ``smtp`` one also stops the delivery worker.
-    ``delivery`` defaults to ``settings.delivery`` (or ``KANTOOR_DELIVERY_*`` variables).
+    ``delivery`` defaults to ``settings.delivery`` (or ``KANTOOR_DELIVERY_*`` variables). With ``balancing``
+    (several server processes on shared listening sockets) this process serves the connections it accepts.
     """
     loop = asyncio.get_running_loop()
     delivery = delivery or delivery_settings(settings)
@@ -105,7 +108,10 @@ async def start(
     servers: list[tuple[str, Any]] = []
     try:
         for name, make, implicit_tls in listeners:
-            server = await loop.create_server(make, sock=sockets[name], ssl=implicit_tls)
+            if balancing is not None:
+                server = balancing.serve_asyncio(sockets[name], make, implicit_tls)
+            else:
+                server = await loop.create_server(make, sock=sockets[name], ssl=implicit_tls)
             servers.append((name, server))
     except BaseException:
         for _, server in servers:

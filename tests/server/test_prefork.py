@@ -59,8 +59,8 @@ def test_workers_share_the_ports_and_push_changes_to_each_other(start_server, re
     login, password = server.admin_login, server.admin_password
     port = server.ports["imap"]
 
-    # The kernel spreads connections over both workers (SO_REUSEPORT hashes each
-    # connection; 2**-31 is the chance that 32 of them land on one worker).
+    # Connections are spread over both workers (kantoor.accept_balance: the second goes to the
+    # worker without one).
     sessions: dict[int, imaplib.IMAP4] = {}
     opened: list[imaplib.IMAP4] = []
     try:
