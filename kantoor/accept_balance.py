@@ -248,6 +248,7 @@ class Balancing:
 
     def __init__(self, table: ConnectionTable, slot: int) -> None:
         self.connections = WorkerConnections(table, slot)
+        self._starting: set[asyncio.Task[None]] = set()  # connections being set up (TLS handshakes): kept alive
 
     def serve_asyncio(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
                       ssl_context: ssl.SSLContext | None = None) -> BalancedListener:
@@ -276,7 +277,9 @@ class Balancing:
                     release()
                     conn.close()
                     log.exception("starting a connection failed")
-            loop.create_task(adopt())
+            task = loop.create_task(adopt())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
         return BalancedListener(loop, sock, self.connections, hand_over)
 
