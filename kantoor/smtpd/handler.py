@@ -29,8 +29,8 @@ from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import protocol_name, trace_headers
-from kantoor.smtpd.worker_threads import WorkerThreads
 from kantoor.storage import StorageError, Store
+from kantoor.worker_threads import WorkerThreads
 
 log = logging.getLogger("kantoor.smtpd")
 

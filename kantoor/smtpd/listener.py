@@ -30,8 +30,8 @@ from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
 from kantoor.smtpd.protocol import KantoorSMTP
 from kantoor.smtpd.queue_worker import DeliveryWorker
 from kantoor.smtpd.quota_warning import QuotaWarner
-from kantoor.smtpd.worker_threads import WorkerThreads
 from kantoor.storage import Store
+from kantoor.worker_threads import WorkerThreads
 
 
 class ListenerWithWorker:
@@ -90,7 +90,7 @@ async def start(
     use_name_servers(delivery)
     org_domain.warm_up()
     worker = DeliveryWorker(settings, store, delivery)
-    threads = WorkerThreads(loop, settings.server.worker_threads)
+    threads = WorkerThreads(loop, settings.server.worker_threads, "kantoor-smtp")
     handler = MailHandler(settings, store, quota, delivery, queued=worker.wake, threads=threads)
 
     def factory(starttls: bool, auth_required: bool) -> Callable[[], KantoorSMTP]:

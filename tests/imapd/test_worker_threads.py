@@ -6,13 +6,13 @@ import asyncio
 import threading
 import time
 
-from kantoor.imapd.worker_threads import WorkerThreads
+from kantoor.imapd.worker_threads import DeferredThreads
 
 
 def test_results_and_errors_come_back_on_the_loop_thread() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        pool = WorkerThreads(loop, 4)
+        pool = DeferredThreads(loop, 4)
         seen: list[tuple[str, object, bool]] = []
         done = asyncio.Event()
         loop_thread = threading.current_thread()
@@ -44,7 +44,7 @@ def test_stopping_finishes_the_tasks_already_queued() -> None:
     """Like Twisted's pool at reactor shutdown: a command whose work started still commits and answers."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        pool = WorkerThreads(loop, 2)
+        pool = DeferredThreads(loop, 2)
         finished: list[int] = []
 
         def slow(n: int) -> int:
@@ -56,6 +56,6 @@ def test_stopping_finishes_the_tasks_already_queued() -> None:
             pool.run(lambda n=n: slow(n))
         await loop.run_in_executor(None, pool.stop)
         assert sorted(finished) == list(range(6))
-        assert len(pool._threads) == 2  # never more threads than the pool's size
+        assert len(pool.threads._threads) == 2  # never more threads than the pool's size
 
     asyncio.run(main())

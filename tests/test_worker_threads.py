@@ -1,5 +1,5 @@
-"""The SMTP server's threads for blocking work (kantoor.smtpd.worker_threads): what ``asyncio.to_thread`` promised
-the handler — the result or the exception comes back to the awaiting task, a call whose task was cancelled before
+"""The frontends' threads for blocking work (kantoor.worker_threads, the SMTP server's way): what ``asyncio.to_thread``
+promised the handler — the result or the exception comes back to the awaiting task, a call whose task was cancelled before
 it started never runs (a client that went away gets no delivery it was not told about), and stopping lets the calls
 already queued finish (a reply is sent only after the commit)."""
 
@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from kantoor.smtpd.worker_threads import WorkerThreads
+from kantoor.worker_threads import WorkerThreads
 
 
 def test_results_and_exceptions_come_back_to_the_awaiting_task() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 2)
+        threads = WorkerThreads(asyncio.get_running_loop(), 2, "test")
         loop_thread = threading.get_ident()
         assert await threads.run(lambda a, b: (a + b, threading.get_ident() != loop_thread), 2, 3) == (5, True)
         with pytest.raises(KeyError):
@@ -29,7 +29,7 @@ def test_results_and_exceptions_come_back_to_the_awaiting_task() -> None:
 
 def test_a_call_cancelled_before_it_starts_never_runs() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 1)
+        threads = WorkerThreads(asyncio.get_running_loop(), 1, "test")
         release = threading.Event()
         ran: list[str] = []
         busy = threads.run(release.wait, 10)  # the only thread is busy until released
@@ -46,7 +46,7 @@ def test_a_call_cancelled_before_it_starts_never_runs() -> None:
 
 def test_stop_finishes_the_queued_calls_and_later_calls_still_run() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 1)
+        threads = WorkerThreads(asyncio.get_running_loop(), 1, "test")
         release = threading.Event()
         done: list[int] = []
         first = threads.run(release.wait, 10)
