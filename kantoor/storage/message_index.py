@@ -12,6 +12,14 @@ lower-cases parameter values (boundaries are case-sensitive) and sends NIL where
 the RFC wants a string (encoding), which strict clients reject; this one follows
 the RFC. The wire form uses Twisted's quoting (``collapseNestedLists``) so it is
 byte-for-byte what the IMAP frontend would have sent.
+
+It is computed for every delivered message, so it reads the raw MIME tree itself
+(:func:`kantoor.storage.mime.header_fields`, ``split_multipart``) instead of
+building ``email`` Message objects, works out each header block once, writes the
+wire text directly, never scans attachments beyond finding their end, and
+remembers what recurring header values and part header blocks give. Every field
+is what compat32's ``email.message.Message`` API gave the earlier version
+(tests/storage/test_message_index*.py hold the stdlib and Twisted to it).
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ import binascii
 import datetime as dt
 import email.header
 import email.utils
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from email.policy import compat32
+from typing import Any, NamedTuple, TypeVar
 
 from twisted.mail.imap4 import parseAddr
 
-from kantoor.storage.mime import MimePart
+from kantoor.storage.mime import header_fields, header_text, split_header, split_multipart
 
 # Caps that keep one message's index rows small whatever the message looks like.
 MAX_HEADERS = 200
@@ -37,7 +48,12 @@ MAX_PARSE = 8 * 1024 * 1024
 
 _TAGS = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"[ \t\r\n]+")
-_SPACE_RUNS = re.compile(r"  +")
+# Two literal spaces first: the regex engine then skips to each pair in C instead of trying a match at
+# every single space between words.
+_SPACE_RUNS = re.compile(r"   *")
+_SPACE_RUNS_BYTES = re.compile(rb"   *")
+# Text parts nested deeper than this are not indexed.
+_MAX_DEPTH = 20
 
 
 @dataclass
@@ -54,111 +70,6 @@ class MessageIndex:
     to_addr: str = ""
     message_id: str = ""
     date: dt.datetime | None = None
-
-
-def _ascii(value: str) -> str:
-    return value.encode("ascii", "replace").decode("ascii")
-
-
-def _params(part: MimePart, header: str) -> list[str] | None:
-    params = part.headers.get_params(header=header)
-    if not params:
-        return None
-    flat: list[str] = []
-    for name, value in params[1:]:  # the first entry is the value itself (e.g. "text/plain")
-        if isinstance(value, tuple):
-            value = email.utils.collapse_rfc2231_value(value)
-        flat += [_ascii(name.upper()), _ascii(str(value))]
-    return flat or None
-
-
-def _header(part: MimePart, name: str) -> str | None:
-    return part.first_headers().get(name)
-
-
-def _extension(part: MimePart) -> list[Any]:
-    disposition = part.headers.get_content_disposition()
-    disp = [disposition.upper(), _params(part, "content-disposition")] if disposition else None
-    return [_header(part, "content-md5"), disp, _header(part, "content-language"), _header(part, "content-location")]
-
-
-def body_structure(part: MimePart, extended: bool) -> list[Any]:
-    """The nested list ``collapseNestedLists`` turns into a BODYSTRUCTURE (or BODY) value."""
-    return body_structures(part)[0 if extended else 1]
-
-
-def body_structures(part: MimePart) -> tuple[list[Any], list[Any]]:
-    """(BODYSTRUCTURE, BODY) from one walk of the MIME tree: BODY is BODYSTRUCTURE without the extension
-    data, so the second walk a delivery made for it repeated every header look-up."""
-    main, sub = part.content_type()
-    if main == "multipart":
-        extended_children, basic_children = [], []
-        index = 0
-        while True:
-            try:
-                child = part.getSubPart(index)
-            except IndexError:
-                break
-            extended_child, basic_child = body_structures(child)
-            extended_children.append(extended_child)
-            basic_children.append(basic_child)
-            index += 1
-        if not extended_children:  # RFC 3501 needs at least one part
-            extended_children.append(["TEXT", "PLAIN", ["CHARSET", "US-ASCII"], None, None, "7BIT", 0, 0])
-            basic_children.append(["TEXT", "PLAIN", ["CHARSET", "US-ASCII"], None, None, "7BIT", 0, 0])
-        subtype = _ascii(sub.upper())
-        return ([*extended_children, subtype, _params(part, "content-type"), *_extension(part)[1:]],
-                [*basic_children, subtype])
-    params = _params(part, "content-type")
-    if main == "text" and not params:
-        params = ["CHARSET", "US-ASCII"]
-    encoding = (_header(part, "content-transfer-encoding") or "7BIT").strip().upper()
-    basic = [_ascii(main.upper()), _ascii(sub.upper()), params, _header(part, "content-id"),
-             _header(part, "content-description"), encoding, len(part.body)]
-    lines = part.body.count(b"\n") + (1 if part.body and not part.body.endswith(b"\n") else 0)
-    extended = list(basic)
-    if (main, sub) == ("message", "rfc822"):
-        inner = MimePart(part.body)
-        inner_envelope = envelope(inner)
-        inner_extended, inner_basic = body_structures(inner)
-        extended += [inner_envelope, inner_extended, lines]
-        basic += [inner_envelope, inner_basic, lines]
-    elif main == "text":
-        extended.append(lines)
-        basic.append(lines)
-    extended += _extension(part)
-    return extended, basic
-
-
-def _twisted_envelope(part: MimePart) -> list[Any]:
-    """Twisted's ``getEnvelope``, field for field, with each distinct address header parsed once: Sender
-    and Reply-To are usually From again, and its address parsing (``email.utils.getaddresses``) was a
-    fifth of the index's CPU (``tests/storage/test_message_index.py`` checks the two agree)."""
-    headers = part.getHeaders(True)
-    parsed: dict[str | None, list[Any]] = {}
-
-    def addresses(value: str | None) -> list[Any]:
-        if value not in parsed:
-            parsed[value] = parseAddr(value)
-        return parsed[value]
-
-    from_ = headers.get("from")
-    reply_to = headers.get("reply-to", from_)
-    to, cc, bcc = headers.get("to"), headers.get("cc"), headers.get("bcc")
-    return [headers.get("date"), headers.get("subject"), addresses(from_), addresses(headers.get("sender", from_)),
-            reply_to and addresses(reply_to), to and addresses(to), cc and addresses(cc), bcc and addresses(bcc),
-            headers.get("in-reply-to"), headers.get("message-id")]
-
-
-def envelope(part: MimePart) -> list[Any]:
-    """ENVELOPE (RFC 3501 7.4.2) by Twisted, except that a missing address header is NIL: Twisted gives a
-    three-NIL "address" ``((NIL NIL NIL))`` that strict clients reject (an address has four fields)."""
-    fields = _twisted_envelope(part)
-    for index in range(2, 8):  # from, sender, reply-to, to, cc, bcc
-        value = fields[index]
-        if isinstance(value, list) and all(isinstance(a, (list, tuple)) and len(a) < 4 for a in value):
-            fields[index] = None
-    return fields
 
 
 def wire(value: list[Any]) -> str:
@@ -197,15 +108,295 @@ def _collapse(items: Any) -> str:
     return " ".join(out)
 
 
+def _ascii(value: str) -> str:
+    return value.encode("ascii", "replace").decode("ascii")
+
+
+# Header values, header blocks and address lists repeat across a mailbox's mail (a client's text part headers,
+# the usual senders, X-Mailer): what the index makes of them is a pure function of their text, so the short
+# ones are remembered. A long value is worked out every time (it would pin memory for little gain).
+_CACHED = 512
+_MISSING: Any = object()
+
+
+_Key = TypeVar("_Key", str, bytes, str | None)
+_Value = TypeVar("_Value")
+
+
+def _remembered(function: Callable[[_Key], _Value]) -> Callable[[_Key], _Value]:
+    """``function`` with its results for short keys (and None) kept in a bounded LRU memo."""
+    cached = functools.lru_cache(maxsize=4096)(function)
+
+    def lookup(key: _Key) -> _Value:
+        return cached(key) if key is None or len(key) <= _CACHED else function(key)
+
+    lookup.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return lookup
+
+
+def _sanitized(value: str) -> str:
+    """What compat32's ``Message.get`` gives for a raw value, as text: a value with 8-bit bytes (kept as
+    surrogates) comes back as a Header object that prints each such byte as U+FFFD."""
+    if value.isascii():
+        return value
+    return str(compat32.header_fetch_parse("", value))
+
+
+def _parseparam(value: str) -> list[str]:
+    """``email.message._parseparam``: the value split at the semicolons that are not inside quotes."""
+    if '"' not in value:  # no quotes: every semicolon splits (its loop finds the same pieces one by one)
+        return [_param_piece(piece) for piece in value.split(";")]
+    s = ";" + value
+    plist = []
+    while s[:1] == ";":
+        s = s[1:]
+        end = s.find(";")
+        while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
+            end = s.find(";", end + 1)
+        if end < 0:
+            end = len(s)
+        plist.append(_param_piece(s[:end]))
+        s = s[end:]
+    return plist
+
+
+def _param_piece(f: str) -> str:
+    if "=" in f:
+        i = f.index("=")
+        f = f[:i].strip().lower() + "=" + f[i + 1:].strip()
+    return f.strip()
+
+
+def _get_params(value: str) -> list[tuple[str, Any]]:
+    """compat32 ``Message.get_params(header=...)`` for a header whose first value is ``value`` (sanitized):
+    the value itself first, then each parameter unquoted, RFC 2231 ones as (charset, language, text)."""
+    params = []
+    for p in _parseparam(value):
+        name, equals, val = p.partition("=")
+        if equals:
+            params.append((name.strip(), val.strip()))
+        else:  # a bare attribute
+            params.append((p.strip(), ""))
+    if "*" not in value:
+        # No RFC 2231 parameter (its names hold a "*"): decode_params would unquote each value and quote it
+        # again, and get_params unquote that, which gives the value unquoted once.
+        return [(k, email.utils.unquote(v)) for k, v in params]
+    decoded = []
+    for k, v in email.utils.decode_params(params):
+        decoded.append((k, (v[0], v[1], email.utils.unquote(v[2])) if isinstance(v, tuple) else email.utils.unquote(v)))
+    return decoded
+
+
+def _get_param(params: list[tuple[str, Any]], name: str) -> Any:
+    """``Message.get_param`` over :func:`_get_params`'s list (``_MISSING`` when absent)."""
+    for k, v in params:
+        if k.lower() == name:
+            return v
+    return _MISSING
+
+
+def _flat(params: list[tuple[str, Any]]) -> list[str] | None:
+    """BODYSTRUCTURE's parameter list: the parameters (not the value itself) as NAME, value pairs."""
+    flat: list[str] = []
+    for name, value in params[1:]:
+        if isinstance(value, tuple):
+            value = email.utils.collapse_rfc2231_value(value)
+        flat += [_ascii(name.upper()), _ascii(str(value))]
+    return flat or None
+
+
+class _Head(NamedTuple):
+    """What the index needs from one MIME entity's header block, worked out once (the block's fields are
+    looked up by a dict, not by ``Message.get`` scanning and lower-casing every field name per look-up)."""
+
+    main: str
+    sub: str
+    content_type: str | None  # the first Content-Type value, sanitized (None: no such field)
+    boundary: bytes | None  # a multipart's delimiter (None: no usable one, so no parts)
+    encoding: str  # Content-Transfer-Encoding as the text decoder reads it (lower-case, "" if none)
+    attachment: bool  # Content-Disposition: attachment (its text is not indexed)
+    basic: str  # wire of BODY's header-given fields: leaf MAIN SUB params id description encoding; multipart SUB
+    tail: str  # wire of BODYSTRUCTURE's extension data (multipart: SUB params and then that)
+
+
+def _first_values(fields: list[tuple[str, str]]) -> dict[str, str]:
+    """Each field's first raw value by lower-case name (what ``Message.get`` finds)."""
+    first: dict[str, str] = {}
+    for name, value in fields:
+        key = name.lower()
+        if key not in first:
+            first[key] = value
+    return first
+
+
+def _head_of(fields: list[tuple[str, str]]) -> _Head:
+    """compat32's ``get_content_type``, ``get_params``, ``get_boundary`` and ``get_content_disposition`` on
+    this header, and the BODYSTRUCTURE fields they give, as the Message-based index computed them."""
+    first = _first_values(fields)
+
+    def text(name: str) -> str | None:
+        value = first.get(name)
+        return None if value is None else header_text(value)
+
+    raw_type = first.get("content-type")
+    content_type = None if raw_type is None else _sanitized(raw_type)
+    ctype = "text/plain"
+    if content_type is not None:
+        ctype = content_type.partition(";")[0].strip().lower()
+        if ctype.count("/") != 1:
+            ctype = "text/plain"
+    main, _, sub = ctype.partition("/")
+    type_params = None if content_type is None else _get_params(content_type)
+    raw_disposition = first.get("content-disposition")
+    disposition = None
+    disp = None
+    if raw_disposition is not None:
+        disposition_value = _sanitized(raw_disposition)
+        disposition = disposition_value.partition(";")[0].strip().lower()
+        if disposition:
+            disp = [disposition.upper(), _flat(_get_params(disposition_value))]
+    raw_encoding = first.get("content-transfer-encoding")
+    encoding = "" if raw_encoding is None else _sanitized(raw_encoding).strip().lower()
+    subtype = _ascii(sub.upper())
+    params = None if type_params is None else _flat(type_params)
+    extension = [disp, text("content-language"), text("content-location")]
+    if main == "multipart":
+        boundary = None
+        if type_params is not None:
+            value = _get_param(type_params, "boundary")
+            if value is not _MISSING:
+                value = email.utils.collapse_rfc2231_value(value).rstrip()
+                boundary = value.encode("utf-8", "surrogateescape") if value else None
+        return _Head(main, sub, content_type, boundary, encoding, disposition == "attachment",
+                     _collapse([subtype]), _collapse([subtype, params, *extension]))
+    if main == "text" and not params:
+        params = ["CHARSET", "US-ASCII"]
+    transfer = (text("content-transfer-encoding") or "7BIT").strip().upper()
+    basic = [_ascii(main.upper()), subtype, params, text("content-id"), text("content-description"), transfer]
+    return _Head(main, sub, content_type, None, encoding, disposition == "attachment",
+                 _collapse(basic), _collapse([text("content-md5"), *extension]))
+
+
+@_remembered
+def _head(block: bytes) -> _Head:
+    """:func:`_head_of` a part's header block (remembered: a mail client writes the same text part headers
+    into every message it sends)."""
+    return _head_of(header_fields(block))
+
+
+@_remembered
+def _charset(content_type: str | None) -> str | None:
+    """compat32 ``get_content_charset()`` for this (sanitized) Content-Type value."""
+    if content_type is None:
+        return None
+    charset = _get_param(_get_params(content_type), "charset")
+    if charset is _MISSING:
+        return None
+    if isinstance(charset, tuple):  # RFC 2231 encoded
+        pcharset = charset[0] or "us-ascii"
+        try:
+            charset = str(charset[2].encode("raw-unicode-escape"), pcharset)
+        except (LookupError, UnicodeError):
+            charset = charset[2]
+    try:
+        charset.encode("us-ascii")
+    except UnicodeError:
+        return None
+    return charset.lower()
+
+
+_EMPTY_MULTIPART = _collapse([["TEXT", "PLAIN", ["CHARSET", "US-ASCII"], None, None, "7BIT", 0, 0]])
+
+
+class _Walk:
+    """One walk of the raw MIME tree: BODYSTRUCTURE and BODY wire text (BODY is BODYSTRUCTURE without the
+    extension data) and, in tree order, the text parts the search text comes from."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[bytes, _Head]] = []
+
+    def entity(self, head: _Head, body: bytes, depth: int) -> tuple[str, str]:
+        # One Python frame per level of nesting, as the earlier walk had: a deeply nested message that it
+        # indexed must not hit the recursion limit here.
+        if head.main == "multipart":
+            extended: list[str] = []
+            basic: list[str] = []
+            if head.boundary:
+                for child in split_multipart(body, head.boundary):
+                    block, child_body = split_header(child)
+                    child_extended, child_basic = self.entity(_head(block), child_body, depth + 1)
+                    extended.append(child_extended)
+                    basic.append(child_basic)
+            if not extended:  # RFC 3501 needs at least one part
+                extended.append(_EMPTY_MULTIPART)
+                basic.append(_EMPTY_MULTIPART)
+            return f"({' '.join(extended)} {head.tail})", f"({' '.join(basic)} {head.basic})"
+        size = len(body)
+        if head.main != "text" and (head.main, head.sub) != ("message", "rfc822"):
+            return f"({head.basic} {size} {head.tail})", f"({head.basic} {size})"  # no line count: not scanned
+        lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+        if head.main == "message":
+            block, inner_body = split_header(body)
+            fields = header_fields(block)
+            inner_envelope = _envelope(_first_values(fields))
+            inner_extended, inner_basic = self.entity(_head_of(fields), inner_body, depth + 1)
+            return (f"({head.basic} {size} {inner_envelope} {inner_extended} {lines} {head.tail})",
+                    f"({head.basic} {size} {inner_envelope} {inner_basic} {lines})")
+        if not head.attachment and depth <= _MAX_DEPTH:
+            self.texts.append((body, head))
+        return f"({head.basic} {size} {lines} {head.tail})", f"({head.basic} {size} {lines})"
+
+
+@_remembered
+def _addresses(value: str | None) -> str:
+    """An address field of ENVELOPE by Twisted's ``parseAddr``, except that a list without one real address
+    is NIL: Twisted gives a three-NIL "address" ``((NIL NIL NIL))`` that strict clients reject (an address
+    has four fields)."""
+    parsed = parseAddr(value)
+    if all(isinstance(a, (list, tuple)) and len(a) < 4 for a in parsed):
+        return "NIL"
+    return _collapse([parsed])
+
+
+def _envelope(first: dict[str, str]) -> str:
+    """ENVELOPE (RFC 3501 7.4.2) as Twisted's ``getEnvelope`` gives it (with :func:`_addresses`), from each
+    field's first raw value by lower-case name."""
+    headers = {name: header_text(first[name]) for name in _ENVELOPE_FIELDS if name in first}
+    from_ = headers.get("from")
+    reply_to = headers.get("reply-to", from_)
+    to, cc, bcc = headers.get("to"), headers.get("cc"), headers.get("bcc")
+    # Reply-To, To, Cc and Bcc go through ``value and parseAddr(value)``: present but empty, they stay "".
+    return "(" + " ".join([
+        _collapse([headers.get("date"), headers.get("subject")]), _addresses(from_),
+        _addresses(headers.get("sender", from_)),
+        *(_addresses(value) if value else _collapse([value]) for value in (reply_to, to, cc, bcc)),
+        _collapse([headers.get("in-reply-to"), headers.get("message-id")])]) + ")"
+
+
+_ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id")
+
+
+# str.lower() of text beyond ASCII runs character by character through the full Unicode case tables; for
+# Latin-1 text (most European mail) it maps every character to one Latin-1 character, so a byte table does
+# the same job, and turns CR, LF and TAB into spaces in the same pass.
+# (tests/storage/test_message_index_stdlib.py checks that claim for every Latin-1 character.)
+_LATIN1_FOLD = bytes(32 if c in b"\r\n\t" else ord(chr(c).lower()) for c in range(256))
+
+
 def fold(text: str) -> str:
     """How SEARCH compares strings: case-insensitively (RFC 3501 6.4.4), whitespace runs as one space.
     (``_SPACES.sub`` in cheap steps: that regex replacing every single space between words cost ~2 ms
-    per message body; after the C-level replaces only the rarer runs of spaces need a regex.)"""
-    # CR LF becomes two spaces, not one, then one with the rest of its run: the same result, a replace less.
-    # The run regex goes over every text: a search for "  " first cost half as much as the regex, and a
-    # text with a paragraph break has one anyway.
-    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    return _SPACE_RUNS.sub(" ", text).lower()
+    per message body; after the C-level replaces only the rarer runs of spaces need a regex.) Latin-1 text
+    (ASCII included) is folded as bytes by one table, a third of what ``str.lower`` and replaces cost."""
+    try:
+        data = text.encode("latin-1")
+    except UnicodeEncodeError:
+        # CR LF becomes two spaces, not one, then one with the rest of its run: the same result, a replace
+        # less. Lower-casing after the runs are gone gives the same text: no character lower-cases to or
+        # from a space.
+        text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+        return _SPACE_RUNS.sub(" ", text).lower()
+    return _SPACE_RUNS_BYTES.sub(b" ", data.translate(_LATIN1_FOLD)).decode("latin-1")
 
 
 def _unescaped(value: str) -> str:
@@ -229,12 +420,20 @@ def _decoded(value: str) -> str:
         return value
 
 
-def _date(part: MimePart) -> dt.datetime | None:
-    raw = part.headers.get("Date")
+@_remembered
+def _header_text(value: str) -> tuple[str, str]:
+    """A raw header value RFC 2047 decoded (with raw 8-bit text as UTF-8), and that folded for the header
+    index (remembered: senders, recipients and mailer names recur)."""
+    text = _decoded(_unescaped(value))
+    return text, fold(text)[:MAX_HEADER_VALUE]
+
+
+def _date(raw: str | None) -> dt.datetime | None:
+    """compat32 ``parsedate_to_datetime(str(msg.get("Date")))`` for the first raw Date value."""
     if not raw:
         return None
     try:
-        return email.utils.parsedate_to_datetime(str(raw))
+        return email.utils.parsedate_to_datetime(_sanitized(raw))
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -244,99 +443,73 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _display(first: dict[str, str], name: str, decoded: dict[str, str]) -> str:
+def _display(first: dict[str, str], name: str) -> str:
     """A header's value for the item's listing columns: RFC 2047 decoded and unfolded, case kept.
     From the compat32 header block already parsed (the ``email`` header registry costs a millisecond a
     message and these columns are only shown, never compared); ``first`` is each field's first raw value
-    by lower-case name (what ``Message.get`` finds, before compat32 turns 8-bit text into a Header);
-    ``decoded`` has the values the header index already decoded, by raw value."""
+    by lower-case name (what ``Message.get`` finds, before compat32 turns 8-bit text into a Header)."""
     raw = first.get(name)
     if raw is None:
         return ""
-    text = decoded.get(raw)
-    if text is None:
-        text = _decoded(_unescaped(raw))
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", _header_text(raw)[0]).strip()
 
 
-def _decoded_body(part: MimePart) -> str:
+def _decoded_body(body: bytes, head: _Head) -> str:
     """A text part's body with its transfer encoding and charset undone (bad input decodes leniently)."""
-    body = part.body[: MAX_TEXT * 4]  # enough for MAX_TEXT characters in any encoding
-    encoding = str(part.headers.get("Content-Transfer-Encoding", "")).strip().lower()
+    body = body[: MAX_TEXT * 4]  # enough for MAX_TEXT characters in any encoding
     try:
-        if encoding == "base64":
+        if head.encoding == "base64":
             body = binascii.a2b_base64(body)
-        elif encoding == "quoted-printable":
+        elif head.encoding == "quoted-printable":
             body = binascii.a2b_qp(body)
     except (binascii.Error, ValueError):
         pass  # search the encoded text rather than nothing
-    charset = part.headers.get_content_charset() or "us-ascii"
+    charset = _charset(head.content_type) or "us-ascii"
     try:
         return body.decode(charset, "replace")
     except LookupError:  # an unknown charset name
         return body.decode("utf-8", "replace")
 
 
-def _text_parts(part: MimePart, out: list[str], budget: list[int], depth: int = 0) -> None:
-    """Collect the decoded text of ``part``'s text/* entities that are not attachments, walking the raw MIME
-    tree (attachments are skipped without being parsed, so a large PDF costs nothing here)."""
-    if budget[0] <= 0 or depth > 20:
-        return
-    headers = part.headers
-    main, sub = part.content_type()
-    if main == "multipart":
-        index = 0
-        while budget[0] > 0:
-            try:
-                child = part.getSubPart(index)
-            except IndexError:
-                break
-            _text_parts(child, out, budget, depth + 1)
-            index += 1
-    elif (main, sub) == ("message", "rfc822"):
-        _text_parts(MimePart(part.body), out, budget, depth + 1)  # a forwarded message's text is text too
-    elif main == "text" and headers.get_content_disposition() != "attachment":
-        text = _decoded_body(part)
-        if sub == "html":
+def _text(parts: list[tuple[bytes, _Head]]) -> str:
+    """The decoded text of the text/* entities that are not attachments, in tree order, HTML tags dropped,
+    folded, until MAX_TEXT characters are reached (attachments are never decoded)."""
+    chunks: list[str] = []
+    budget = MAX_TEXT
+    for body, head in parts:
+        if budget <= 0:
+            break
+        text = _decoded_body(body, head)
+        if head.sub == "html":
             text = _TAGS.sub(" ", text)
         text = fold(text)
-        out.append(text)
-        budget[0] -= len(text)
-
-
-def _text(top: MimePart) -> str:
-    chunks: list[str] = []
-    _text_parts(top, chunks, [MAX_TEXT])
+        chunks.append(text)
+        budget -= len(text)
     return " ".join(chunks)[:MAX_TEXT]
 
 
 def index_message_bytes(raw: bytes) -> MessageIndex:
     """Everything :class:`MessageIndex` holds, from the raw message."""
     raw = raw[:MAX_PARSE]
-    top = MimePart(raw)
+    block, body = split_header(raw)
+    fields = header_fields(block)
     headers: list[tuple[str, str]] = []
-    fields = list(top.headers.raw_items())
-    decoded: dict[str, str] = {}  # raw value -> RFC 2047 decoded: Subject, From and To are decoded once, not twice
     for name, value in fields[:MAX_HEADERS]:
-        text = decoded.get(value)
-        if text is None:
-            text = decoded[value] = _decoded(_unescaped(value))
-        headers.append((name.strip().lower()[:200], fold(text)[:MAX_HEADER_VALUE]))
-    first: dict[str, str] = {}
-    for name, value in fields:
-        first.setdefault(name.lower(), value)
-    date = _date(top)
-    extended, basic = body_structures(top)
+        headers.append((name.strip().lower()[:200], _header_text(value)[1]))
+    first = _first_values(fields)
+    date = _date(first.get("date"))
+    walk = _Walk()
+    extended, basic = walk.entity(_head_of(fields), body, 0)
     return MessageIndex(
-        envelope=wire(envelope(top)),
-        bodystructure=wire(extended),
-        body=wire(basic),
+        envelope=_envelope(first),
+        bodystructure=extended,
+        body=basic,
         sent_date=date.date() if date else None,  # the sender's own calendar day
         headers=headers,
-        text=_text(top),
-        subject=_display(first, "subject", decoded),
-        from_addr=_display(first, "from", decoded),
-        to_addr=_display(first, "to", decoded),
-        message_id=_display(first, "message-id", decoded),
+        text=_text(walk.texts),
+        subject=_display(first, "subject"),
+        from_addr=_display(first, "from"),
+        to_addr=_display(first, "to"),
+        message_id=_display(first, "message-id"),
         date=_utc(date) if date else None,
     )
