@@ -1,7 +1,7 @@
-"""The frontends' threads for blocking work (kantoor.worker_threads, the SMTP server's way): what ``asyncio.to_thread``
-promised the handler — the result or the exception comes back to the awaiting task, a call whose task was cancelled before
-it started never runs (a client that went away gets no delivery it was not told about), and stopping lets the calls
-already queued finish (a reply is sent only after the commit)."""
+"""The frontends' threads for blocking work (kantoor.worker_threads, the SMTP server's way): what
+``asyncio.to_thread`` promised the handler — the result or the exception comes back to the awaiting task, a
+call whose task was cancelled before it started never runs (a client that went away gets no delivery it was
+not told about), and stopping lets the calls already queued finish (a reply is sent only after the commit)."""
 
 from __future__ import annotations
 

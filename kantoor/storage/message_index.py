@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import email.errors
 import email.header
 import email.utils
 import functools
@@ -181,8 +182,14 @@ def _get_params(value: str) -> list[tuple[str, Any]]:
         # No RFC 2231 parameter (its names hold a "*"): decode_params would unquote each value and quote it
         # again, and get_params unquote that, which gives the value unquoted once.
         return [(k, email.utils.unquote(v)) for k, v in params]
+    try:
+        pairs = email.utils.decode_params(params)
+    except (TypeError, ValueError):
+        # A parameter both split (name*0=) and whole (name*=): the standard library gives up on the header.
+        # The values as they stand, unquoted, rather than a message that cannot be delivered.
+        return [(k, email.utils.unquote(v)) for k, v in params]
     decoded = []
-    for k, v in email.utils.decode_params(params):
+    for k, v in pairs:
         decoded.append((k, (v[0], v[1], email.utils.unquote(v[2])) if isinstance(v, tuple) else email.utils.unquote(v)))
     return decoded
 
@@ -254,7 +261,7 @@ def _head_of(fields: list[tuple[str, str]]) -> _Head:
         disposition_value = _sanitized(raw_disposition)
         disposition = disposition_value.partition(";")[0].strip().lower()
         if disposition:
-            disp = [disposition.upper(), _flat(_get_params(disposition_value))]
+            disp = [_ascii(disposition.upper()), _flat(_get_params(disposition_value))]  # 8-bit: "?" as elsewhere
     raw_encoding = first.get("content-transfer-encoding")
     encoding = "" if raw_encoding is None else _sanitized(raw_encoding).strip().lower()
     subtype = _ascii(sub.upper())
@@ -416,7 +423,7 @@ def _decoded(value: str) -> str:
         return value
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):  # e.g. bad base64: as it stands
         return value
 
 

@@ -499,3 +499,21 @@ def test_deeply_nested_message_is_indexed_one_frame_per_level() -> None:
             raw = f"Content-Type: multipart/mixed; boundary=l{level}\r\n\r\n--l{level}\r\n".encode() + raw + b"\r\n"
     index = index_message_bytes(raw)
     assert index.bodystructure.count('"RFC822"') == 400 and index.text == ""
+
+
+# Headers the standard library gives up on (it raises): the message is still indexed — and so can be
+# delivered — with the undecodable text as it stands (RFC 2047 section 6.3: an encoded word that cannot be
+# decoded is shown as it is), instead of a delivery that fails for good.
+@pytest.mark.parametrize(("raw", "field", "expected"), [
+    (b"From: a@x\r\nSubject: =?utf-8?b?Y?=\r\n\r\nhi\r\n", "subject", "=?utf-8?b?Y?="),
+    (b"From: =?utf-8?b?abcde?= <a@x>\r\n\r\nhi\r\n", "envelope",
+     '(NIL NIL (("=?utf-8?b?abcde?=" NIL "a" "x")) (("=?utf-8?b?abcde?=" NIL "a" "x")) '
+     '(("=?utf-8?b?abcde?=" NIL "a" "x")) NIL NIL NIL NIL NIL)'),
+    (b"From: a@x\r\nContent-Type: text/plain; name*0=\"a\"; name*=utf-8''b\r\n\r\nhi\r\n", "bodystructure",
+     '("TEXT" "PLAIN" ("NAME*0" "a" "NAME*" "utf-8\'\'b") NIL NIL "7BIT" 4 1 NIL NIL NIL NIL)'),
+    ("From: a@x\r\nContent-Disposition: café\r\n\r\nhi\r\n".encode(), "bodystructure",
+     '("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 4 1 NIL ("CAF??" NIL) NIL NIL)'),
+])
+def test_headers_the_standard_library_cannot_decode_are_indexed_as_they_stand(raw: bytes, field: str,
+                                                                               expected: str) -> None:
+    assert getattr(index_message_bytes(raw), field) == expected
