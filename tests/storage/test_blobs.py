@@ -1,4 +1,4 @@
-"""BlobStore durability: the file is fsync'ed before its rename, a new fan-out directory too."""
+"""BlobStore durability: the file is fsync'ed before its rename, a new fan-out directory too; reading a whole blob."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def test_blob_file_is_synced_and_only_a_new_directory_is(tmp_path: Path, monkeyp
     again = store.write(b"one")
     assert again == first and store.read(again.sha256) == b"one"
     assert len(synced) == 1 and synced[0] != directory
+
+
+def test_read_returns_the_whole_file_whatever_size_the_caller_expects(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """BlobStore.read(sha, size): the size the caller knows (the item row's) saves the fstat; a size that is
+    wrong (a row out of step with its file, never expected) still gives the file's whole content."""
+    store = BlobStore(tmp_path)
+    data = bytes(range(256)) * 300 + b"tail"
+    sha = store.write(data).sha256
+    fstats = []
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: fstats.append(fd) or real_fstat(fd))
+    assert store.read(sha, len(data)) == data
+    assert fstats == []
+    for wrong in (0, 1, len(data) - 1, len(data) + 1, 10 * len(data)):
+        assert store.read(sha, wrong) == data, wrong
+    assert store.read(sha) == data
+    assert len(fstats) == 1

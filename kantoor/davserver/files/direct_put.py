@@ -34,14 +34,13 @@ side by side in ``tests/davserver/files/test_direct_put.py``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.direct_read import DirectReads, plain_request_by
 from kantoor.davserver.files.direct_write import StoredAnswers, plain_put_place, store_as_wsgidav
-from kantoor.davserver.wsgi_host import PREREAD_LIMIT, RequestBody, read_whole_body
+from kantoor.davserver.wsgi_host import PREREAD_LIMIT, RequestBody, in_worker, read_whole_body
 from kantoor.storage.models import Account, Item
 
 Scope = dict[str, Any]
@@ -74,9 +73,7 @@ class DirectPuts:
                     body = await read_whole_body(loop, receive, length)
                     if body is None:
                         return  # nobody to answer, and nothing was done
-                    context = contextvars.copy_context()
-                    rest = await loop.run_in_executor(self.host.executor, context.run, self._answer,
-                                                      loop, scope, send, account, body)
+                    rest = await in_worker(loop, self.host.executor, self._answer, loop, scope, send, account, body)
                     for message in rest:
                         await send(message)
                     return

@@ -3,8 +3,8 @@
 A small GET through wsgidav crossed five middlewares, built a WSGI environ, resolved
 the path through the provider and wrapped the response twice; that was as much CPU as
 the database read itself (bench/webdav.py, py-spy). :class:`DirectReads` sits in front
-of the drive's WSGI host and answers, in one worker thread, the requests whose answer
-has nothing to decide but the file:
+of the drive's WSGI host and answers the requests whose answer has nothing to decide
+but the file:
 
 - ``GET``/``HEAD``, no query, no request body, none of the headers that make wsgidav
   decide something (``If``, ``If-Match``, ``If-None-Match``, ``If-Modified-Since``,
@@ -16,8 +16,18 @@ has nothing to decide but the file:
 - a path ``/<own login>/…`` naming a file of the user's own drive (read through the
   Store with the user as actor, so the ACL engine still decides).
 
+The path is looked up, and a file of up to :data:`BLOCK` bytes read whole, on lookup
+threads of their own on SQLite (:class:`~kantoor.davserver.wsgi_host.ShortJobs`, one):
+in the shared pool of worker threads every small GET woke another thread, and those
+threads took the GIL from each other and from the event loop (a quarter of the server's
+CPU went to futex calls and the switches after them; 2-3 context switches per GET now
+instead of 7-18, perf and /proc). Nothing on those threads waits for a client: a larger
+file is streamed by a shared worker, so a slow download (or many) never holds up a small
+GET (``test_small_reads_are_answered_while_every_shared_worker_serves_a_stalled_download``).
+On PostgreSQL the shared pool does it all, as before (see :data:`SQLITE_READERS`).
+
 Everything else (folders, other drives, ``Groups/``, ``Shared with me/``, 404s,
-conditional and range requests, failures) goes to wsgidav unchanged, in the same
+conditional and range requests, failures) goes to wsgidav unchanged, in a shared
 worker thread. The answer carries the headers wsgidav's would (Content-Length,
 Last-Modified, Content-Type, Date, ETag, Accept-Ranges; see
 ``RequestServer._send_resource``), tested side by side in
@@ -37,7 +47,8 @@ from typing import Any
 from kantoor.davserver.files.authentication import password_may_travel
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.resources import GROUPS, MAX_FOLDER_PATH, SHARED, epoch_seconds, guessed_content_type
-from kantoor.davserver.wsgi_host import WSGIHost, in_worker
+from kantoor.davserver.wsgi_host import ShortJobs, WSGIHost, in_worker
+from kantoor.storage.database import is_sqlite
 from kantoor.storage.models import Account, Item
 
 Scope = dict[str, Any]
@@ -49,8 +60,16 @@ Send = Callable[[Message], Awaitable[None]]
 # with a body, Content-Length other than 0, is wsgidav's too: it refuses it.)
 DECIDING_HEADERS = frozenset({b"if", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
                               b"if-range", b"range", b"depth", b"transfer-encoding"})
-# Body pieces of a larger file, as wsgidav's block_size (application.py).
+# Body pieces of a larger file, as wsgidav's block_size (application.py); a file up to this size is read
+# whole by the lookup thread, a larger one streamed from the shared pool.
 BLOCK = 1024 * 1024
+# Threads that look up plain reads and read small files whole on SQLite (ShortJobs). A lookup holds the GIL
+# but for the few microseconds of each sqlite3 call, so a second thread added GIL hand-offs, not reads
+# (8 clients GETting 4 KiB files: 0.23-0.35 ms of server CPU per GET with one, 0.26-0.35 with two,
+# 0.40-0.53 in the shared pool). A PostgreSQL lookup waits for the server's answer instead, and needs as
+# many threads as there are clients: lookup threads of their own then cost more CPU than the shared pool
+# (four: a third fewer GETs, a fifth more CPU each; sixteen: 5-20 % more CPU), so there it does all.
+SQLITE_READERS = 1
 
 
 class HttpDate:
@@ -77,27 +96,51 @@ def http_date(seconds: float) -> bytes:
 class DirectReads:
     """ASGI app: answers plain reads of own files itself, hands everything else to ``host``."""
 
-    def __init__(self, host: WSGIHost, ctx: DriveContext) -> None:
+    def __init__(self, host: WSGIHost, ctx: DriveContext, readers: int | None = None) -> None:
         self.host = host
         self.ctx = ctx
         self.dates = HttpDate()
+        if readers is None and is_sqlite(ctx.store.engine):
+            readers = SQLITE_READERS
+        # None: the shared pool looks up too (see SQLITE_READERS).
+        self.lookups = ShortJobs(readers, "drive-read") if readers else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not _has_body(scope):
             account = plain_request_by(scope, self.ctx, DECIDING_HEADERS)
             if account is not None:
                 loop = asyncio.get_running_loop()
-                rest = await in_worker(loop, self.host.executor, self._answer, loop, scope, send, account)
+                if self.lookups is None:
+                    rest = await in_worker(loop, self.host.executor, self._answer, loop, scope, send, account)
+                else:
+                    found = await self.lookups.run(loop, self._look_up, scope, account)
+                    if type(found) is list:
+                        rest = found  # a small file's whole answer
+                    elif found is None:
+                        rest = await in_worker(loop, self.host.executor, self.host.run_in_worker, loop, scope, send)
+                    else:
+                        rest = await in_worker(loop, self.host.executor, self._stream, loop, scope, send, *found)
                 for message in rest:
                     await send(message)
                 return
         await self.host(scope, receive, send)
 
     def _answer(self, loop: asyncio.AbstractEventLoop, scope: Scope, send: Send, account: Account) -> list[Message]:
-        """In a worker thread: the file's response (the messages still to send), or wsgidav's."""
+        """In a shared worker thread: the whole answer (the messages still to send), the file's or wsgidav's."""
+        found = self._look_up(scope, account)
+        if type(found) is list:
+            return found
+        if found is None:
+            return self.host.run_in_worker(loop, scope, send)
+        return self._stream(loop, scope, send, *found)
+
+    def _look_up(self, scope: Scope, account: Account) -> list[Message] | tuple[Message, str, int] | None:
+        """In a lookup thread (ShortJobs: nothing here waits for a client): a small file's whole answer;
+        a larger one's response start, blob and size, to be streamed from the shared pool; None if
+        wsgidav is to answer."""
         item = self._own_file(scope, account)
         if item is None:
-            return self.host.run_in_worker(loop, scope, send)
+            return None
         size = int(item.size)
         modified = epoch_seconds(item.updated_at)
         content_type = item.content_type or guessed_content_type(item.name, None, self.ctx.guess_environ())
@@ -114,26 +157,34 @@ class DirectReads:
             return [start, {"type": "http.response.body", "body": b"", "more_body": False}]
         if item.inline_body is not None or item.blob_sha256 is None:
             return [start, {"type": "http.response.body", "body": item.inline_body or b"", "more_body": False}]
-        blobs = self.ctx.store.blobs
         if size <= BLOCK:
-            return [start, {"type": "http.response.body", "body": blobs.read(item.blob_sha256), "more_body": False}]
-        return self._stream(loop, send, start, item.blob_sha256, size)
+            try:
+                body = self.ctx.store.blobs.read(item.blob_sha256, size)
+            except FileNotFoundError:
+                return None  # deleted and collected since its row was read: wsgidav reads the path again
+            return [start, {"type": "http.response.body", "body": body, "more_body": False}]
+        return start, item.blob_sha256, size
 
-    def _stream(self, loop: asyncio.AbstractEventLoop, send: Send, start: Message, sha256: str,
+    def _stream(self, loop: asyncio.AbstractEventLoop, scope: Scope, send: Send, start: Message, sha256: str,
                 size: int) -> list[Message]:
-        """A larger blob in BLOCK pieces. Every piece but the last is sent from here while the next one
-        is read from the file (at most two pieces in memory); the send is awaited before the next
-        one starts, so a slow client slows the reading down. The last piece goes back with the
-        worker's result."""
+        """In a shared worker thread: a larger blob in BLOCK pieces. Every piece but the last is sent from here
+        while the next one is read from the file (at most two pieces in memory); the send is awaited before
+        the next one starts, so a slow client slows the reading down. The last piece goes back with the
+        worker's result. A blob gone since its row was read (deleted and collected meanwhile) is wsgidav's
+        to answer, as it then reads the path again."""
         async def send_all(messages: list[Message]) -> None:
             for message in messages:
                 await send(message)
 
+        try:
+            body = self.ctx.store.blobs.open(sha256)
+        except FileNotFoundError:
+            return self.host.run_in_worker(loop, scope, send)
         pending: list[Message] = [start]
         sending: concurrent.futures.Future[None] | None = None
         remaining = size
         try:
-            with self.ctx.store.blobs.open(sha256) as body:
+            with body:
                 while remaining > 0:
                     piece = body.read(min(BLOCK, remaining))
                     if not piece:

@@ -109,15 +109,20 @@ class AsgiDrive:
         reads._own_file = counting_reads
         self.app._store = counting_puts
 
+    @staticmethod
+    def scope(method: str, path: str, headers: dict[str, str], query: bytes = b"") -> dict:
+        """The ASGI scope of a request to ``path`` (under ``/files``) from a loopback client."""
+        return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "/files",
+                "query_string": query, "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
+                "client": ("127.0.0.1", 5000),
+                "headers": [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers.items()]}
+
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
                 query: bytes = b"") -> tuple[int, dict[str, str], bytes]:
         """(status, headers with lower-case names, body) of one request to ``path`` (under ``/files``)."""
         import asyncio
 
-        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "/files",
-                 "query_string": query, "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
-                 "client": ("127.0.0.1", 5000),
-                 "headers": [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers.items()]}
+        scope = self.scope(method, path, headers, query)
         sent: list[dict] = []
         unread = [body]
 
@@ -139,6 +144,8 @@ def asgi_drive(core):  # type: ignore[no-untyped-def]
     drive = AsgiDrive(core)
     yield drive
     drive.app.host.shutdown()
+    if drive.app.reads.lookups is not None:
+        drive.app.reads.lookups.shutdown()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 
 def test_plain_get_and_head_match_wsgidavs_answer(core, asgi_drive, drive_account):
     drive = asgi_drive
@@ -70,3 +72,72 @@ def test_everything_else_goes_to_wsgidav(core, asgi_drive, drive_account):
     assert drive.request("GET", path, {})[0] == 401
     wrong = base64.b64encode(f"{login}:wrong".encode()).decode()
     assert drive.request("GET", path, {"Authorization": f"Basic {wrong}"})[0] == 401
+
+
+def test_small_reads_are_answered_while_every_shared_worker_serves_a_stalled_download(core, asgi_drive,
+                                                                                     drive_account):
+    """A plain GET of a small own file is looked up and read on threads of its own (ShortJobs), which never
+    wait for a client: with every shared worker thread held by a large download whose client reads nothing,
+    it is still answered at once, and the downloads complete once their clients read again. (On SQLite; on
+    PostgreSQL the shared pool looks up plain reads too, see direct_read.SQLITE_READERS.)"""
+    import asyncio
+
+    from kantoor.davserver.files.direct_read import BLOCK
+    from kantoor.storage.database import is_sqlite
+
+    if not is_sqlite(core.store.engine):
+        pytest.skip("on PostgreSQL the shared pool looks up plain reads too")
+
+    drive = asgi_drive  # two shared worker threads
+    login = "stalled@example.org"
+    owner, auth = drive_account(login)
+    store = core.store
+    docs = store.create_collection(owner, "folder", "docs", actor=owner)
+    big = b"B" * (3 * BLOCK + 5)
+    small = b"s" * (store.inline_limit + 100)  # a blob file, read whole by the lookup thread
+    store.put_item(docs.id, "big.bin", big, "application/octet-stream", actor=owner)
+    store.put_item(docs.id, "small.bin", small, "application/octet-stream", actor=owner)
+    assert drive.request("GET", f"/files/{login}/docs/small.bin", {**auth, "Depth": "0"})[0] == 200  # remembered
+
+    async def no_body() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def main() -> None:
+        reading = asyncio.Event()  # the stalled clients read again once it is set
+        stalled: list[int] = []
+        downloads: list[list[dict]] = [[], []]
+
+        def slow_client(number: int):  # type: ignore[no-untyped-def]
+            async def send(message: dict) -> None:
+                downloads[number].append(message)
+                if message["type"] == "http.response.body" and not reading.is_set():
+                    stalled.append(number)
+                    await reading.wait()
+            return send
+
+        slow = [asyncio.create_task(drive.app(drive.scope("GET", f"/files/{login}/docs/big.bin", auth), no_body,
+                                              slow_client(number))) for number in range(2)]
+        for _ in range(2000):
+            if len(stalled) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(stalled) == [0, 1], "both shared workers should be held by a stalled download"
+
+        answer: list[dict] = []
+
+        async def send(message: dict) -> None:
+            answer.append(message)
+
+        await asyncio.wait_for(drive.app(drive.scope("GET", f"/files/{login}/docs/small.bin", auth), no_body, send),
+                               10)
+        assert answer[0]["status"] == 200
+        assert b"".join(m.get("body", b"") for m in answer[1:]) == small
+
+        reading.set()
+        await asyncio.wait_for(asyncio.gather(*slow), 30)
+        for messages in downloads:
+            assert messages[0]["status"] == 200
+            assert b"".join(m.get("body", b"") for m in messages[1:]) == big
+            assert messages[-1].get("more_body", False) is False
+
+    asyncio.run(main())
