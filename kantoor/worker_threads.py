@@ -12,13 +12,16 @@ that went idle last takes the next task (its stack and the database connection i
 warm; one busy session keeps being served by one thread). :meth:`WorkerThreads.stop` lets the
 tasks already queued finish first — a reply is sent only after its commit — then ends the threads.
 
-The IMAP server (Twisted Deferreds, :mod:`kantoor.imapd.worker_threads`) and the SMTP server
-(asyncio futures, :meth:`WorkerThreads.run`) each have a pool of this kind.
+The IMAP server (Twisted Deferreds, :mod:`kantoor.imapd.worker_threads`), the SMTP server
+(asyncio futures, :meth:`WorkerThreads.run`) and the drive's plain reads
+(:mod:`kantoor.davserver.files.direct_read`, a one-thread pool for jobs that never wait for
+a client) each have a pool of this kind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -29,15 +32,16 @@ from typing import Any, TypeVar
 log = logging.getLogger("kantoor.threads")
 
 T = TypeVar("T")
-# (work, what gets its outcome on the loop: reply(ok, value), whether it is no longer wanted); None ends a thread.
-_Task = tuple[Callable[[], Any], Callable[[bool, Any], None], Callable[[], bool] | None] | None
+# (the loop that gets the outcome, work, reply(ok, value) run on that loop, whether it is no longer wanted);
+# None ends a thread.
+_Reply = Callable[[bool, Any], None]
+_Task = tuple[asyncio.AbstractEventLoop, Callable[[], Any], _Reply, Callable[[], bool] | None] | None
 
 
 class WorkerThreads:
-    """Up to ``size`` threads, started as needed, answering on ``loop``."""
+    """Up to ``size`` threads, started as needed, each task answering on the loop it names."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, name: str) -> None:
-        self._loop = loop
+    def __init__(self, size: int, name: str) -> None:
         self._size = max(1, size)
         self._name = name
         self._lock = threading.Lock()
@@ -50,11 +54,11 @@ class WorkerThreads:
     def stopping(self) -> bool:
         return self._stopping
 
-    def submit(self, work: Callable[[], Any], reply: Callable[[bool, Any], None],
+    def submit(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Any], reply: Callable[[bool, Any], None],
                unwanted: Callable[[], bool] | None = None) -> bool:
-        """Run ``work()`` in a thread, then ``reply(True, result)`` or ``reply(False, exception)`` on the loop;
+        """Run ``work()`` in a thread, then ``reply(True, result)`` or ``reply(False, exception)`` on ``loop``;
         skipped if ``unwanted()`` says so when a thread gets to it. False (nothing done) once stopping."""
-        task: _Task = (work, reply, unwanted)
+        task: _Task = (loop, work, reply, unwanted)
         with self._lock:
             if self._stopping:
                 return False
@@ -69,10 +73,14 @@ class WorkerThreads:
         return True
 
     def run(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """``func(*args)`` in a thread, as an asyncio future (a cancelled one's call is skipped if not begun).
-        Once stopping (a session still busy while the server stops), on the loop's executor, as before."""
-        future: asyncio.Future[T] = self._loop.create_future()
-        if not self.submit(lambda: func(*args), lambda ok, value: _settle(future, ok, value), future.cancelled):
+        """``func(*args)`` in a thread, in a copy of the caller's context (as ``asyncio.to_thread``), as a future
+        of the running loop; a cancelled one's call is skipped if not begun. Once stopping (a session still busy
+        while the server stops), on the loop's executor, as before."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        context = contextvars.copy_context()
+        if not self.submit(loop, lambda: context.run(func, *args), lambda ok, value: _settle(future, ok, value),
+                           future.cancelled):
             return asyncio.ensure_future(asyncio.to_thread(func, *args))
         return future
 
@@ -103,9 +111,8 @@ class WorkerThreads:
 
     def _work(self) -> None:
         inbox: SimpleQueue[_Task] = SimpleQueue()
-        loop = self._loop
         while (task := self._next(inbox)) is not None:
-            work, reply, unwanted = task
+            loop, work, reply, unwanted = task
             del task
             if unwanted is not None and unwanted():  # read without the loop's lock: at worst the work runs
                 continue
@@ -117,7 +124,7 @@ class WorkerThreads:
                 loop.call_soon_threadsafe(reply, *outcome)
             except RuntimeError:  # the loop is closed: nobody is left to answer
                 log.warning("%s: a task finished after the event loop closed", self._name)
-            del work, reply, unwanted, outcome  # nothing of a finished task stays alive in an idle thread
+            del loop, work, reply, unwanted, outcome  # nothing of a finished task stays alive in an idle thread
 
 
 def join(threads: list[threading.Thread]) -> None:

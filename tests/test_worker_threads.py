@@ -6,6 +6,7 @@ not told about), and stopping lets the calls already queued finish (a reply is s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from kantoor.worker_threads import WorkerThreads
 
 def test_results_and_exceptions_come_back_to_the_awaiting_task() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 2, "test")
+        threads = WorkerThreads(2, "test")
         loop_thread = threading.get_ident()
         assert await threads.run(lambda a, b: (a + b, threading.get_ident() != loop_thread), 2, 3) == (5, True)
         with pytest.raises(KeyError):
@@ -29,7 +30,7 @@ def test_results_and_exceptions_come_back_to_the_awaiting_task() -> None:
 
 def test_a_call_cancelled_before_it_starts_never_runs() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 1, "test")
+        threads = WorkerThreads(1, "test")
         release = threading.Event()
         ran: list[str] = []
         busy = threads.run(release.wait, 10)  # the only thread is busy until released
@@ -46,7 +47,7 @@ def test_a_call_cancelled_before_it_starts_never_runs() -> None:
 
 def test_stop_finishes_the_queued_calls_and_later_calls_still_run() -> None:
     async def main() -> None:
-        threads = WorkerThreads(asyncio.get_running_loop(), 1, "test")
+        threads = WorkerThreads(1, "test")
         release = threading.Event()
         done: list[int] = []
         first = threads.run(release.wait, 10)
@@ -61,3 +62,32 @@ def test_stop_finishes_the_queued_calls_and_later_calls_still_run() -> None:
         assert await threads.run(sum, [1, 2]) == 3
 
     asyncio.run(main())
+
+
+def test_one_thread_runs_calls_in_order_in_the_callers_context_off_the_loop() -> None:
+    """A pool of one (the drive's plain reads): calls run one after the other in the order given, each in a copy
+    of the caller's context (as ``asyncio.to_thread``), never on the event loop's thread; an exception reaches
+    its own caller only."""
+    request = contextvars.ContextVar("request", default="none")
+    threads = WorkerThreads(1, "test-order")
+    ran: list[tuple[int, str, str]] = []
+
+    def job(number: int) -> int:
+        ran.append((number, threading.current_thread().name, request.get()))
+        if number == 3:
+            raise ValueError("job 3 fails")
+        return number * 10
+
+    async def main() -> list[object]:
+        request.set("GET /a")
+        futures = [threads.run(job, number) for number in range(5)]
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 20)
+        await threads.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert results[:3] == [0, 10, 20] and results[4] == 40
+    assert isinstance(results[3], ValueError)
+    assert [number for number, _, _ in ran] == [0, 1, 2, 3, 4]
+    assert {name for _, name, _ in ran} == {"test-order-0"}
+    assert {context for _, _, context in ran} == {"GET /a"}

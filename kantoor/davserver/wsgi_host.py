@@ -13,21 +13,13 @@ CPU (bench/webdav.py, py-spy):
 - a body cut off by the client raises :class:`ClientDisconnected` instead of ending like
   a complete one (RFC 9112 §7.1: an incomplete chunked body is not a message), so an
   interrupted upload is never stored truncated.
-
-:class:`ShortJobs` is a second, small set of threads for jobs that never wait for a client
-(the drive's plain GET of a small file: :mod:`kantoor.davserver.files.direct_read`), so that
-they neither queue behind slow transfers in the shared pool nor wake one of its many threads
-each time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
-import queue
 import sys
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,18 +64,6 @@ def in_worker(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, fun
     return future
 
 
-def _run_job(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], context: contextvars.Context,
-             func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    if future.cancelled():  # read from another thread: at worst the job runs and its result is dropped
-        return
-    try:
-        result = context.run(func, *args)
-    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, as run_in_executor does
-        loop.call_soon_threadsafe(_settle, future, None, exc)
-    else:
-        loop.call_soon_threadsafe(_settle, future, result, None)
-
-
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if future.done():
         return  # cancelled meanwhile
@@ -91,58 +71,6 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
     else:
         future.set_exception(exc)
-
-
-class ShortJobs:
-    """A few threads of their own for short jobs that never wait for a client (a small file's row and
-    body): ``run`` is :func:`in_worker` on them.
-
-    A small GET in the shared pool woke one of its many threads each time, and those threads took the
-    GIL from each other and from the event loop: a quarter of the server's CPU went to futex calls
-    and the switches after them (bench/webdav.py, perf). Here the jobs queue for one thread (or a few),
-    which take the next one without sleeping while there is one. Nothing run here may wait for a
-    client (sending a body, reading one) or for anything a client can hold up: a job that would is
-    handed to the shared pool instead, so slow clients and large transfers never delay these jobs.
-    """
-
-    def __init__(self, threads: int = 1, name: str = "short-jobs") -> None:
-        self.size = threads
-        self.name = name
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._pid = 0  # the process whose threads serve the queue (a forked child starts its own)
-        self._lock = threading.Lock()
-
-    def run(self, loop: asyncio.AbstractEventLoop, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """``func(*args)`` in one of the threads, in a copy of the caller's context; cancelling the future
-        before the job starts keeps it from running."""
-        if self._pid != os.getpid():
-            self._start()
-        future = loop.create_future()
-        self._queue.put((loop, future, contextvars.copy_context(), func, args))
-        return future
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._queue = queue.SimpleQueue()
-            for number in range(self.size):
-                threading.Thread(target=self._serve, args=(self._queue,), name=f"{self.name}-{number}",
-                                 daemon=True).start()
-            self._pid = os.getpid()
-
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
-        while (job := jobs.get()) is not None:
-            _run_job(*job)
-            del job  # nothing of a finished job is kept while waiting for the next
-
-    def shutdown(self) -> None:
-        """Let the threads end once the jobs queued before are done."""
-        if self._pid == os.getpid():
-            for _ in range(self.size):
-                self._queue.put(None)
-            self._pid = 0
 
 
 class ClientDisconnected(OSError):
@@ -410,4 +338,4 @@ class WSGIHost:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-__all__ = ["PREREAD_LIMIT", "ClientDisconnected", "RequestBody", "ShortJobs", "WSGIHost", "in_worker"]
+__all__ = ["PREREAD_LIMIT", "ClientDisconnected", "RequestBody", "WSGIHost", "in_worker"]

@@ -33,7 +33,8 @@ class DeferredThreads:
     """A :class:`WorkerThreads` pool whose tasks answer with Deferreds (fired on the loop's thread)."""
 
     def __init__(self, loop: Any, size: int) -> None:
-        self.threads = WorkerThreads(loop, size, "kantoor-imap")
+        self.loop = loop
+        self.threads = WorkerThreads(size, "kantoor-imap")
 
     def run(self, work: Callable[[], Any]) -> Deferred:
         """``work()`` in a pool thread; the Deferred fires on the loop's thread."""
@@ -44,7 +45,7 @@ class DeferredThreads:
                 d.callback(value)
             else:
                 d.errback(Failure(value))
-        if not self.threads.submit(work, reply):
+        if not self.threads.submit(self.loop, work, reply):
             # Stopping, and a session still calls: the loop's executor, as the pool's own fallback does.
             return Deferred.fromFuture(asyncio.ensure_future(asyncio.to_thread(work)))
         return d

@@ -90,7 +90,7 @@ async def start(
     use_name_servers(delivery)
     org_domain.warm_up()
     worker = DeliveryWorker(settings, store, delivery)
-    threads = WorkerThreads(loop, settings.server.worker_threads, "kantoor-smtp")
+    threads = WorkerThreads(settings.server.worker_threads, "kantoor-smtp")
     handler = MailHandler(settings, store, quota, delivery, queued=worker.wake, threads=threads)
 
     def factory(starttls: bool, auth_required: bool) -> Callable[[], KantoorSMTP]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kantoor.davserver.wsgi_host import PREREAD_LIMIT, ClientDisconnected, ShortJobs, WSGIHost
+from kantoor.davserver.wsgi_host import PREREAD_LIMIT, ClientDisconnected, WSGIHost
 
 
 def _scope(method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
@@ -135,60 +135,3 @@ def test_an_app_error_before_the_response_propagates_and_sends_nothing():
 
     with pytest.raises(RuntimeError, match="boom"):
         _run(app, _scope(), [])
-
-
-def test_short_jobs_return_results_and_errors_in_order_on_their_own_threads():
-    """ShortJobs: each job's result (or its exception) reaches the awaiting task; with one thread, jobs run
-    one after the other in the order given, in the caller's context, never on the event loop's thread."""
-    import contextvars
-    import threading
-
-    request = contextvars.ContextVar("request", default="none")
-    jobs = ShortJobs(1, "test-jobs")
-    ran: list[tuple[int, str, str]] = []
-
-    def job(number: int) -> int:
-        ran.append((number, threading.current_thread().name, request.get()))
-        if number == 3:
-            raise ValueError("job 3 fails")
-        return number * 10
-
-    async def main() -> list[Any]:
-        loop = asyncio.get_running_loop()
-        request.set("GET /a")
-        futures = [jobs.run(loop, job, number) for number in range(5)]
-        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 20)
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        jobs.shutdown()
-    assert results[:3] == [0, 10, 20] and results[4] == 40
-    assert isinstance(results[3], ValueError)
-    assert [number for number, _, _ in ran] == [0, 1, 2, 3, 4]
-    assert {name for _, name, _ in ran} == {"test-jobs-0"}
-    assert {context for _, _, context in ran} == {"GET /a"}
-
-
-def test_a_short_job_cancelled_before_it_starts_does_not_run():
-    import threading
-
-    jobs = ShortJobs(1, "test-cancel")
-    hold = threading.Event()
-    ran: list[str] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        first = jobs.run(loop, hold.wait, 20)  # keeps the one thread busy
-        second = jobs.run(loop, ran.append, "second")
-        second.cancel()
-        hold.set()
-        assert await asyncio.wait_for(first, 20) is True
-        third = jobs.run(loop, ran.append, "third")  # queued after the cancelled one: it has been passed by
-        await asyncio.wait_for(third, 20)
-
-    try:
-        asyncio.run(main())
-    finally:
-        jobs.shutdown()
-    assert ran == ["third"]

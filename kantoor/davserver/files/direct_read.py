@@ -17,7 +17,7 @@ but the file:
   Store with the user as actor, so the ACL engine still decides).
 
 The path is looked up, and a file of up to :data:`BLOCK` bytes read whole, on lookup
-threads of their own on SQLite (:class:`~kantoor.davserver.wsgi_host.ShortJobs`, one):
+threads of their own on SQLite (a :class:`kantoor.worker_threads.WorkerThreads` of one):
 in the shared pool of worker threads every small GET woke another thread, and those
 threads took the GIL from each other and from the event loop (a quarter of the server's
 CPU went to futex calls and the switches after them; 2-3 context switches per GET now
@@ -47,9 +47,10 @@ from typing import Any
 from kantoor.davserver.files.authentication import password_may_travel
 from kantoor.davserver.files.context import DriveContext
 from kantoor.davserver.files.resources import GROUPS, MAX_FOLDER_PATH, SHARED, epoch_seconds, guessed_content_type
-from kantoor.davserver.wsgi_host import ShortJobs, WSGIHost, in_worker
+from kantoor.davserver.wsgi_host import WSGIHost, in_worker
 from kantoor.storage.database import is_sqlite
 from kantoor.storage.models import Account, Item
+from kantoor.worker_threads import WorkerThreads
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -63,7 +64,7 @@ DECIDING_HEADERS = frozenset({b"if", b"if-match", b"if-none-match", b"if-modifie
 # Body pieces of a larger file, as wsgidav's block_size (application.py); a file up to this size is read
 # whole by the lookup thread, a larger one streamed from the shared pool.
 BLOCK = 1024 * 1024
-# Threads that look up plain reads and read small files whole on SQLite (ShortJobs). A lookup holds the GIL
+# Threads that look up plain reads and read small files whole on SQLite (a one-thread pool). A lookup holds the GIL
 # but for the few microseconds of each sqlite3 call, so a second thread added GIL hand-offs, not reads
 # (8 clients GETting 4 KiB files: 0.23-0.35 ms of server CPU per GET with one, 0.26-0.35 with two,
 # 0.40-0.53 in the shared pool). A PostgreSQL lookup waits for the server's answer instead, and needs as
@@ -103,7 +104,7 @@ class DirectReads:
         if readers is None and is_sqlite(ctx.store.engine):
             readers = SQLITE_READERS
         # None: the shared pool looks up too (see SQLITE_READERS).
-        self.lookups = ShortJobs(readers, "drive-read") if readers else None
+        self.lookups = WorkerThreads(readers, "drive-read") if readers else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not _has_body(scope):
@@ -113,7 +114,7 @@ class DirectReads:
                 if self.lookups is None:
                     rest = await in_worker(loop, self.host.executor, self._answer, loop, scope, send, account)
                 else:
-                    found = await self.lookups.run(loop, self._look_up, scope, account)
+                    found = await self.lookups.run(self._look_up, scope, account)
                     if type(found) is list:
                         rest = found  # a small file's whole answer
                     elif found is None:
@@ -135,7 +136,7 @@ class DirectReads:
         return self._stream(loop, scope, send, *found)
 
     def _look_up(self, scope: Scope, account: Account) -> list[Message] | tuple[Message, str, int] | None:
-        """In a lookup thread (ShortJobs: nothing here waits for a client): a small file's whole answer;
+        """In a lookup thread (nothing here waits for a client): a small file's whole answer;
         a larger one's response start, blob and size, to be streamed from the shared pool; None if
         wsgidav is to answer."""
         item = self._own_file(scope, account)

@@ -145,7 +145,7 @@ def asgi_drive(core):  # type: ignore[no-untyped-def]
     yield drive
     drive.app.host.shutdown()
     if drive.app.reads.lookups is not None:
-        drive.app.reads.lookups.shutdown()
+        drive.app.reads.lookups.begin_stop()
 
 
 @pytest.fixture

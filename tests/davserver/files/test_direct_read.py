@@ -76,7 +76,7 @@ def test_everything_else_goes_to_wsgidav(core, asgi_drive, drive_account):
 
 def test_small_reads_are_answered_while_every_shared_worker_serves_a_stalled_download(core, asgi_drive,
                                                                                      drive_account):
-    """A plain GET of a small own file is looked up and read on threads of its own (ShortJobs), which never
+    """A plain GET of a small own file is looked up and read on threads of its own (a one-thread pool), which never
     wait for a client: with every shared worker thread held by a large download whose client reads nothing,
     it is still answered at once, and the downloads complete once their clients read again. (On SQLite; on
     PostgreSQL the shared pool looks up plain reads too, see direct_read.SQLITE_READERS.)"""
