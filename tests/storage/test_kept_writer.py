@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from kantoor.core import open_core
 from kantoor.storage.models import Collection, ServerNotice
+from tests.storage.test_sqlite_begin import _other_writer_locked_out
 
 
 class InjectedFailure(RuntimeError):
@@ -27,19 +28,6 @@ def sqlite_core(tmp_path: Path):  # type: ignore[no-untyped-def]
     core = open_core(make_settings(tmp_path / "data"))
     yield core
     core.close()
-
-
-def _other_writer_locked_out(path: str) -> bool:
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        return True
-    else:
-        other.execute("ROLLBACK")
-        return False
-    finally:
-        other.close()
 
 
 def test_each_write_holds_the_write_lock_from_its_start_and_releases_it_at_commit(sqlite_core) -> None:  # type: ignore[no-untyped-def]
