@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import email.message
+import email.utils
 import random
 import re
 from email.message import Message
@@ -68,11 +70,20 @@ def test_content_type_parameters_are_compat32s_rfc2045_rfc2231() -> None:
         raw = value.replace("\ufffd", "\udcff")
         msg = Message(policy=compat32)
         msg["Content-Type"] = raw
-        assert _outcome(lambda v=value: message_index._get_params(v)) == _outcome(msg.get_params), value
+        expected = _outcome(msg.get_params)
+        if expected is TypeError:
+            # A parameter both split (name*0=) and whole (name*=): the standard library gives up; the index takes
+            # the parameters as they stand (a message that cannot be indexed could not be delivered).
+            # What get_params has before it decodes (email.message._get_params_preserve's split), unquoted.
+            pieces = [p.partition("=") for p in email.message._parseparam(str(msg["Content-Type"]))]
+            undecoded = [(name.strip(), email.utils.unquote(val.strip())) for name, _, val in pieces]
+            assert message_index._get_params(value) == undecoded, value
+            continue
+        assert _outcome(lambda v=value: message_index._get_params(v)) == expected, value
         assert _outcome(lambda v=value: message_index._charset(v)) == _outcome(msg.get_content_charset), value
         head = _outcome(lambda v=raw: message_index._head_of([("Content-Type", v)]))
         if isinstance(head, type):
-            assert head == _outcome(msg.get_params), value
+            assert head == expected, value
             continue
         assert f"{head.main}/{head.sub}" == msg.get_content_type(), value
         if head.main == "multipart":
