@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, Select, and_, bindparam, exists, select
+from sqlalchemy import Select, and_, bindparam, exists, select
 from sqlalchemy.orm import Session, load_only
 
+from kantoor.storage import raw_statements as raw
 from kantoor.storage.errors import (
     AlreadyExists,
     NotFound,
@@ -75,58 +76,6 @@ _CHILD_FOLDERS = (select(Collection).where(Collection.parent_id == bindparam("co
 _ITEM_PROPERTIES = (select(Item.name, DeadProperty.name, DeadProperty.value)
                     .join(DeadProperty, DeadProperty.item_id == Item.id)
                     .where(Item.collection_id == bindparam("collection")))
-
-
-class _AutocommitSelect:
-    """A Core SELECT run as one statement on a pooled SQLite connection, outside any transaction.
-
-    One SELECT in SQLite's autocommit mode reads one consistent snapshot, as it would in a
-    transaction of its own; without the ORM session, the BEGIN and the ROLLBACK around it a
-    drive GET costs half as much (py-spy, bench/webdav.py: each of the three sqlite3 calls
-    also hands the GIL to the other threads and waits to get it back). The SQL is compiled
-    once; values come back through the column types' result processors, as SQLAlchemy's would.
-    """
-
-    def __init__(self, statement: Select, engine: Engine) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = compiled.string
-        self.names = list(compiled.positiontup or ())
-        # Values the statement carries itself (``kind == "folder"``); the caller's fill the rest.
-        self.constants = {name: value for name, value in compiled.params.items() if value is not None}
-        # Parameters whose type turns the value into what the driver takes (timestamps on SQLite).
-        self.binders = {}
-        for name in self.names:
-            binder = compiled.binds[name].type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
-            if binder is not None:
-                self.binders[name] = binder
-        self.engine = engine
-        processors = [(i, column.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None))
-                      for i, column in enumerate(statement.selected_columns)]
-        self.processors = [(i, p) for i, p in processors if p is not None]
-
-    def all(self, params: dict[str, object]) -> list[list[object]]:
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                values = [params[name] if name in params else self.constants[name] for name in self.names]
-                for at, name in enumerate(self.names):
-                    binder = self.binders.get(name)
-                    if binder is not None:
-                        values[at] = binder(values[at])
-                cursor.execute(self.sql, values)
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        finally:
-            connection.close()  # back to the pool
-        out = []
-        for row in rows:
-            values = list(row)
-            for i, process in self.processors:
-                values[i] = process(values[i])
-            out.append(values)
-        return out
 
 
 class _SessionOnDemand:
@@ -196,10 +145,13 @@ class DriveMixin(StoreBase):
         if actor == owner_id and self._is_sqlite and (standalone or not self._in_request_scope()):
             # The owner reads their own drive (the ACL grants every right without a query) and
             # shares no session with other reads: the one statement needs no transaction.
+            # One SELECT in SQLite's autocommit mode reads one consistent snapshot, as in a transaction of its
+            # own; without the Session, the BEGIN and the ROLLBACK around it a drive GET costs half as much.
             if with_locks:
-                rows = self._autocommit_place(_PLACE_AND_LOCKS).all({**params, "now": utcnow()})
+                rows = raw.read_values(self.engine, self._autocommit_place(_PLACE_AND_LOCKS),
+                                       {**params, "now": utcnow()})
             else:
-                rows = self._autocommit_place(_PLACE).all(params)
+                rows = raw.read_values(self.engine, self._autocommit_place(_PLACE), params)
             # A session for the ACL engine only, should it need to read (for the owner it does not):
             # made, and connected, only if used.
             lazy = _SessionOnDemand(self._sessions)
@@ -214,11 +166,12 @@ class DriveMixin(StoreBase):
                 rows = s.connection().execute(_PLACE, params).all()
             return self._place_of(path, rows, s, actor, with_locks)
 
-    def _autocommit_place(self, statement: Select) -> _AutocommitSelect:
+    def _autocommit_place(self, statement: Select) -> raw.RawStatement:
+        """``statement`` compiled once for this Store's database (run by raw_statements.read_values)."""
         selects = self.__dict__.setdefault("_autocommit_selects", {})
         select_ = selects.get(statement)
         if select_ is None:
-            select_ = selects[statement] = _AutocommitSelect(statement, self.engine)
+            select_ = selects[statement] = raw.RawStatement(statement, self.engine.dialect)
         return select_
 
     def _in_request_scope(self) -> bool:

@@ -80,6 +80,10 @@ class RawStatement:
             return tuple(out)
         return dict(zip(self._names, out, strict=True))
 
+    def values(self, raw: Sequence[Any]) -> list[Any]:
+        """A RETURNING/SELECT row's values in column order, the types' result processing applied."""
+        return [value if process is None else process(value) for process, value in zip(self._results, raw, strict=True)]
+
     def row(self, raw: Sequence[Any]) -> dict[str, Any]:
         """A RETURNING/SELECT row as {column key: value}, the types' result processing applied."""
         return {key: value if process is None else process(value)
@@ -142,8 +146,16 @@ def pooled_cursor(engine: Engine) -> Iterator[Any]:
 def read_rows(engine: Engine, statement: RawStatement, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run the SELECT ``statement`` on a pooled connection (:func:`pooled_cursor`); its rows as dicts by
     column key, the types' result processing applied."""
+    return [statement.row(raw) for raw in _fetch_all(engine, statement, values)]
+
+
+def read_values(engine: Engine, statement: RawStatement, values: Mapping[str, Any]) -> list[list[Any]]:
+    """:func:`read_rows` with each row as its values in column order."""
+    return [statement.values(raw) for raw in _fetch_all(engine, statement, values)]
+
+
+def _fetch_all(engine: Engine, statement: RawStatement, values: Mapping[str, Any]) -> list[Any]:
     params = statement.parameters(values)
     with pooled_cursor(engine) as cur:
         cur.execute(statement.sql, params)
-        raw_rows = cur.fetchall()
-    return [statement.row(raw) for raw in raw_rows]
+        return cur.fetchall()
