@@ -5,6 +5,7 @@ offering both."""
 
 from __future__ import annotations
 
+import email.policy
 import re
 import time
 from collections.abc import Iterator
@@ -156,3 +157,54 @@ def test_swaks_8bit_submission_is_converted_for_a_7bit_hop(srv, mail_for, seven,
     [delivered] = seven.wait_for(friend)
     assert delivered.content.isascii() and b"K=C3=B6ln" in delivered.content
     assert _verifies(delivered.content, dkim_txt)
+
+
+def test_8bit_header_fields_are_down_converted_for_a_7bit_hop_rfc2047_rfc2231(  # type: ignore[no-untyped-def]
+        srv, mail_for, seven, dkim_txt) -> None:
+    """Raw UTF-8 in a subject, a display name and an attachment's file name (sent without SMTPUTF8, as many
+    clients do) goes to a hop without 8BITMIME as encoded words and an RFC 2231 parameter, and decodes back."""
+    mail = mail_for(srv)
+    friend = f"{mail.unique('friend')}@seven.test"
+    subject = mail.unique("hdr-")
+
+    def message_for(login: str) -> bytes:
+        return (f"From: Zoë Müller <{login}>\r\nTo: friend\r\nSubject: {subject} Grüße aus Köln\r\n"
+                'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+                f"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{TEXT}"
+                '--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="Grüße.pdf"\r\n'
+                "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n").encode()
+
+    login, _ = _submit(srv, mail, friend, message_for, ["BODY=8BITMIME"])
+    [delivered] = seven.wait_for(friend)
+    assert delivered.content.isascii()
+    message = message_from_bytes(delivered.content, policy=email.policy.default)
+    assert message["Subject"] == f"{subject} Grüße aus Köln"
+    assert message["From"].addresses[0].display_name == "Zoë Müller"
+    assert message["From"].addresses[0].addr_spec == login
+    [attachment] = message.iter_attachments()
+    assert attachment.get_filename() == "Grüße.pdf"
+    assert attachment.get_content() == b"%PDF-1.4\n"
+    assert _verifies(delivered.content, dkim_txt)
+
+
+def test_8bit_message_partial_bounces_5_6_3_for_a_7bit_hop_rfc2046_section_5_2_2_1(  # type: ignore[no-untyped-def]
+        srv, mail_for, seven) -> None:
+    """A message/partial must be 7bit and cannot be re-encoded: for a hop without 8BITMIME it bounces with
+    X.6.3 (RFC 3463: conversion required but not supported) instead of going out 8-bit."""
+    mail = mail_for(srv)
+    friend = f"{mail.unique('friend')}@seven.test"
+    subject = mail.unique("partial-")
+
+    def message_for(login: str) -> bytes:
+        return (f"From: {login}\r\nTo: friend\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+                'Content-Type: message/partial; id="p1@example.org"; number=1; total=2\r\n\r\n'
+                f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{TEXT}").encode()
+
+    login, password = _submit(srv, mail, friend, message_for, ["BODY=8BITMIME"])
+    deadline = time.monotonic() + 20
+    while not (bounces := [m for m in mail.inbox(login, password) if b"Undelivered Mail" in m]):
+        assert time.monotonic() < deadline, "no bounce"
+        time.sleep(0.1)
+    status = bounces[0].split(b"Content-Type: message/delivery-status", 1)[1].decode()
+    assert f"Final-Recipient: rfc822; {friend}" in status and "Status: 5.6.3" in status, status
+    assert seven.messages_for(friend) == []
