@@ -247,6 +247,11 @@ def main() -> int:
     for t in targets:
         rows.append([t.name, f"{statistics.median(t.accepted):.1f}", f"{statistics.median(t.delivered):.1f}",
                      f"{statistics.median(t.cpu_ms):.2f}", t.how])
+    if args.rounds > 1:  # the spread between rounds: on a shared VM the peers' rates move a lot
+        for t in targets:
+            rows.append([f"  {t.name} min-max", f"{min(t.accepted):.0f}-{max(t.accepted):.0f}",
+                         f"{min(t.delivered):.0f}-{max(t.delivered):.0f}", f"{min(t.cpu_ms):.2f}-{max(t.cpu_ms):.2f}",
+                         ""])
     by_name = {t.name: t for t in targets}
     if "kantoor" in by_name and "postfix" in by_name:
         k, p = by_name["kantoor"], by_name["postfix"]

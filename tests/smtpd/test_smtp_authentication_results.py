@@ -87,7 +87,7 @@ def test_forged_sender_fails_spf_and_dmarc_and_a_forged_header_is_removed_rfc860
         assert client.sendmail("ceo@liar.test", [login], forged) == {}
     results = _auth_results(mail.received(login, password, subject))
     assert "spf=fail" in results and "dmarc=fail" in results, results
-    assert "dkim=none" in results or "dkim=fail" in results, results
+    assert "dkim=none" in results and "dkim=fail" not in results, results  # not signed: none (RFC 8601 2.7.1)
 
 
 def test_spf_softfail_is_reported_rfc7208_section_2_6_5(mx_server, mail_for, signing_key) -> None:  # type: ignore[no-untyped-def]
@@ -113,3 +113,23 @@ def test_altered_signed_mail_fails_dkim_rfc6376_section_6_1_3(mx_server, mail_fo
     results = _auth_results(mail.received(login, password, subject))
     assert "dkim=fail" in results, results
     assert "spf=pass" in results and "dmarc=pass" in results, results  # SPF alone is aligned
+
+
+def test_each_dkim_signature_gets_a_result_and_dmarc_passes_on_an_aligned_one_rfc8601_rfc7489_4_2(  # type: ignore[no-untyped-def]
+        mx_server, mail_for, signing_key) -> None:
+    """A message signed twice, first by a domain whose key is not published, then by the From domain:
+    one dkim= result per signature, and DMARC passes on the second (SPF is not aligned: the envelope sender
+    is another domain)."""
+    mail = mail_for(mx_server)
+    login, password = mx_server.make_user()
+    subject = mail.unique("twice-")
+    message = _message("alice@sender.test", subject)
+    signed = dkim.sign(message, b"sel", b"sender.test", signing_key, include_headers=[b"from", b"subject"]) + message
+    signed = dkim.sign(signed, b"sel", b"unpublished.test", signing_key, include_headers=[b"from"]) + signed
+    with mail.mx() as client:
+        assert client.sendmail("bounces@liar.test", [login], signed) == {}
+    results = _auth_results(mail.received(login, password, subject))
+    assert "spf=fail" in results, results
+    assert re.search(r"dkim=fail[^;]*header\.d=unpublished\.test", results), results
+    assert re.search(r"dkim=pass[^;]*header\.d=sender\.test", results), results
+    assert "dmarc=pass" in results, results
