@@ -47,17 +47,19 @@ _GROW = {
     .values(bytes=_USAGE.c.bytes + _DELTA)
     for tool in TOOLS
 }
+# Counted without the capacity condition: the server's own short notices to a full mailbox (see reserve()).
+_ADD = update(_USAGE).where(*_USAGE_ROW).values(bytes=_USAGE.c.bytes + _DELTA)
 # Shrinking always succeeds and never goes below zero.
 _SHRINK = update(_USAGE).where(*_USAGE_ROW).values(
     bytes=case((_USAGE.c.bytes + _DELTA < 0, 0), else_=_USAGE.c.bytes + _DELTA))
 
 
 @functools.cache
-def _raw_statements(dialect: Dialect) -> tuple[dict[str, raw.RawStatement], raw.RawStatement]:
-    """_GROW (per tool) and _SHRINK compiled once for ``dialect``: every mail delivery and file write runs one,
-    and through ``session.execute`` SQLAlchemy's per-statement work (~60–90 µs) cost more than SQLite's."""
+def _raw_statements(dialect: Dialect) -> tuple[dict[str, raw.RawStatement], raw.RawStatement, raw.RawStatement]:
+    """_GROW (per tool), _SHRINK and _ADD compiled once for ``dialect``: every mail delivery and file write runs
+    one, and through ``session.execute`` SQLAlchemy's per-statement work (~60–90 µs) cost more than SQLite's."""
     return {tool: raw.RawStatement(statement, dialect) for tool, statement in _GROW.items()}, \
-        raw.RawStatement(_SHRINK, dialect)
+        raw.RawStatement(_SHRINK, dialect), raw.RawStatement(_ADD, dialect)
 
 
 class PlanNotFound(LookupError):
@@ -98,7 +100,10 @@ class QuotaEngine:
         return self.plan(account.plan).allows(feature)
 
     # -- QuotaPolicy protocol
-    def reserve(self, session: Session, owner_id: int, tool: str, delta: int) -> None:
+    def reserve(self, session: Session, owner_id: int, tool: str, delta: int, *, over_capacity: bool = False) -> None:
+        """Count ``delta`` bytes more (or fewer) for ``owner_id``'s ``tool``; QuotaExceeded if that would pass the
+        capacity. ``over_capacity``: count it even then (the server's own short notices, which must reach a full
+        mailbox: the warning that it is full, a delivery report)."""
         if delta == 0:
             return
         params = {"owner": owner_id, "tool_name": tool, "delta": delta}
@@ -106,9 +111,11 @@ class QuotaEngine:
             # What session.execute did first: rows still pending in the session (a Usage row just
             # added, say) must be in the database before the UPDATE looks for them.
             session.flush()
-        grow, shrink = _raw_statements(session.get_bind().dialect)
+        grow, shrink, add = _raw_statements(session.get_bind().dialect)
         if delta < 0:
             raw.execute(session, shrink, params)
+            return
+        if over_capacity and raw.execute(session, add, params).rowcount == 1:
             return
         # One statement: the capacity is read from the plans table in the same UPDATE, so
         # a plan change (by any process) counts from the next write on, with nothing cached.

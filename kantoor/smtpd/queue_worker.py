@@ -39,6 +39,8 @@ from kantoor.storage.models import OutboundMessage
 from kantoor.storage.outbound import DELIVERED, FAILED, dsn_requests_of, recipients_of
 
 log = logging.getLogger("kantoor.smtpd.outbound")
+# How large a message of the server's own may be and still be stored in a full mailbox (see _deliver_locally).
+NOTICE_OVER_CAPACITY_BYTES = 64 * 1024
 # The reply recorded for a recipient when delivery failed inside this server, not at the next hop.
 INTERNAL_ERROR = "451 4.3.0 Internal error during delivery; will retry"
 
@@ -181,9 +183,12 @@ class DeliveryWorker:
             return "550 5.1.1 No such mailbox here" if self.store.is_local_domain(domain) else None
         trace = trace_headers(mail_from=sender or "<>", helo=self.settings.server.hostname, peer_ip="127.0.0.1",
                               hostname=self.settings.server.hostname, protocol="local", recipient=recipient)
+        # The server's own mail (the null reverse path: only it queues such; reports, warnings) reaches a full
+        # mailbox when it is short: "your mailbox is almost full" would otherwise wait for room until it expired.
+        own_notice = not sender and len(body) <= NOTICE_OVER_CAPACITY_BYTES
         try:
             inbox = self.store.mailbox(account.principal_id, "INBOX")
-            self.store.deliver_message(inbox.id, trace + body)
+            self.store.deliver_message(inbox.id, trace + body, over_capacity=own_notice)
         except NotFound:
             return "550 5.1.1 Mailbox unavailable"
         except QuotaExceeded:

@@ -65,6 +65,8 @@ class _Delivery(GroupJob):
     # is tried in (see MailMixin.append_message), which then fills ``mailbox_ids`` and ``mailboxes``.
     named: tuple[int, str] | None = None
     mailboxes: dict[int, Collection] = field(default_factory=dict)
+    # Counted against the owner's mail capacity but never refused for it (see deliver_message).
+    over_capacity: bool = False
 
 
 # How long a group's leader waits for deliveries still being prepared (body stored, message indexed) in this
@@ -170,9 +172,11 @@ class _Claimed:
 
 
 def _group_sizes(batch: list[_Delivery], mailboxes: dict[int, _Claimed]) -> dict[int, int]:
-    """Bytes the group adds per mailbox owner."""
+    """Bytes the group adds per mailbox owner (the jobs that may pass the capacity apart)."""
     sizes: dict[int, int] = {}
     for job in batch:
+        if job.over_capacity:
+            continue  # reserved on its own, never refused
         for mailbox_id in job.mailbox_ids:
             owner_id = mailboxes[mailbox_id].mailbox.owner_id
             sizes[owner_id] = sizes.get(owner_id, 0) + job.stored.size
@@ -194,9 +198,16 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         flags: Iterable[str] = (),
         internaldate: dt.datetime | None = None,
         max_size: int | None = None,
+        *,
+        over_capacity: bool = False,
     ) -> Item:
-        """Store a message in a mailbox with the next UID: SMTP delivery and IMAP APPEND both call this."""
-        return self.deliver_message_to_mailboxes([mailbox_id], raw, actor, max_size, flags, internaldate)[mailbox_id]
+        """Store a message in a mailbox with the next UID: SMTP delivery and IMAP APPEND both call this.
+
+        ``over_capacity``: the message counts against the owner's mail capacity but is stored even when that
+        is full (the server's own short notices, which must reach a full mailbox: "your mailbox is full" would
+        otherwise wait in the queue until it expired)."""
+        return self.deliver_message_to_mailboxes([mailbox_id], raw, actor, max_size, flags, internaldate,
+                                                 over_capacity=over_capacity)[mailbox_id]
 
     def append_message(
         self,
@@ -251,6 +262,8 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         max_size: int | None = None,
         flags: Iterable[str] = (),
         internaldate: dt.datetime | None = None,
+        *,
+        over_capacity: bool = False,
     ) -> dict[int, Item]:
         """Store one message in several mailboxes in ONE transaction: all get it, or none does.
 
@@ -261,6 +274,7 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         """
         with self._preparing():
             job = self._prepare_delivery(mailbox_ids, raw, actor, max_size, flags, internaldate)
+        job.over_capacity = over_capacity
         return self._run_delivery(job)
 
     def _preparing(self) -> AbstractContextManager[None]:
@@ -326,6 +340,11 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             # the group fails and each message is tried alone, as quota decides).
             for owner_id, size in _group_sizes(batch, mailboxes).items():
                 self.quota.reserve(s, owner_id, "mail", size)
+            for job in batch:
+                if job.over_capacity:
+                    for mailbox_id in job.mailbox_ids:
+                        self.quota.reserve(s, mailboxes[mailbox_id].mailbox.owner_id, "mail", job.stored.size,
+                                           over_capacity=True)
             return self._write_deliveries(s, batch, mailboxes, now, reserve=False)
 
     def _write_delivery(self, job: _Delivery) -> dict[int, Item]:
@@ -412,7 +431,7 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                     job.mailboxes[mailbox_id] = coll
                 self.access.authorize(s, job.actor, "bind", coll)
                 if reserve:
-                    self.quota.reserve(s, coll.owner_id, "mail", job.stored.size)
+                    self.quota.reserve(s, coll.owner_id, "mail", job.stored.size, over_capacity=job.over_capacity)
                 uid, modseq = claimed.next()
                 private = is_private_view(coll, job.actor)
                 # The row's values go into a bare Item's __dict__ (committed by make_transient_to_detached right

@@ -28,7 +28,8 @@ class AccessPolicy(Protocol):
 class QuotaPolicy(Protocol):
     """Capacities; implemented by ``kantoor.quota``. Raises QuotaExceeded."""
 
-    def reserve(self, session: Session, owner_id: int, tool: str, delta: int) -> None: ...
+    def reserve(self, session: Session, owner_id: int, tool: str, delta: int, *,
+                over_capacity: bool = False) -> None: ...
 
     def check_new_group(self, session: Session, admin: Account) -> None: ...
 
@@ -48,7 +49,7 @@ class SystemOnly:
 
 
 class Unlimited:
-    def reserve(self, session, owner_id, tool, delta):  # type: ignore[no-untyped-def]
+    def reserve(self, session, owner_id, tool, delta, *, over_capacity=False):  # type: ignore[no-untyped-def]
         session.execute(
             update(Usage).where(Usage.owner_id == owner_id, Usage.tool == tool).values(bytes=Usage.bytes + delta)
         )

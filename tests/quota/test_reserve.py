@@ -162,3 +162,54 @@ def test_a_reservation_is_undone_with_the_write_that_made_it(tiny_core) -> None:
     with tiny_core.store.write() as s:
         tiny_core.quota.reserve(s, owner, "mail", -250_000)
     assert tiny_core.store.usage(owner)["mail"] == 0
+
+
+def _message(size: int) -> bytes:
+    return b"From: postmaster@example.org\r\nSubject: notice\r\n\r\n" + b"y" * size + b"\r\n"
+
+
+def test_the_servers_own_notice_reaches_a_full_mailbox_and_is_counted(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    """deliver_message(over_capacity=True) (the queue's short null-sender mail) stores into a full mailbox and
+    counts the bytes; everything else into that mailbox is still refused."""
+    store = tiny_core.store
+    account = store.create_account("full@example.org", "", "tiny")
+    inbox = store.mailbox(account.principal_id, "INBOX")
+    store.deliver_message(inbox.id, _message(95_000))
+    used = store.usage(account.principal_id)["mail"]
+    with pytest.raises(QuotaExceeded):
+        store.deliver_message(inbox.id, _message(10_000))
+    notice = _message(10_000)
+    store.deliver_message(inbox.id, notice, over_capacity=True)
+    assert store.usage(account.principal_id)["mail"] == used + len(notice) > 100_000
+    with pytest.raises(QuotaExceeded):
+        store.deliver_message(inbox.id, _message(10))
+    assert len(store.list_items(inbox.id)) == 2
+
+
+def test_a_notice_and_a_refused_delivery_in_one_group_each_get_their_own_answer(tiny_core) -> None:  # type: ignore[no-untyped-def]
+    """The group commit reserves a notice on its own: a message that does not fit, written in the same group,
+    is refused alone and the notice is still stored."""
+    store = tiny_core.store
+    account = store.create_account("group@example.org", "", "tiny")
+    inbox = store.mailbox(account.principal_id, "INBOX")
+    store.deliver_message(inbox.id, _message(95_000))
+    group = store._delivery_group()
+    outcomes: dict[str, object] = {}
+
+    def deliver(name: str, over_capacity: bool) -> None:
+        try:
+            outcomes[name] = store.deliver_message(inbox.id, _message(8_000), over_capacity=over_capacity)
+        except QuotaExceeded as exc:
+            outcomes[name] = exc
+
+    with group.leader:  # hold the turn so both wait for one group
+        threads = [threading.Thread(target=deliver, args=(name, name == "notice")) for name in ("notice", "other")]
+        for thread in threads:
+            thread.start()
+        while group.waiting < 2:
+            threading.Event().wait(0.01)
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(outcomes["other"], QuotaExceeded)
+    assert not isinstance(outcomes["notice"], BaseException)
+    assert len(store.list_items(inbox.id)) == 2

@@ -86,3 +86,20 @@ def test_one_warning_per_crossing_of_90_percent(srv, mail_for) -> None:  # type:
     assert _usage(srv, login) * 100 < CAPACITY * 90
     _receive(mail, login, 13000, "again")
     _wait(lambda: len(_warnings(mail, login, password)) == 2)
+
+
+def test_the_warning_reaches_a_mailbox_already_too_full_for_it(srv, mail_for) -> None:  # type: ignore[no-untyped-def]
+    """One message takes the mailbox from empty to nearly full, leaving less room than the warning needs: the
+    warning (the server's own short mail) is still delivered, and counted, instead of waiting in the queue
+    for room until it expires; other mail is still refused."""
+    mail = mail_for(srv)
+    login, password = srv.make_user(plan="small")
+    _receive(mail, login, 29300, "nearly all")
+    before = _usage(srv, login)
+    assert before * 100 >= CAPACITY * 90
+    [warning] = _wait(lambda: _warnings(mail, login, password))
+    assert before <= CAPACITY < before + len(warning)  # it did not fit
+    assert _usage(srv, login) == before + len(warning)  # and it is counted
+    with mail.mx() as client:  # other mail is refused as before (RFC 5321: 452, try later)
+        assert client.docmd("MAIL", "FROM:<a@example.org>")[0] == 250
+        assert client.docmd("RCPT", f"TO:<{login}>")[0] == 452
