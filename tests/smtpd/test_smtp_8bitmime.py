@@ -58,6 +58,15 @@ def _eight_bit_message(sender: str, subject: str) -> bytes:
             "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + TEXT).encode()
 
 
+def _bounce_status(mail: Any, login: str, password: str) -> str:
+    """The delivery-status part of the first bounce in the sender's INBOX (waited for)."""
+    deadline = time.monotonic() + 20
+    while not (bounces := [m for m in mail.inbox(login, password) if b"Undelivered Mail" in m]):
+        assert time.monotonic() < deadline, "no bounce"
+        time.sleep(0.1)
+    return bounces[0].split(b"Content-Type: message/delivery-status", 1)[1].decode()
+
+
 def _submit(srv: Any, mail: Any, recipient: str, message_for: Any, options: list[str]) -> tuple[str, str]:
     login, password = srv.make_user()
     with mail.submission() as client:
@@ -125,11 +134,7 @@ def test_smtputf8_message_bounces_5_6_7_for_a_hop_without_smtputf8_rfc6531_secti
         return (f"From: {login}\r\nTo: Jörg <{friend}>\r\nSubject: {subject} für Jörg\r\n\r\n{TEXT}").encode()
 
     login, password = _submit(srv, mail, friend, message_for, ["SMTPUTF8", "BODY=8BITMIME"])
-    deadline = time.monotonic() + 20
-    while not (bounces := [m for m in mail.inbox(login, password) if b"Undelivered Mail" in m]):
-        assert time.monotonic() < deadline, "no bounce"
-        time.sleep(0.1)
-    status = bounces[0].split(b"Content-Type: message/delivery-status", 1)[1].decode()
+    status = _bounce_status(mail, login, password)
     assert f"Final-Recipient: rfc822; {friend}" in status and "Status: 5.6.7" in status, status
     assert seven.messages_for(friend) == []
     # The same message to a hop that speaks SMTPUTF8 goes through.
@@ -201,10 +206,6 @@ def test_8bit_message_partial_bounces_5_6_3_for_a_7bit_hop_rfc2046_section_5_2_2
                 f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{TEXT}").encode()
 
     login, password = _submit(srv, mail, friend, message_for, ["BODY=8BITMIME"])
-    deadline = time.monotonic() + 20
-    while not (bounces := [m for m in mail.inbox(login, password) if b"Undelivered Mail" in m]):
-        assert time.monotonic() < deadline, "no bounce"
-        time.sleep(0.1)
-    status = bounces[0].split(b"Content-Type: message/delivery-status", 1)[1].decode()
+    status = _bounce_status(mail, login, password)
     assert f"Final-Recipient: rfc822; {friend}" in status and "Status: 5.6.3" in status, status
     assert seven.messages_for(friend) == []
