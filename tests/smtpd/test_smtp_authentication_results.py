@@ -133,3 +133,26 @@ def test_each_dkim_signature_gets_a_result_and_dmarc_passes_on_an_aligned_one_rf
     assert re.search(r"dkim=fail[^;]*header\.d=unpublished\.test", results), results
     assert re.search(r"dkim=pass[^;]*header\.d=sender\.test", results), results
     assert "dmarc=pass" in results, results
+
+
+def test_at_most_five_signatures_are_verified_rfc6376_section_6_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A verifier may limit the signatures it checks (each an RSA verification and a DNS look-up): of eight,
+    the first five get a result; an unsigned message gets dkim=none without any verification."""
+    from kantoor.smtpd import authresults
+
+    tried: list[int] = []
+
+    def verify(self: dkim.DKIM, idx: int = 0, dnsfunc: Any = None) -> bool:
+        tried.append(idx)
+        self.signature_fields = {b"d": f"d{idx}.test".encode()}
+        return idx == 1
+
+    monkeypatch.setattr(dkim.DKIM, "verify", verify)
+    head = "".join(f"DKIM-Signature: v=1; a=rsa-sha256; d=d{n}.test; s=s; h=from; bh=x; b=y\r\n" for n in range(8))
+    results = authresults._dkim_results((head + "From: <a@d1.test>\r\n\r\nHello.\r\n").encode())
+    assert tried == [0, 1, 2, 3, 4]
+    assert [(r.result, r.header_d) for r in results] == [
+        ("fail", "d0.test"), ("pass", "d1.test"), ("fail", "d2.test"), ("fail", "d3.test"), ("fail", "d4.test")]
+    tried.clear()
+    assert [r.result for r in authresults._dkim_results(b"From: <a@d1.test>\r\n\r\nHello.\r\n")] == ["none"]
+    assert tried == []
