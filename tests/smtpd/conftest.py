@@ -206,6 +206,24 @@ def free_port_on_both() -> int:
 
 
 # ---------------------------------------------------------------- a fake DNS zone
+def _udp_and_tcp_on_one_port(tries: int = 50) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same free port on 127.0.0.1 (DNS answers over both). The port the
+    kernel picks for one protocol may be taken in the other (a client connection's ephemeral port, say):
+    then another is tried."""
+    for _ in range(tries):
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind(("127.0.0.1", 0))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", tcp.getsockname()[1]))
+        except OSError:
+            tcp.close()
+            udp.close()
+            continue
+        return udp, tcp
+    raise OSError("no port free for both UDP and TCP on 127.0.0.1")
+
+
 class FakeZone:
     """An authoritative DNS server for test zones on 127.0.0.1 (UDP and TCP), built on dnspython's
     message API. ``records[(name, type)] = [rdata text, …]``; a name in ``servfail`` gets SERVFAIL;
@@ -215,12 +233,8 @@ class FakeZone:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.servfail: set[str] = set()
         self.lock = threading.Lock()
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+        self.udp, self.tcp = _udp_and_tcp_on_one_port()
         self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
         self.tcp.listen(16)
         for target in (self._serve_udp, self._serve_tcp):
             threading.Thread(target=target, daemon=True).start()
