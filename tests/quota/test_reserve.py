@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -206,7 +207,9 @@ def test_a_notice_and_a_refused_delivery_in_one_group_each_get_their_own_answer(
         threads = [threading.Thread(target=deliver, args=(name, name == "notice")) for name in ("notice", "other")]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 30
         while group.waiting < 2:
+            assert time.monotonic() < deadline, f"only {group.waiting} of 2 deliveries reached the group: {outcomes}"
             threading.Event().wait(0.01)
     for thread in threads:
         thread.join(30)
