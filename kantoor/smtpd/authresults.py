@@ -91,8 +91,8 @@ def authentication_results(message: bytes, *, authserv_id: str, ip: str, mail_fr
     """The ``Authentication-Results:`` field (CRLF-terminated) for a message received from ``ip``."""
     sender = "" if mail_from in ("", "<>") else mail_from
     try:
-        field = _checked(_what_the_checks_read(message), authserv_id, ip=ip, mail_from=sender or f"postmaster@{helo}",
-                         helo=helo)
+        read, signed = _what_the_checks_read(message)
+        field = _checked(read, signed, authserv_id, ip=ip, mail_from=sender or f"postmaster@{helo}", helo=helo)
     except Exception as exc:  # a message or a DNS answer the checks cannot digest: say so, still deliver
         log.info("authentication checks failed: %s", exc.__class__.__name__)
         field = f"Authentication-Results: {header_safe(authserv_id)}; none (checks failed: temporary error)"
@@ -101,7 +101,7 @@ def authentication_results(message: bytes, *, authserv_id: str, ip: str, mail_fr
     return field.encode("utf-8", "replace") + b"\r\n"
 
 
-def _checked(message: bytes, authserv_id: str, *, ip: str, mail_from: str, helo: str) -> str:
+def _checked(message: bytes, signed: bool, authserv_id: str, *, ip: str, mail_from: str, helo: str) -> str:
     """authheaders' SPF and DMARC checks, with a DKIM result per signature (RFC 8601 section 2.7.1).
 
     ``authheaders.authenticate_message`` verifies only a message's first DKIM-Signature, and calls an unsigned
@@ -113,7 +113,7 @@ def _checked(message: bytes, authserv_id: str, *, ip: str, mail_from: str, helo:
     from authres import AuthenticationResultsHeader
 
     spf_result = check_spf(ip, mail_from, helo)
-    dkim_results = _dkim_results(message)
+    dkim_results = _dkim_results(message) if signed else [_unsigned()]
     candidates = [r for r in dkim_results if r.result == "pass"] or dkim_results[:1]
     for dkim_result in candidates:
         dmarc_result = check_dmarc(message, spf_result, dkim_result)
@@ -133,14 +133,10 @@ def _dkim_results(message: bytes) -> list[Any]:
     MAX_SIGNATURES), or ``dkim=none``."""
     from authres import DKIMAuthenticationResult
 
-    end = message.find(b"\r\n\r\n")
-    head = (message if end < 0 else message[:end]).lower()
-    if not head.startswith(b"dkim-signature:") and b"\ndkim-signature:" not in head:
-        return [DKIMAuthenticationResult(result="none")]
     verifier = dkim.DKIM(message)
     count = sum(1 for name, _value in verifier.headers if name.lower() == b"dkim-signature")
     if not count:  # what looked like one is not a field dkimpy reads as a signature
-        return [DKIMAuthenticationResult(result="none")]
+        return [_unsigned()]
     results = []
     for index in range(min(count, MAX_SIGNATURES)):
         verifier.signature_fields = {}
@@ -157,12 +153,18 @@ def _dkim_results(message: bytes) -> list[Any]:
     return results
 
 
-def _what_the_checks_read(message: bytes) -> bytes:
-    """The part of ``message`` the checks need. Only a DKIM signature's body hash reads the body;
-    without a signature, DKIM stops at the header (nothing to verify) and DMARC reads only From, yet
-    dkimpy and authheaders each split the whole message into lines — twice the body's size of work for
-    nothing. So an unsigned message is checked on its header block alone (same fields, same results)."""
+def _unsigned() -> Any:
+    from authres import DKIMAuthenticationResult
+
+    return DKIMAuthenticationResult(result="none")  # RFC 8601 section 2.7.1: the message was not signed
+
+
+def _what_the_checks_read(message: bytes) -> tuple[bytes, bool]:
+    """The part of ``message`` the checks need, and whether it may carry a DKIM signature. Only a signature's
+    body hash reads the body; without one, DKIM has nothing to verify and DMARC reads only From, yet dkimpy
+    and authheaders each split the whole message into lines — twice the body's size of work for nothing.
+    So an unsigned message is checked on its header block alone (same fields, same results)."""
     end = message.find(b"\r\n\r\n")  # not partition(): that would copy the body only to drop it
     if end < 0 or message.startswith(b"\r\n") or b"dkim-signature" in message[:end].lower():
-        return message
-    return message[:end + 4]
+        return message, True  # _dkim_results finds out whether a signature field is really there
+    return message[:end + 4], False
