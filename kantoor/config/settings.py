@@ -75,6 +75,9 @@ class LimitSettings:
     imap_idle_timeout_seconds: int = 30 * 60
     smtp_timeout_seconds: int = 300
     http_timeout_seconds: int = 300
+    # More Received: header fields than this: a mail loop, refused with 554 5.4.6 (RFC 5321 section 6.3
+    # recommends a threshold of at least 100).
+    max_received_headers: int = 100
 
 
 @dataclass

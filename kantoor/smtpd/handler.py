@@ -24,6 +24,7 @@ from kantoor.smtpd.addresses import is_mailbox
 from kantoor.smtpd.authresults import authentication_results, strip_forged
 from kantoor.smtpd.bounce import DELIVERED, RecipientReport, report_mail
 from kantoor.smtpd.delivery import deliver
+from kantoor.smtpd.mail_loop import hop_limit_reply
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
@@ -151,6 +152,9 @@ class MailHandler:
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")
+        if loop := hop_limit_reply(content, self.settings.limits.max_received_headers):
+            log.warning("smtp %s from %s: refused, %s", session.client_ip, envelope.mail_from, loop[4:])
+            return loop
         headers = trace_headers(
             mail_from=envelope.mail_from or NULL_SENDER,
             helo=session.host_name or "",

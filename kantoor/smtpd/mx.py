@@ -6,6 +6,12 @@ name server) decides everything. No MX record means the domain itself is the
 mail host (the "implicit MX"); a "null MX" (``MX 0 .``, RFC 7505) means the
 domain accepts no mail at all. A domain that does not exist is a permanent
 failure; a name server that fails (SERVFAIL, timeout) is a temporary one.
+
+An MX host named like this server (``server.hostname``) is this server: section 5.1 says
+to discard it and every less preferred host (those would relay the mail back here), and
+when nothing more preferred is left, the mail loops — a permanent failure (5.4.6), as a
+domain that names this server as its best MX without being one of its local domains is
+misconfigured, here or in DNS.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.resolver
+from dns.rdtypes.ANY.MX import MX
 
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port, static_mx_map
 from kantoor.smtpd.remote import NextHop
@@ -55,9 +62,28 @@ async def _addresses(name: str, resolver: dns.asyncresolver.Resolver, lifetime: 
     return found
 
 
+def _loops_back(domain: str, host: str) -> NoMailHost:
+    return NoMailHost(f"554 5.4.6 Mail for {domain} loops back to this server: its best mail host is {host}, "
+                      "this server's own name, but the domain is not one of its mail domains", permanent=True)
+
+
+def _more_preferred_than_self(domain: str, records: list[MX], own_names: frozenset[str]) -> list[MX]:
+    """``records`` without this server and every host less preferred than it (RFC 5321 section 5.1)."""
+    own = [r for r in records if r.exchange.to_text(omit_final_dot=True).lower() in own_names]
+    if not own:
+        return records
+    best = min(r.preference for r in own)
+    kept = [r for r in records if r.preference < best]
+    if not kept:
+        raise _loops_back(domain, own[0].exchange.to_text(omit_final_dot=True))
+    return kept
+
+
 async def mail_hosts(domain: str, delivery: DeliverySettings,
-                     resolver: dns.asyncresolver.Resolver | None = None) -> list[NextHop]:
-    """The next hops to try for ``domain``, most preferred first."""
+                     resolver: dns.asyncresolver.Resolver | None = None,
+                     own_names: frozenset[str] = frozenset()) -> list[NextHop]:
+    """The next hops to try for ``domain``, most preferred first; ``own_names`` (lower case) are this
+    server's host names."""
     domain = domain.lower().rstrip(".")
     static = static_mx_map(delivery.static_mx)
     if domain in static:
@@ -77,6 +103,9 @@ async def mail_hosts(domain: str, delivery: DeliverySettings,
     if any(r.exchange == dns.name.root for r in records):
         # RFC 7505 section 3: a null MX is the only record; a domain that publishes it takes no mail.
         raise NoMailHost(f"556 5.1.10 Domain {domain} accepts no mail (null MX, RFC 7505)", permanent=True)
+    if not records and domain in own_names:
+        raise _loops_back(domain, domain)  # the implicit MX is this server
+    records = _more_preferred_than_self(domain, records, own_names)
     names = [r.exchange.to_text(omit_final_dot=True) for r in records] or [domain]  # implicit MX
     hops: list[NextHop] = []
     try:

@@ -227,7 +227,8 @@ class DeliveryWorker:
                                         timeout=timeout, relay=relay, options=options, prepare=prepare)
         for domain, recipients in by_domain.items():
             try:
-                hosts = await mail_hosts(domain, self.delivery, self._resolver)
+                hosts = await mail_hosts(domain, self.delivery, self._resolver,
+                                         own_names=frozenset({helo.lower().rstrip(".")}))
             except NoMailHost as exc:
                 target = result.permanent if exc.permanent else result.temporary
                 target.update(dict.fromkeys(recipients, exc.reply))

@@ -134,3 +134,46 @@ def test_server_failure_is_retried_then_delivered_once_rfc5321_section_4_5_4_1( 
     assert len(mx_v4.wait_for(recipient)) == 1
     _wait(lambda: _queue_row(routed, recipient).state == "delivered")
     assert not [m for m in mail.inbox(login, password) if b"Undelivered" in m]  # a temporary failure: no bounce
+
+
+def test_mx_naming_this_server_first_bounces_as_a_loop_and_lower_hosts_are_not_tried_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_v4) -> None:
+    # This server's name (server.hostname, "localhost" here) is the best MX of a domain it does not serve: the
+    # less preferred host would only relay the mail back, so it is not tried and the mail bounces at once.
+    zone.add("loop.test", "MX", "10 localhost.", "20 mx.loop.test.")
+    zone.add("mx.loop.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('loop')}@loop.test"
+    login, password = _send(routed, mail, recipient)
+    status = _bounce_status(mail, login, password)
+    assert f"Final-Recipient: rfc822; {recipient}" in status and "Status: 5.4.6" in status, status
+    row = _queue_row(routed, recipient)
+    assert (row.state, row.attempts) == ("failed", 1) and "loops back" in row.last_error, row.last_error
+    assert mx_v4.messages_for(recipient) == []
+
+
+def test_mx_hosts_preferred_over_this_server_are_still_used_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_port, mx_v4, make_fake_mx) -> None:
+    # This server as a backup MX (20) of a domain whose primary (10) is elsewhere: the primary gets the mail.
+    zone.add("backup.test", "MX", "20 LOCALHOST.", "10 mx-a.backup.test.")
+    zone.add("mx-a.backup.test", "AAAA", "::1")
+    mx_v6 = make_fake_mx(host="::1", port=mx_port)
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('bk')}@backup.test"
+    _send(routed, mail, recipient)
+    assert len(mx_v6.wait_for(recipient)) == 1
+
+
+def test_hosts_less_preferred_than_this_server_are_not_tried_when_the_primary_is_down_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_v4) -> None:
+    # The primary (10) refuses connections; the host after this server (30) would relay the mail back to it,
+    # so the message waits in the queue for the primary instead.
+    zone.add("backup2.test", "MX", "30 mx-c.backup2.test.", "20 localhost.", "10 mx-a.backup2.test.")
+    zone.add("mx-a.backup2.test", "AAAA", "::1")  # nothing listens there
+    zone.add("mx-c.backup2.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('bk2')}@backup2.test"
+    _send(routed, mail, recipient)
+    _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.attempts >= 2)
+    assert _queue_row(routed, recipient).state == "queued"
+    assert mx_v4.messages_for(recipient) == []
