@@ -21,9 +21,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
 from kantoor.smtpd.addresses import is_mailbox
+from kantoor.smtpd.authorship import authors
 from kantoor.smtpd.authresults import authentication_results, strip_forged
 from kantoor.smtpd.bounce import DELIVERED, RecipientReport, report_mail
 from kantoor.smtpd.delivery import deliver
+from kantoor.smtpd.header_completion import completed
+from kantoor.smtpd.login import SubmitIdentity
 from kantoor.smtpd.mail_loop import hop_limit_reply
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
@@ -155,6 +158,10 @@ class MailHandler:
         if loop := hop_limit_reply(content, self.settings.limits.max_received_headers):
             log.warning("smtp %s from %s: refused, %s", session.client_ip, envelope.mail_from, loop[4:])
             return loop
+        if session.identity is not None:
+            content = completed(content, self.settings.server.hostname, envelope.mail_from or "")
+            if problem := await self._foreign_author(session.identity, envelope.mail_from or "", content):
+                return problem
         headers = trace_headers(
             mail_from=envelope.mail_from or NULL_SENDER,
             helo=session.host_name or "",
@@ -182,6 +189,28 @@ class MailHandler:
         log.info("smtp %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
                  envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote), reply[:3])
         return reply
+
+    async def _foreign_author(self, identity: SubmitIdentity, mail_from: str, content: bytes) -> str | None:
+        """The DATA reply refusing a submitted message whose From: or Sender: shows an address that is not the
+        account's own (None if every one is); the envelope sender was checked at MAIL, so only other addresses
+        are looked up."""
+        found = authors(content)
+        if found.unreadable:
+            return (f"550 5.7.1 The {found.unreadable}: header field is not a list of plain addresses; send from "
+                    "your own address or one of your aliases. Nothing was delivered")
+        others = [address for address in found.addresses if address != mail_from.lower()]
+        if not others:
+            return None
+
+        def not_own() -> list[str]:
+            accounts = ((address, self.store.get_account(address)) for address in others)
+            return [address for address, account in accounts if account is None or account.id != identity.account_id]
+
+        foreign = await self.in_thread(not_own)
+        if not foreign:
+            return None
+        return (f"550 5.7.1 <{foreign[0]}> in the From: or Sender: field is not an address of {identity.login}; "
+                "send from your own address or one of your aliases. Nothing was delivered")
 
     async def _report_local_delivery(self, envelope: KantoorEnvelope, delivered: bytes) -> None:
         """Queue the "delivered" DSN for local recipients that asked for one (RFC 3461 section 4.1)."""

@@ -1,0 +1,54 @@
+"""What the submission server adds to a message's header (RFC 6409 section 8): From, Date, Message-ID.
+
+RFC 5322 requires a From and a Date field (3.6.1, 3.6.2) and asks for a Message-ID (3.6.4), and
+RFC 6409 sections 8.2 and 8.3 let the submission server add Date and Message-ID when the client
+did not; a missing From is the envelope sender (as Postfix's cleanup adds it), which submission
+has already checked to be the account's own. Scripts, cron jobs,
+``mail`` and many libraries send without them, and large mail providers refuse or junk such
+mail (a message without Message-ID gets "550 5.7.1 … missing a valid Message-ID header").
+They are added where the header section ends, before the message is delivered locally or
+queued, so every copy has the same id and DKIM signs it. Mail received as MX is never
+changed this way (RFC 5321 section 6.4 leaves that to the originating side).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from email.utils import format_datetime, make_msgid
+
+# A From, Date or Message-ID field at the start of a header line, in any case, optional blanks before the colon.
+_PRESENT = re.compile(rb"(?:\A|\n)(from|date|message-id)[ \t]*:", re.IGNORECASE)
+
+
+def header_end(content: bytes) -> int:
+    """Where the header section of ``content`` ends: the index after its last field's CRLF (0 if there is
+    no header section; the whole message if there is no empty line)."""
+    if content.startswith(b"\r\n"):
+        return 0
+    end = content.find(b"\r\n\r\n")
+    return end + 2 if end != -1 else len(content)
+
+
+def completed(content: bytes, hostname: str, sender: str, now: dt.datetime | None = None) -> bytes:
+    """``content`` with a From (``sender``), a Date and a Message-ID field added if its header section lacks
+    them."""
+    end = header_end(content)
+    present = {name.lower() for name in _PRESENT.findall(content[:end])}
+    added = b""
+    if b"from" not in present and sender:
+        added += f"From: <{sender}>\r\n".encode()
+    if b"date" not in present:
+        added += f"Date: {format_datetime(now or dt.datetime.now(dt.UTC))}\r\n".encode()
+    if b"message-id" not in present:
+        added += f"Message-ID: {make_msgid(domain=hostname)}\r\n".encode()
+    if not added:
+        return content
+    if end == len(content) and not content.endswith(b"\r\n") and content:
+        # A header section that is the whole message, without a final CRLF (DATA always ends lines with one,
+        # so only a caller outside SMTP could hand such bytes): end its last line first.
+        return content + b"\r\n" + added
+    return content[:end] + added + content[end:]
+
+
+__all__ = ["completed", "header_end"]
