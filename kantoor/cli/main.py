@@ -170,11 +170,22 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_retry(args: argparse.Namespace) -> int:
+    from kantoor.storage import NotFound
+
     core = _core(args)
-    ids = [row.id for row in core.store.list_outbound()] if args.all else args.ids
-    for message_id in ids:
-        core.store.retry_outbound(message_id)
-    print(f"{len(ids)} message(s) due for delivery now")
+    if not args.all:
+        for message_id in args.ids:
+            core.store.retry_outbound(message_id)
+        print(f"{len(args.ids)} message(s) due for delivery now")
+        return 0
+    due = 0
+    for row in core.store.list_outbound():
+        try:
+            core.store.retry_outbound(row.id)
+        except NotFound:
+            continue  # delivered, failed or deleted since it was listed: the server's queue works meanwhile
+        due += 1
+    print(f"{due} message(s) due for delivery now")
     return 0
 
 
