@@ -78,6 +78,9 @@ class LimitSettings:
     # More Received: header fields than this: a mail loop, refused with 554 5.4.6 (RFC 5321 section 6.3
     # recommends a threshold of at least 100).
     max_received_headers: int = 100
+    # SMTP sessions (MX and submission together) one client address may have open at once, per server process;
+    # IPv6 clients count per /64 (kantoor.smtpd.connection_limits).
+    smtp_connections_per_ip: int = 50
 
 
 @dataclass

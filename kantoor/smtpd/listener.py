@@ -25,6 +25,7 @@ from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
 from kantoor.smtpd import org_domain
 from kantoor.smtpd.authresults import use_name_servers
+from kantoor.smtpd.connection_limits import ConnectionCounter
 from kantoor.smtpd.handler import MailHandler
 from kantoor.smtpd.outbound_settings import DeliverySettings, delivery_settings
 from kantoor.smtpd.protocol import KantoorSMTP
@@ -93,11 +94,14 @@ async def start(
     threads = WorkerThreads(settings.server.worker_threads, "kantoor-smtp")
     handler = MailHandler(settings, store, quota, delivery, queued=worker.wake, threads=threads)
 
+    connections = ConnectionCounter(settings.limits.smtp_connections_per_ip)  # the three listeners' together
+
     def factory(starttls: bool, auth_required: bool) -> Callable[[], KantoorSMTP]:
         # One protocol object per connection, as asyncio wants.
         def make() -> KantoorSMTP:
             return KantoorSMTP(handler, settings=settings, authenticator=authenticator, quota=quota,
-                               starttls_context=ssl_context if starttls else None, auth_required=auth_required)
+                               starttls_context=ssl_context if starttls else None, auth_required=auth_required,
+                               connections=connections)
         return make
 
     listeners = (

@@ -14,7 +14,7 @@ import ipaddress
 import re
 import ssl
 from collections.abc import Sequence
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -22,6 +22,7 @@ from kantoor.auth import Authenticator
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
 from kantoor.smtpd.addresses import path_text
+from kantoor.smtpd.connection_limits import ConnectionCounter
 from kantoor.smtpd.dsn import RecipientDSN, is_xtext, parse_notify, raw_parameters, valid_orcpt
 from kantoor.smtpd.login import (
     Credentials,
@@ -122,6 +123,7 @@ class KantoorSMTP(SMTP):
         quota: QuotaEngine,
         starttls_context: ssl.SSLContext | None,
         auth_required: bool,
+        connections: ConnectionCounter | None = None,
     ) -> None:
         super().__init__(
             handler,
@@ -146,6 +148,9 @@ class KantoorSMTP(SMTP):
         self._last_data = 0.0  # loop time of the last data received (or timer start)
         self._timer_duration = float(settings.limits.smtp_timeout_seconds)
         self._held_replies: list[bytes] = []  # replies to pipelined commands not written yet (see push)
+        self._connections = connections
+        self._counted: str | None = None  # this connection's client key while it is counted
+        self._refused = False  # refused at connect (too many from its address): no session at all
 
     def _create_session(self) -> Session:
         return KantoorSession(self.loop)
@@ -161,6 +166,16 @@ class KantoorSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         upgrading = self._original_transport is not None  # second call, after STARTTLS
+        if not upgrading and self._connections is not None:
+            peer = transport.get_extra_info("peername")
+            self._counted = self._connections.admit(str(peer[0]) if isinstance(peer, tuple) and peer else "")
+            if self._counted is None:
+                self._refused = True
+                transport = cast(asyncio.WriteTransport, transport)  # uvloop's transports are not its subclasses
+                transport.write(b"421 4.7.0 " + self.hostname.encode("ascii", "replace")
+                                + b" Too many connections from your address; try again later\r\n")
+                transport.close()
+                return
         super().connection_made(transport)
         session = self.kantoor_session()
         implicit_tls = transport.get_extra_info("ssl_object") is not None
@@ -169,7 +184,24 @@ class KantoorSMTP(SMTP):
         plaintext_ok = self.settings.auth.allow_plaintext_on_loopback and is_loopback(session.client_ip)
         self._auth_require_tls = not (session.encrypted or plaintext_ok)
 
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # no session was set up
+        try:
+            super().connection_lost(error)
+        finally:
+            if self._counted is not None and self._connections is not None:
+                self._connections.release(self._counted)
+                self._counted = None
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         # aiosmtpd restarts the timer per command only, so a large message on a slow
         # link would be cut off after smtp_timeout_seconds; RFC 5321 section 4.5.3.2.6
         # times the DATA block per arriving data instead. Noting the time is enough: the
