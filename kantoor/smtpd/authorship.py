@@ -5,11 +5,21 @@ and so must every address the message shows as its author: the From: field's mai
 Sender: field's (RFC 5322 section 3.6.2), or a user could send mail that reads as from anyone,
 signed with this server's DKIM key. The fields are parsed by the email package's header
 registry (display names, comments, RFC 2047 encoded words, UTF-8 addresses); what it cannot
-read as an address does not pass.
+read as an address does not pass, nor does a From: or Sender: field with no address at all.
+Resent-From: and Resent-Sender: (RFC 5322 section 3.6.6, the authors of a resent message,
+which some clients show) are held to the same rule.
+
+Before that, every line of the header section must be a field (``name:`` with the name in
+printable ASCII, no blank before the colon) or a field's continuation (:func:`odd_header_line`):
+``From : x``, ``From\t: x`` or a line without a colon in the header are read as a From field by
+some readers and skipped by others (Python's parser, dkimpy, this server's IMAP ENVELOPE), so an
+author check that skipped them could be passed by a forged From the recipient's client shows.
+A mail client never writes such lines; the MSA refuses them (RFC 6409 section 8 lets it).
 """
 
 from __future__ import annotations
 
+import re
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.parser import HeaderParser
 from email.policy import SMTPUTF8
@@ -17,6 +27,21 @@ from email.policy import SMTPUTF8
 from kantoor.smtpd.header_completion import header_end
 
 _PARSER = HeaderParser(policy=SMTPUTF8)
+_AUTHOR_FIELDS = ("From", "Sender", "Resent-From", "Resent-Sender")
+# RFC 5322 section 3.6.8: a field name is printable ASCII but the colon, and the colon follows it at once.
+_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+
+
+def odd_header_line(content: bytes) -> int | None:
+    """The number (from 1) of the first header line of ``content`` that is neither a field nor the continuation
+    of one, or None if there is none."""
+    lines = content[:header_end(content)].split(b"\r\n")
+    for number, line in enumerate(lines[:-1], start=1):  # the last piece is what follows the final CRLF: b""
+        if line[:1] in (b" ", b"\t") and number > 1:
+            continue
+        if not _FIELD.match(line):
+            return number
+    return None
 
 
 class Authors:
@@ -29,11 +54,12 @@ class Authors:
 
 
 def authors(content: bytes) -> Authors:
-    """The addresses in the From: and Sender: fields of ``content``'s header section."""
+    """The addresses in the From:, Sender:, Resent-From: and Resent-Sender: fields of ``content``'s header
+    section (whose lines :func:`odd_header_line` found in order)."""
     header = content[:header_end(content)].decode("utf-8", "surrogateescape")
     message = _PARSER.parsestr(header)
     found: list[str] = []
-    for name in ("From", "Sender"):
+    for name in _AUTHOR_FIELDS:
         for field in message.get_all(name, []):
             try:
                 groups = field.groups
@@ -44,6 +70,8 @@ def authors(content: bytes) -> Authors:
             defects = [d for d in getattr(field, "defects", ()) if not isinstance(d, NonASCIILocalPartDefect)]
             if defects or any(group.display_name is not None for group in groups):
                 return Authors(found, name)
+            if not any(group.addresses for group in groups):
+                return Authors(found, name)  # an empty field: no author at all
             for group in groups:
                 for address in group.addresses:
                     spec = address.addr_spec.lower()
@@ -54,4 +82,4 @@ def authors(content: bytes) -> Authors:
     return Authors(found)
 
 
-__all__ = ["Authors", "authors"]
+__all__ = ["Authors", "authors", "odd_header_line"]

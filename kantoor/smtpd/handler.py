@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
 from kantoor.smtpd.addresses import is_mailbox
-from kantoor.smtpd.authorship import authors
+from kantoor.smtpd.authorship import authors, odd_header_line
 from kantoor.smtpd.authresults import authentication_results, strip_forged
 from kantoor.smtpd.bounce import DELIVERED, RecipientReport, report_mail
 from kantoor.smtpd.delivery import deliver
@@ -33,7 +33,7 @@ from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import protocol_name, trace_headers
-from kantoor.storage import StorageError, Store
+from kantoor.storage import SendingLimitReached, StorageError, Store
 from kantoor.worker_threads import WorkerThreads
 
 log = logging.getLogger("kantoor.smtpd")
@@ -106,10 +106,17 @@ class MailHandler:
             return problem
         identity = session.identity
         if identity is not None:
-            account = None if address == NULL_SENDER else await self.in_thread(self.store.get_account, address)
+            # The null sender is allowed: mail clients send read receipts (RFC 8098 section 2.1) and other
+            # notifications with it; the From: check at DATA still holds such mail to the account's addresses.
+            if address == NULL_SENDER:
+                account = await self.in_thread(self.store.get_account_by_principal, identity.principal_id)
+            else:
+                account = await self.in_thread(self.store.get_account, address)
             if account is None or account.id != identity.account_id:
                 return (f"550 5.7.1 <{address}>: not an address of {identity.login}; send from your own "
                         "address or one of your aliases")
+            if account.state != "active":  # disabled while this session was open
+                return f"550 5.7.1 The account {identity.login} is {account.state}; it cannot send mail"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.size_hint = _size_hint(mail_options)
@@ -159,7 +166,11 @@ class MailHandler:
             log.warning("smtp %s from %s: refused, %s", session.client_ip, envelope.mail_from, loop[4:])
             return loop
         if session.identity is not None:
-            content = completed(content, self.settings.server.hostname, envelope.mail_from or "")
+            if (odd := odd_header_line(content)) is not None:
+                return (f"554 5.6.0 Header line {odd} is not a header field (RFC 5322 section 2.2: a name, then a "
+                        "colon at once); nothing was delivered")
+            content = completed(content, self.settings.server.hostname,
+                                "" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "")
             if problem := await self._foreign_author(session.identity, envelope.mail_from or "", content):
                 return problem
         headers = trace_headers(
@@ -198,6 +209,8 @@ class MailHandler:
         if found.unreadable:
             return (f"550 5.7.1 The {found.unreadable}: header field is not a list of plain addresses; send from "
                     "your own address or one of your aliases. Nothing was delivered")
+        if not found.addresses:  # only sent with the null sender (a missing From is the envelope sender otherwise)
+            return "550 5.7.1 The message has no From: header field (RFC 5322 section 3.6); nothing was delivered"
         others = [address for address in found.addresses if address != mail_from.lower()]
         if not others:
             return None
@@ -209,8 +222,8 @@ class MailHandler:
         foreign = await self.in_thread(not_own)
         if not foreign:
             return None
-        return (f"550 5.7.1 <{foreign[0]}> in the From: or Sender: field is not an address of {identity.login}; "
-                "send from your own address or one of your aliases. Nothing was delivered")
+        return (f"550 5.7.1 <{foreign[0]}> in an author field (From:, Sender:) is not an address of "
+                f"{identity.login}; send from your own address or one of your aliases. Nothing was delivered")
 
     async def _report_local_delivery(self, envelope: KantoorEnvelope, delivered: bytes) -> None:
         """Queue the "delivered" DSN for local recipients that asked for one (RFC 3461 section 4.1)."""
@@ -256,6 +269,10 @@ class MailHandler:
                 recipients=list(envelope.remote), trace=received, content=content,
                 account_id=session.identity.account_id, mail_options=list(envelope.mail_options),
                 envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8))
+        except SendingLimitReached as reached:
+            # Parallel sessions of the account passed the check at RCPT together; the queue counted them one by one.
+            return (f"450 4.7.1 Sending limit of {reached.limit} messages per hour to other servers reached; "
+                    "nothing was queued for them, try again later")
         except StorageError:
             log.exception("queueing a submitted message failed")
             # Even when local copies are in: a duplicate for them beats a silent loss for the others.

@@ -48,13 +48,16 @@ def dkim_signed(message: bytes, domain: str, data_dir: Path, selector: str) -> b
 def queue_for_remote(store: Store, delivery: DeliverySettings, *, sender: str, recipients: list[str], trace: bytes,
                      content: bytes, account_id: int | None, mail_options: list[str], envid: str = "",
                      dsn: dict[str, RecipientDSN] | None = None, smtputf8: bool = False) -> int:
-    """Put a submitted message in the outbound queue; returns its queue id."""
+    """Put a submitted message in the outbound queue; returns its queue id. SendingLimitReached if the account
+    has queued its hourly allowance already (checked again in the queueing transaction: the check at RCPT,
+    :func:`over_sending_limit`, answers early but cannot see what parallel sessions are queueing)."""
     options = {k.upper(): v for k, _, v in (o.partition("=") for o in mail_options)}
     requests = {r: d.to_json() for r, d in (dsn or {}).items() if r in recipients and d.to_json()}
     message = NewOutbound(sender, recipients, trace + content, account_id=account_id,
                           expires_in=dt.timedelta(seconds=delivery.expire_seconds),
                           dsn_envid=envid[:100], dsn_ret=options.get("RET", "")[:8].upper(),
-                          dsn_recipients=requests, smtputf8=smtputf8)
+                          dsn_recipients=requests, smtputf8=smtputf8,
+                          hourly_limit=delivery.max_messages_per_hour if account_id is not None else 0)
     return store.enqueue_outbound(message).id
 
 

@@ -8,6 +8,7 @@ from kantoor.storage.errors import (
     PermissionDenied,
     PreconditionFailed,
     QuotaExceeded,
+    SendingLimitReached,
     StorageError,
 )
 from kantoor.storage.notify import ChangeEvent, Notifier, PgListener, SiblingBus
@@ -16,5 +17,6 @@ from kantoor.storage.store import DROP_FOLDER, TOOL_OF_KIND, AccessPolicy, Quota
 __all__ = [
     "AccessPolicy", "AlreadyExists", "BlobStore", "BlobTooLarge", "ChangeEvent", "DROP_FOLDER",
     "NotFound", "Notifier", "PermissionDenied", "PgListener", "PreconditionFailed", "QuotaExceeded",
-    "QuotaPolicy", "SiblingBus", "StorageError", "Store", "TOOL_OF_KIND", "make_engine", "upgrade",
+    "QuotaPolicy", "SendingLimitReached", "SiblingBus", "StorageError", "Store", "TOOL_OF_KIND",
+    "make_engine", "upgrade",
 ]

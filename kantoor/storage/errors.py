@@ -38,3 +38,11 @@ class QuotaExceeded(StorageError):
         self.used = used
         self.capacity = capacity
         self.requested = requested
+
+
+class SendingLimitReached(StorageError):
+    """The account has queued as many messages for other servers as its hourly allowance."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"sending limit of {limit} messages per hour reached")
+        self.limit = limit

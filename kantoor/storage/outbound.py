@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kantoor.config import Settings
-from kantoor.storage.errors import NotFound
+from kantoor.storage.errors import NotFound, SendingLimitReached
 from kantoor.storage.models import Account, OutboundMessage, Plan, ServerNotice, Usage, utcnow
 from kantoor.storage.transactions import Body, StoreBase
 
@@ -54,6 +54,9 @@ class NewOutbound:
     dsn_ret: str = ""
     dsn_recipients: dict[str, dict[str, str]] = field(default_factory=dict)  # see OutboundMessage
     smtputf8: bool = False
+    # The account's allowance of queued messages per hour (0: none): checked in the transaction that queues
+    # this one, so parallel sessions of one account cannot each pass a check made before the other's insert.
+    hourly_limit: int = 0
 
 
 def dsn_requests_of(message: OutboundMessage) -> dict[str, dict[str, str]]:
@@ -103,8 +106,20 @@ class OutboundMixin(StoreBase):
         """Queue a message for delivery now; returns the row (body columns included)."""
         stored, _sha, _ = self._store_body(message.body, None)
         with self.write() as s:
+            if message.hourly_limit > 0 and message.account_id is not None:
+                self._check_sending_limit(s, message.account_id, message.hourly_limit)
             row = self._add_outbound(s, message, stored)
         return row
+
+    def _check_sending_limit(self, s: Session, account_id: int, limit: int) -> None:
+        """SendingLimitReached if the account queued ``limit`` messages in the last hour. On PostgreSQL the account's
+        row is locked first, so two transactions queueing for one account count one after the other (SQLite's
+        write transactions already run one at a time)."""
+        if not self._is_sqlite:
+            s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+        since = utcnow() - dt.timedelta(hours=1)
+        if self._count_outbound_since(s, account_id, since) >= limit:
+            raise SendingLimitReached(limit)
 
     def _add_outbound(self, s: Session, message: NewOutbound, stored: Body) -> OutboundMessage:
         if not message.recipients:
@@ -305,5 +320,9 @@ class OutboundMixin(StoreBase):
     def count_outbound_since(self, account_id: int, since: dt.datetime) -> int:
         """How many messages an account queued since ``since`` (the sending rate limit)."""
         with self.read() as s:
-            return int(s.scalar(select(func.count()).select_from(OutboundMessage).where(
-                OutboundMessage.account_id == account_id, OutboundMessage.created_at >= since)) or 0)
+            return self._count_outbound_since(s, account_id, since)
+
+    @staticmethod
+    def _count_outbound_since(s: Session, account_id: int, since: dt.datetime) -> int:
+        return int(s.scalar(select(func.count()).select_from(OutboundMessage).where(
+            OutboundMessage.account_id == account_id, OutboundMessage.created_at >= since)) or 0)

@@ -267,6 +267,26 @@ def test_sending_rate_limit_per_account(strict, mail_for, fake_mx) -> None:  # t
     assert _submit(mail, bob, bob_pw, [_remote(mail.unique("other"))], mail.unique("limit-")) == {}
 
 
+def test_parallel_sessions_cannot_pass_the_sending_limit_together(strict, mail_for) -> None:  # type: ignore[no-untyped-def]
+    # Four sessions of one account each pass the check at RCPT before any has queued; the queue counts them one
+    # after the other, so only the allowance (2) is queued and the others get 450 4.7.1 at the end of DATA.
+    mail = mail_for(strict)
+    ann, ann_pw = strict.make_user()
+    sessions = []
+    for _ in range(4):
+        client = mail.submission()
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        assert client.rcpt(_remote(mail.unique("race")))[0] == 250
+        sessions.append(client)
+    replies = []
+    for client in sessions:
+        with client:
+            code, text = client.data(mail.compose(mail.unique("race-"), sender=ann))
+            replies.append((code, text[:5]))
+    assert sorted(replies) == [(250, b"2.0.0")] * 2 + [(450, b"4.7.1")] * 2, replies
+
+
 def _self_signed_context(tmp_path: Any) -> Any:
     import datetime as dt
     import ssl

@@ -68,7 +68,7 @@ def test_spoofed_sender_is_refused(server, mail) -> None:  # type: ignore[no-unt
     (ann, ann_pw), (bob, _) = server.make_user(), server.make_user()
     with mail.submission() as client:
         client.login(ann, ann_pw)
-        for spoofed in (bob, "ceo@example.com", ""):
+        for spoofed in (bob, "ceo@example.com"):
             code, text = client.docmd("MAIL", f"FROM:<{spoofed}>")
             assert (code, text[:5]) == (550, b"5.7.1"), spoofed
         assert client.mail(ann.upper())[0] == 250  # addresses are case-insensitive

@@ -27,6 +27,8 @@ def _message(fields: str, subject: str) -> bytes:
     "From: ANN\r\nSender: secretary@example.org\r\n",
     "From: undisclosed:;\r\n",  # a group is no author
     "From: not an address\r\n",
+    "From:\r\n",  # no author at all
+    "From: ANN\r\nResent-From: ceo@bank.example\r\n",  # the author of a resent message (RFC 5322 3.6.6)
 ])
 def test_author_fields_must_be_the_accounts_own_550_5_7_1(server, mail, fields) -> None:  # type: ignore[no-untyped-def]
     (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
@@ -54,6 +56,43 @@ def test_own_addresses_and_aliases_may_be_authors_whatever_the_display_name(serv
             assert client.sendmail(ann, [bob], _message(fields, subjects[-1])) == {}
     received = mail.subjects(mail.inbox(bob, bob_pw))
     assert all(subject in received for subject in subjects)
+
+
+def test_null_sender_is_allowed_for_notifications_from_the_accounts_own_address_rfc8098_section_2_1(  # type: ignore[no-untyped-def]
+        server, mail) -> None:
+    # Read receipts (MDNs) are sent with an empty return path; the author check still holds them to the account.
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    receipt = mail.unique("mdn-")
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        assert client.sendmail("", [bob], _message(f"From: {ann}\r\n", receipt)) == {}
+        for fields in ("From: someone.else@example.org\r\n", ""):  # a foreign author, or none at all
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("", [bob], _message(fields, mail.unique("mdn-")))
+            assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1 "), refused.value
+    assert mail.received(bob, bob_pw, receipt)
+
+
+def test_header_lines_that_are_not_fields_are_refused_554_5_6_0(server, mail) -> None:  # type: ignore[no-untyped-def]
+    # Read as a From field by some readers and skipped by others: an author check must not depend on which.
+    (ann, ann_pw), (bob, _) = server.make_user(), server.make_user()
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        for odd in (f"From: {ann}\r\nFrom : ceo@bank.example\r\n", "From\t: ceo@bank.example\r\n",
+                    "X-Test: 1\r\nthis line has no colon\r\nFrom: ceo@bank.example\r\n",
+                    "From\x00: ceo@bank.example\r\n", " From: ceo@bank.example\r\n"):
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail(ann, [bob], _message(odd, mail.unique("odd-")))
+            assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.0 "), odd
+
+
+def test_a_disabled_account_cannot_send_from_a_session_opened_before(server, mail) -> None:  # type: ignore[no-untyped-def]
+    ann, ann_pw = server.make_user()
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        server.cli("user", "disable", ann)
+        code, text = client.docmd("MAIL", f"FROM:<{ann}>")
+        assert (code, text[:6]) == (550, b"5.7.1 ") and b"disabled" in text, text
 
 
 def test_missing_from_date_and_message_id_are_added_rfc6409_section_8(server, mail) -> None:  # type: ignore[no-untyped-def]

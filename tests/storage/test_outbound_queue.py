@@ -120,3 +120,32 @@ def test_a_renewed_claim_is_not_taken_over(core) -> None:  # type: ignore[no-unt
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
     assert core.store.claim_outbound("w2", lease_seconds=60, now=soon) == []
     assert not core.store.extend_outbound_claim(row.id, "w2", lease_seconds=600)
+
+
+def test_the_hourly_sending_limit_counts_concurrent_enqueues_one_by_one(core) -> None:  # type: ignore[no-untyped-def]
+    # Eight threads queue for one account with an allowance of 3: the count and the insert share a transaction
+    # (the account's row locked on PostgreSQL), so exactly 3 are queued.
+    import threading
+
+    from kantoor.storage import SendingLimitReached
+
+    account = core.store.create_account("limited@example.org", "x", "standard")
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def send() -> None:
+        start.wait()
+        try:
+            core.store.enqueue_outbound(NewOutbound("limited@example.org", ["a@x.net"], b"hi",
+                                                    account_id=account.id, hourly_limit=3))
+            outcomes.append("queued")
+        except SendingLimitReached:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["queued"] * 3 + ["refused"] * 5
+    assert core.store.count_outbound_since(account.id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)) == 3
