@@ -81,6 +81,13 @@ class LimitSettings:
     # SMTP sessions (MX and submission together) one client address may have open at once, per server process;
     # IPv6 clients count per /64 (kantoor.smtpd.connection_limits).
     smtp_connections_per_ip: int = 50
+    # Error replies in one SMTP session (since its last accepted message) after which each further one is
+    # followed by a pause, and after which the session ends with 421; commands that move no mail (NOOP, RSET,
+    # VRFY, HELP, EHLO) past the junk limit count as errors. Postfix's defaults.
+    smtp_soft_error_limit: int = 10
+    smtp_hard_error_limit: int = 20
+    smtp_error_delay_seconds: float = 1.0
+    smtp_junk_command_limit: int = 100
 
 
 @dataclass

@@ -10,13 +10,14 @@ reply gets an enhanced status code (:mod:`kantoor.smtpd.replies`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import ssl
 from collections.abc import Sequence
 from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from kantoor.auth import Authenticator
 from kantoor.config import Settings
@@ -43,6 +44,16 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?:[ \t]+(.*)|)\Z", re.DOTALL)
 _MALFORMED = "553 5.1.3 Error: malformed address"
 # Replies the client waits for, or that aiosmtpd sends right before it closes the connection (see push).
+# What HELP says (RFC 5321 section 4.1.1.8).
+_HELP = {
+    "EHLO": "EHLO <hostname>", "HELO": "HELO <hostname>", "STARTTLS": "STARTTLS", "AUTH": "AUTH <mechanism>",
+    "MAIL": "MAIL FROM:<address> [SIZE=<bytes>] [BODY=7BIT|8BITMIME] [SMTPUTF8] [RET=FULL|HDRS] [ENVID=<id>]",
+    "RCPT": "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=rfc822;<address>]",
+    "DATA": "DATA", "RSET": "RSET", "NOOP": "NOOP [ignored]", "VRFY": "VRFY <address>", "HELP": "HELP [command]",
+    "QUIT": "QUIT",
+}
+# Control characters (and DEL) in reply text, shown as "?".
+_CONTROLS = {code: "?" for code in (*range(0x20), 0x7F)}
 _NEVER_HELD = frozenset({"220", "221", "334", "354", "421", "502"})
 
 
@@ -151,6 +162,8 @@ class KantoorSMTP(SMTP):
         self._connections = connections
         self._counted: str | None = None  # this connection's client key while it is counted
         self._refused = False  # refused at connect (too many from its address): no session at all
+        self._errors = 0  # errors of the client since its last accepted message (see _error_pause)
+        self._junk = 0  # NOOP/RSET/VRFY/HELP/EHLO/HELO commands in this session
 
     def _create_session(self) -> Session:
         return KantoorSession(self.loop)
@@ -229,6 +242,9 @@ class KantoorSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        # Replies quote what the client sent (an unknown command, an address): never its control characters
+        # (RFC 5321 section 4.2: reply text is printable).
+        text = text.translate(_CONTROLS)
         if text == _MALFORMED:
             # aiosmtpd's parser gave up on the address: a syntax error (501), RFC 3463's code for whose address.
             text = ("501 5.1.7 Bad sender address syntax" if self._verb == "MAIL"
@@ -236,6 +252,11 @@ class KantoorSMTP(SMTP):
         # The greeting and the EHLO/HELO lines carry no enhanced code (RFC 2034 section 3).
         if self._greeted and not self._in_ehlo:
             text = with_enhanced_code(text)
+        # An error of the client: the 421 the server closes with, and the 452 for recipients past the maximum
+        # per message (to be sent in another transaction, RFC 5321 section 4.5.3.1.10), are not.
+        error = text[0] in "45" and not text.startswith(("421", "452 4.5.3"))
+        if error:
+            await self._error_pause()
         self._greeted = True
         # Replies may quote what the client sent, undecodable bytes included.
         reply = text.encode("utf-8", "replace") + b"\r\n"
@@ -250,6 +271,84 @@ class KantoorSMTP(SMTP):
             self._held_replies.clear()
         self._writer.write(reply)
         await self._writer.drain()
+        if error and self._errors >= self.settings.limits.smtp_hard_error_limit:
+            await self._close_with("421 4.7.0 Too many errors, closing connection")
+
+    async def _error_pause(self) -> None:
+        """Count an error of the client (RFC 5321 leaves error limits to the server; these are Postfix's):
+        past ``limits.smtp_soft_error_limit`` each further error reply waits ``limits.smtp_error_delay_seconds``
+        before it is sent, which makes guessing addresses slow; the error that reaches
+        ``limits.smtp_hard_error_limit`` is answered and the session ends with 421 4.7.0 (in :meth:`push`)."""
+        self._errors += 1
+        limits = self.settings.limits
+        if limits.smtp_soft_error_limit < self._errors < limits.smtp_hard_error_limit:
+            await asyncio.sleep(limits.smtp_error_delay_seconds)
+
+    async def _close_with(self, reply: str) -> None:
+        """Send ``reply`` (and any held replies before it) and close the connection."""
+        self._flush_held_replies()
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(reply.encode("ascii") + b"\r\n")
+            with contextlib.suppress(ConnectionError):
+                await self._writer.drain()
+            self.transport.close()
+
+    async def _junk_command(self) -> bool:
+        """Count a command that moves no mail (NOOP, RSET, VRFY, HELP, EHLO, HELO); past
+        ``limits.smtp_junk_command_limit`` in a session each one counts as an error too, and the one that
+        reaches the hard error limit ends the session instead of being answered. True if it has ended."""
+        self._junk += 1
+        if self._junk <= self.settings.limits.smtp_junk_command_limit:
+            return False
+        await self._error_pause()
+        if self._errors >= self.settings.limits.smtp_hard_error_limit:
+            await self._close_with("421 4.7.0 Too many commands that move no mail, closing connection")
+            return True
+        return False
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        if not await self._junk_command():
+            await super().smtp_NOOP(arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        if not await self._junk_command():
+            await super().smtp_RSET(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        if not await self._junk_command():
+            await super().smtp_VRFY(arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        """RFC 5321 section 4.1.1.8: 214 with what the server knows; 504 for a command it does not."""
+        if await self._junk_command():
+            return
+        if not arg:
+            await self.push(f"214 2.0.0 Commands: {' '.join(_HELP)} (RFC 5321)")
+        elif arg.upper() in _HELP:
+            await self.push(f"214 2.0.0 Syntax: {_HELP[arg.upper()]}")
+        else:
+            await self.push(f"504 5.5.4 HELP: no command {arg.upper()[:20]} here")
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # RFC 4954 section 4: not during a mail transaction. The sender given at MAIL was checked (or not) for
+        # the session as it was then; a login after it would send as whoever MAIL named.
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 AUTH is not permitted during a mail transaction")
+            return
+        await super().smtp_AUTH(arg)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 section 4.2: once TLS is on, STARTTLS is no longer offered (and aiosmtpd's own would answer
+        # 220 and then break the connection).
+        if self.kantoor_session().encrypted:
+            await self.push("503 5.5.1 TLS is already active")
+            return
+        await super().smtp_STARTTLS(arg)
 
     def _next_command_waiting(self, reply: str) -> bool:
         """May ``reply`` wait for the next command's? Only when that command has arrived in full (its reply
@@ -266,6 +365,8 @@ class KantoorSMTP(SMTP):
         self._held_replies.clear()
 
     async def smtp_EHLO(self, hostname: str) -> None:
+        if await self._junk_command():
+            return
         self._in_ehlo = bool(hostname)
         try:
             await super().smtp_EHLO(hostname)
@@ -356,7 +457,10 @@ class KantoorSMTP(SMTP):
         else:
             status = MISSING
         self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+        reply = "250 OK" if status is MISSING else status
+        if reply.startswith("250"):
+            self._errors = 0  # a client that delivers mail is not probing (Postfix counts errors the same way)
+        await self.push(reply)
 
     async def _read_data_block(self, reader: asyncio.StreamReader) -> str | None:
         """Read up to the end-of-data line; put the content on the envelope and return "", or return the
@@ -465,6 +569,8 @@ class KantoorSMTP(SMTP):
         return ""
 
     async def smtp_HELO(self, hostname: str) -> None:
+        if await self._junk_command():
+            return
         self._in_ehlo = bool(hostname)
         try:
             await super().smtp_HELO(hostname)

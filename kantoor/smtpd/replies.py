@@ -22,6 +22,9 @@ _BY_TEXT = {
     "500 Error: strict ASCII mode": "500 5.6.7 Non-ASCII command without SMTPUTF8",
     "500 Error: bad syntax": "500 5.5.2 Syntax error",
     "500 Error: command 'AUTH' not recognized": "503 5.5.1 Send EHLO before AUTH",
+    # aiosmtpd closes the connection after this one: a server that closes says 421 (RFC 5321 section 3.8).
+    "502 5.5.1 Too many unrecognized commands, goodbye.":
+        "421 4.7.0 Too many unrecognized commands, closing connection",
 }
 
 # The default enhanced code for a reply code (RFC 3463 section 3).

@@ -1,0 +1,113 @@
+"""Session rules of the SMTP server that a mature MTA enforces beyond the happy path: no AUTH inside a mail
+transaction (RFC 4954 section 4), no second STARTTLS (RFC 3207 section 4.2), 214 for HELP (RFC 5321
+4.1.1.8), 421 when the server ends a session (RFC 5321 3.8), printable reply text (RFC 5321 4.2), and
+Postfix-style error limits against address harvesting."""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import socket
+import time
+from typing import Any
+
+import pytest
+
+
+def _plain(login: str, password: str) -> str:
+    return base64.b64encode(f"\0{login}\0{password}".encode()).decode()
+
+
+def test_auth_inside_a_mail_transaction_is_503_rfc4954_section_4(server, mail) -> None:  # type: ignore[no-untyped-def]
+    # Otherwise a user could name someone else at MAIL (unchecked before the login) and then log in.
+    (ann, ann_pw), (bob, _) = server.make_user(), server.make_user()
+    with mail.mx() as client:
+        assert client.mail(bob)[0] == 250
+        code, text = client.docmd("AUTH", f"PLAIN {_plain(ann, ann_pw)}")
+        assert (code, text[:6]) == (503, b"5.5.1 "), text
+        assert client.rset()[0] == 250  # the transaction ended: now a login is fine
+        assert client.docmd("AUTH", f"PLAIN {_plain(ann, ann_pw)}")[0] == 235
+        code, text = client.docmd("MAIL", f"FROM:<{bob}>")  # and the sender is checked for the login
+        assert (code, text[:6]) == (550, b"5.7.1 "), text
+
+
+def test_starttls_inside_tls_is_503_and_the_session_goes_on_rfc3207_section_4_2(server, mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        client.starttls(context=mail.tls_context())
+        client.ehlo("mx.example.org")
+        code, text = client.docmd("STARTTLS")
+        assert (code, text[:6]) == (503, b"5.5.1 "), text
+        assert client.noop()[0] == 250
+
+
+def test_help_is_214_and_an_unknown_topic_504_rfc5321_section_4_1_1_8(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        code, text = client.docmd("HELP")
+        assert code == 214 and b"MAIL" in text and b"RCPT" in text and b"DATA" in text, text
+        code, text = client.docmd("HELP", "mail")
+        assert code == 214 and b"MAIL FROM" in text, text
+        assert client.docmd("HELP", "XYZZY")[0] == 504
+
+
+def test_replies_never_echo_control_characters_rfc5321_section_4_2(server) -> None:  # type: ignore[no-untyped-def]
+    with socket.create_connection((server.host, server.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO mx.example.org\r\n")
+        while reader.readline()[3:4] == b"-":
+            pass
+        sock.sendall(b"NO\x00OP\x1b[2J\r\n")
+        reply = reader.readline()
+        assert reply.startswith(b"500 ") and b"NO?OP?[2J" in reply, reply
+        assert not any(byte < 0x20 for byte in reply[:-2]), reply
+
+
+def test_too_many_unknown_commands_end_the_session_with_421_rfc5321_section_3_8(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        replies = [client.docmd("XYZZY") for _ in range(5)]
+    assert [code for code, _ in replies[:4]] == [500] * 4
+    assert replies[4][0] == 421 and replies[4][1].startswith(b"4.7.0 "), replies[4]
+
+
+@pytest.fixture
+def strict(start_server: Any) -> Any:
+    return start_server(KANTOOR_LIMITS_SMTP_SOFT_ERROR_LIMIT="3", KANTOOR_LIMITS_SMTP_HARD_ERROR_LIMIT="6",
+                        KANTOOR_LIMITS_SMTP_ERROR_DELAY_SECONDS="0.3", KANTOOR_LIMITS_SMTP_JUNK_COMMAND_LIMIT="5")
+
+
+def test_errors_past_the_soft_limit_are_slowed_and_the_hard_limit_ends_the_session(strict, mail_for) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(strict)
+    login, password = strict.make_user()
+    with mail.mx() as client:
+        client.mail("someone@example.org")
+        started = time.monotonic()
+        for n in range(3):  # up to the soft limit: no pause
+            assert client.rcpt(f"nobody{n}@localhost")[0] == 550
+        fast = time.monotonic() - started
+        for n in range(3, 5):  # past it: a pause after each
+            assert client.rcpt(f"nobody{n}@localhost")[0] == 550
+        assert time.monotonic() - started >= fast + 0.6
+        # A delivered message starts the count again.
+        assert client.rcpt(login)[0] == 250
+        assert client.data(mail.compose(mail.unique("counted-")))[0] == 250
+        client.mail("someone@example.org")
+        for n in range(5):
+            assert client.rcpt(f"again{n}@localhost")[0] == 550
+        code, text = client.rcpt("sixth@localhost")  # the hard limit: this error, then 421 and the end
+        assert code == 550, text
+        code, text = client.noop()  # what comes next is the 421 the server closed with
+        assert (code, text[:6]) == (421, b"4.7.0 "), text
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+
+
+def test_commands_that_move_no_mail_count_as_errors_past_the_junk_limit(strict) -> None:  # type: ignore[no-untyped-def]
+    with socket.create_connection((strict.host, strict.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"HELO mx.example.org\r\n" + b"NOOP\r\n" * 20)
+        replies = [reader.readline() for _ in range(20)]
+    codes = [reply[:3] for reply in replies if reply]
+    # HELO and four NOOPs are within the limit of 5; the next five count as errors (answered), and the one
+    # after them reaches the hard limit (6): the session ends with 421 instead of its reply.
+    assert codes == [b"250"] * 10 + [b"421"], codes
