@@ -172,11 +172,18 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 def cmd_queue_retry(args: argparse.Namespace) -> int:
     from kantoor.storage import NotFound
 
+    if not args.all and not args.ids:
+        raise CommandError("queue retry: give the ids of queued messages, or --all")
     core = _core(args)
     if not args.all:
+        # All or none: every id is checked before any message is made due.
+        queued = {row.id for row in core.store.list_outbound()}
         for message_id in args.ids:
+            if message_id not in queued:
+                raise CommandError(f"no queued message {message_id}")
+        for message_id in dict.fromkeys(args.ids):
             core.store.retry_outbound(message_id)
-        print(f"{len(args.ids)} message(s) due for delivery now")
+        print(f"{len(set(args.ids))} message(s) due for delivery now")
         return 0
     due = 0
     for row in core.store.list_outbound():
@@ -306,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(queue, "list", cmd_queue_list, "list queued messages")
     p.add_argument("--all", action="store_true", help="also delivered and failed messages")
     p = add(queue, "retry", cmd_queue_retry, "try queued messages again now")
-    p.add_argument("ids", nargs="*", type=int)
+    p.add_argument("ids", nargs="*", type=int, help="queue ids (see queue list); or --all")
     p.add_argument("--all", action="store_true", help="every queued message")
     p = add(queue, "delete", cmd_queue_delete, "remove messages from the queue without delivering them")
     p.add_argument("ids", nargs="+", type=int)

@@ -78,10 +78,18 @@ def dns_records(domain: str, hostname: str, selector: str, private_pem: bytes) -
 
 
 def sign(message: bytes, domain: str, selector: str, private_pem: bytes) -> bytes:
-    """``message`` with a DKIM-Signature header on top (relaxed/relaxed, rsa-sha256)."""
-    present = {line.split(b":", 1)[0].strip().lower()
-               for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in line}
-    headers = [h for h in SIGNED_HEADERS if h in present] or [b"from"]
+    """``message`` with a DKIM-Signature header on top (relaxed/relaxed, rsa-sha256).
+
+    Every name of SIGNED_HEADERS is listed once more than the message has such fields (RFC 6376 sections
+    5.4.2 and 8.15, "oversigning"): the extra entry signs the field's absence, so a Reply-To or a second
+    Subject added on the way breaks the signature instead of riding on it.
+    """
+    counts: dict[bytes, int] = {}
+    for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if b":" in line and line[:1] not in (b" ", b"\t"):  # a field's first line, not a continuation
+            name = line.split(b":", 1)[0].strip().lower()
+            counts[name] = counts.get(name, 0) + 1
+    headers = [h for h in SIGNED_HEADERS for _ in range(counts.get(h, 0) + 1)]
     signature = dkim.sign(message, selector.encode("ascii"), domain.encode("idna"), private_pem,
                           canonicalize=(b"relaxed", b"relaxed"), include_headers=headers)
     return signature + message

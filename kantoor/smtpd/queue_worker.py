@@ -268,8 +268,11 @@ class DeliveryWorker:
     async def _record(self, message: OutboundMessage, body: bytes, result: AttemptResult,
                       local_delivered: list[str]) -> None:
         now = dt.datetime.now(dt.UTC)
-        retry_at = now + dt.timedelta(seconds=retry_delay(message.attempts + 1, self.delivery))
-        expired = bool(result.temporary) and retry_at > message.expires_at
+        # The last retry is at the expiry time itself, not one back-off step before it; the message expires
+        # (4.4.7) only when an attempt made at or after that time fails.
+        retry_at = min(now + dt.timedelta(seconds=retry_delay(message.attempts + 1, self.delivery)),
+                       message.expires_at)
+        expired = bool(result.temporary) and now >= message.expires_at
         failures = dict(result.permanent)
         if expired:
             failures.update(result.temporary)

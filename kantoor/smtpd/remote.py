@@ -3,7 +3,9 @@
 Hosts are tried in order until one answers; what each recipient's reply says is
 kept, so the queue can retry the temporary failures and bounce the permanent ones.
 TLS is opportunistic (RFC 3207 / RFC 7435): used when offered, certificates not
-verified, because MX host names are not authenticated anyway without DANE/MTA-STS.
+verified, because MX host names are not authenticated anyway without DANE/MTA-STS;
+a host whose STARTTLS handshake fails is tried again at once without TLS. Smarthost
+credentials are only ever sent encrypted (port 465, or after STARTTLS).
 
 What goes out depends on what the next hop offers, so the final bytes are made
 here, per connection, by the caller's ``prepare``: 7-bit when the hop lacks
@@ -108,33 +110,88 @@ async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str
     last_error = "451 4.4.1 No mail host could be reached"
     options = options or EnvelopeOptions()
     for host, port, name in hosts:
-        try:
-            return await _deliver_to(host, port, name or host, sender, recipients, body, helo=helo, timeout=timeout,
-                                     relay=relay, options=options, prepare=prepare)
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
-                aiosmtplib.SMTPHeloError, aiosmtplib.SMTPException, OSError) as exc:
-            if isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600 and relay is not None:
-                # A smarthost refusing our login or greeting will not change its mind by itself.
-                last_error = _reply(exc.code, exc.message)
-            else:
-                last_error = f"451 4.4.1 {host}:{port}: {exc.__class__.__name__}: {exc}"[:500]
+        # Opportunistic TLS (RFC 7435 section 6.2, Postfix's level "may"): when the STARTTLS handshake fails,
+        # the same host is tried again at once without TLS. Never with smarthost credentials: those only go
+        # over an encrypted connection.
+        for plain in (False, True):
+            try:
+                return await _deliver_to(host, port, name or host, sender, recipients, body, helo=helo,
+                                         timeout=timeout, relay=relay, options=options, prepare=prepare,
+                                         plain=plain)
+            except _TLSUnavailable as exc:
+                last_error = str(exc)
+                if not plain and not _has_credentials(relay) and exc.handshake:
+                    log.info("STARTTLS with %s:%d failed (%s); trying again without TLS", host, port, exc)
+                    continue
+            except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                    aiosmtplib.SMTPHeloError, aiosmtplib.SMTPException, OSError) as exc:
+                if isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600 and relay is not None:
+                    # A smarthost refusing our login or greeting is a fault of this server's set-up (wrong
+                    # password, say), not of the message or its recipients: temporary, so the mail waits for
+                    # the administrator instead of bouncing (as Postfix's smtp_sasl_auth_soft_bounce). The
+                    # smarthost's own reply is kept as the diagnostic, behind a 4xx code, so a "delayed"
+                    # report does not show a permanent status (RFC 3464 section 2.3.4).
+                    last_error = _reply(451, f"4.7.0 The smarthost refused us: {_reply(exc.code, exc.message)}")
+                else:
+                    last_error = f"451 4.4.1 {host}:{port}: {exc.__class__.__name__}: {exc}"[:500]
             log.info("delivery to %s:%d failed: %s", host, port, last_error)
+            break
     result = AttemptResult()
     _split(recipients, 451, last_error, result)
     return result
 
 
+class _TLSUnavailable(Exception):
+    """No TLS with this host: not offered (``handshake`` False) or the STARTTLS exchange failed (True)."""
+
+    def __init__(self, reply: str, handshake: bool) -> None:
+        super().__init__(reply)
+        self.handshake = handshake
+
+
+def _has_credentials(relay: Relay | None) -> bool:
+    return relay is not None and bool(relay.login)
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO for a server that does not know EHLO (RFC 5321 section 3.2)."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()
+
+
+async def _secure(client: aiosmtplib.SMTP, host: str, port: int, credentials: bool) -> None:
+    """STARTTLS (RFC 3207) when offered; required when credentials are to be sent."""
+    await _greet(client)
+    if not client.supports_extension("starttls"):
+        if credentials:
+            # The login would cross the network readable by anyone on the path: not sent; retried later.
+            raise _TLSUnavailable("451 4.7.0 smarthost offers no TLS; credentials not sent", handshake=False)
+        return
+    try:
+        await client.starttls()
+    except (ssl.SSLError, ConnectionError, aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPResponseException) as exc:
+        client.close()
+        raise _TLSUnavailable(f"451 4.7.0 {host}:{port}: STARTTLS failed: {exc.__class__.__name__}: {exc}"[:500],
+                              handshake=True) from exc
+
+
 async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: list[str], body: bytes, *, helo: str,
                       timeout: float, relay: Relay | None, options: EnvelopeOptions,
-                      prepare: Callable[[bytes, bool], bytes]) -> AttemptResult:
+                      prepare: Callable[[bytes, bool], bytes], plain: bool = False) -> AttemptResult:
+    """One session with one host; ``plain``: without STARTTLS (the retry after a failed handshake)."""
     implicit_tls = relay is not None and port == 465
     client = aiosmtplib.SMTP(hostname=host, port=port, local_hostname=helo, timeout=timeout,
-                             use_tls=implicit_tls, start_tls=None if not implicit_tls else False,
+                             use_tls=implicit_tls, start_tls=False,
                              validate_certs=False, tls_context=_opportunistic_context())
     result = AttemptResult(remote_mtas=dict.fromkeys(recipients, name))
     await client.connect()
     try:
-        if relay is not None and relay.login:
+        if not implicit_tls and (not plain or _has_credentials(relay)):
+            await _secure(client, host, port, _has_credentials(relay))
+        if _has_credentials(relay) and relay is not None:
             await client.login(relay.login, relay.password)
         mail_options = []
         utf8 = needs_smtputf8(sender, recipients, body, options)

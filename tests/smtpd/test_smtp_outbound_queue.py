@@ -4,6 +4,7 @@ process, reached through the static MX map (``KANTOOR_DELIVERY_STATIC_MX``)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -424,3 +425,222 @@ def test_one_attempt_signs_the_message_once_per_form_for_every_next_hop_rfc6376(
     assert len(calls) == 2
     queue_worker.DeliveryWorker._prepare(worker, "a@example.org")(body, False)  # type: ignore[arg-type]
     assert len(calls) == 3
+
+
+# ---------------------------------------------------------------- TLS on the way out (RFC 3207, RFC 7435)
+def _recording_authenticator(logins: list[tuple[bytes, bytes]], accept: bool = True) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, LoginPassword):
+            logins.append((data.login, data.password))
+            return AuthResult(success=accept, handled=False)  # not handled: aiosmtpd answers 535 5.7.8
+        return AuthResult(success=False, handled=False)
+
+    return authenticator
+
+
+def _queue_errors(srv: Any) -> list[str]:
+    return [m.last_error for m in srv.core().store.list_outbound()]
+
+
+def _bounce(mail: Any, login: str, password: str) -> str:
+    """The delivery-status part of the one bounce in ``login``'s INBOX, once it is there."""
+    raw = _wait(lambda: [m for m in mail.inbox(login, password) if b"Undelivered Mail Returned" in m])[0]
+    return message_from_bytes(raw).get_payload()[1].as_bytes().decode()
+
+
+def _with_credentials(smarthost: Any) -> dict[str, str]:
+    return {"KANTOOR_DELIVERY_SMARTHOST": f"127.0.0.1:{smarthost.port}",
+            "KANTOOR_DELIVERY_SMARTHOST_LOGIN": "relay-user", "KANTOOR_DELIVERY_SMARTHOST_PASSWORD": "relay-secret"}
+
+
+def test_smarthost_credentials_are_never_sent_without_tls_rfc3207_section_6(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx) -> None:
+    # A smarthost (or whoever is in the path, stripping STARTTLS from its EHLO reply) that offers AUTH in plain
+    # text: the password would cross the network readable. Nothing is sent; the message waits (451 4.7.0), is
+    # retried, and expires like any temporary failure.
+    logins: list[tuple[bytes, bytes]] = []
+    smarthost = make_fake_mx(authenticator=_recording_authenticator(logins), auth_required=True,
+                             auth_require_tls=False)
+    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES, KANTOOR_DELIVERY_EXPIRE_SECONDS="3")
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    anywhere = f"{mail.unique('x')}@anywhere.example"
+    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("cleartext-")) == {}
+    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    assert [e.split(": ", 1)[1] for e in _queue_errors(srv)] == [
+        "451 4.7.0 smarthost offers no TLS; credentials not sent"]
+    status = _bounce(mail, ann, ann_pw)
+    assert "Status: 4.4.7" in status and "credentials not sent" in status
+    assert logins == []
+    assert smarthost.messages_for(anywhere) == []
+
+
+def test_smarthost_credentials_get_no_plain_text_fallback_when_starttls_fails(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx, tmp_path) -> None:
+    # The fall-back to plain text after a failed handshake is for opportunistic TLS only: with credentials,
+    # a broken STARTTLS is a temporary failure, and the login is never sent in the clear.
+    logins: list[tuple[bytes, bytes]] = []
+    smarthost = _broken_starttls_mx(make_fake_mx, tmp_path, authenticator=_recording_authenticator(logins),
+                                    auth_required=True, auth_require_tls=False)
+    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    anywhere = f"{mail.unique('x')}@anywhere.example"
+    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("broken-tls-")) == {}
+    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    assert "STARTTLS failed" in _queue_errors(srv)[0]
+    assert logins == [] and smarthost.messages_for(anywhere) == []
+
+
+def _broken_starttls_mx(make_fake_mx: Any, tmp_path: Any, **smtp_kwargs: Any) -> Any:
+    """A fake MX that offers STARTTLS and answers it with 220, then sends garbage where the TLS handshake
+    should be (a broken TLS stack, or a middlebox); without STARTTLS it takes mail as usual."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    class BrokenStartTLS(SMTP):
+        async def smtp_STARTTLS(self, arg: str) -> None:
+            await self.push("220 2.0.0 Ready to start TLS")
+            self.transport.write(b"this is not a TLS server hello\r\n" * 8)
+            await asyncio.sleep(0.2)
+            self.transport.close()
+
+    class BrokenController(Controller):
+        def factory(self) -> SMTP:
+            return BrokenStartTLS(self.handler, **self.SMTP_kwargs)
+
+    context = _self_signed_context(tmp_path)
+    mx = make_fake_mx(tls_context=context, **smtp_kwargs)
+    mx.stop()  # the same fake (handler, port, clean-up), with the broken STARTTLS
+    mx.controller = BrokenController(mx.handler, hostname="127.0.0.1", port=mx.port, decode_data=False,
+                                     tls_context=context, **smtp_kwargs)
+    return mx.start()
+
+
+def test_failed_starttls_handshake_is_retried_in_plain_text_at_once_rfc7435_section_6_2(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx, tmp_path) -> None:
+    # Opportunistic TLS must not make mail less deliverable than no TLS at all (RFC 7435 section 1.3): when
+    # the handshake fails, the same host is tried again without TLS in the same attempt (Postfix, level "may").
+    from kantoor.storage.outbound import recipients_of
+
+    mx = _broken_starttls_mx(make_fake_mx, tmp_path)
+    srv = start_server(KANTOOR_DELIVERY_STATIC_MX=f"broken-tls.test=127.0.0.1:{mx.port}", **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    friend = f"{mail.unique('friend')}@broken-tls.test"
+    assert _submit(mail, ann, ann_pw, [friend], mail.unique("fallback-")) == {}
+    [delivered] = mx.wait_for(friend)
+    assert not delivered.tls
+    _wait(lambda: _attempts(srv) == {})
+    [row] = [m for m in srv.core().store.list_outbound(None) if friend in recipients_of(m)]
+    assert row.attempts == 1  # in the first attempt, not on a retry
+
+
+def test_smarthost_5xx_at_rcpt_bounces_that_recipient_and_4xx_is_retried_rfc5321_4_2_1(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx) -> None:
+    # The smarthost answers for the recipient like any next hop: 5yz is permanent (a bounce now), 4yz temporary.
+    smarthost = make_fake_mx()
+    srv = start_server(KANTOOR_DELIVERY_SMARTHOST=f"127.0.0.1:{smarthost.port}", **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    gone, busy = f"{mail.unique('gone')}@anywhere.example", f"{mail.unique('busy')}@anywhere.example"
+    smarthost.handler.script[gone] = ["550 5.1.1 No such user at the final destination"]
+    smarthost.handler.script[busy] = ["451 4.3.0 Busy"]
+    assert _submit(mail, ann, ann_pw, [gone, busy], mail.unique("via-smarthost-")) == {}
+    status = _bounce(mail, ann, ann_pw)
+    assert f"Final-Recipient: rfc822; {gone}" in status and "Status: 5.1.1" in status
+    assert busy not in status
+    smarthost.wait_for(busy)  # retried, then taken
+    assert smarthost.messages_for(gone) == []
+
+
+def test_smarthost_refusing_our_login_is_temporary_with_its_reply_kept(  # type: ignore[no-untyped-def]
+        start_server, mail_for, make_fake_mx, tmp_path) -> None:
+    # A refused login (535) is this server's set-up, not the recipients': the mail waits for the administrator
+    # to fix the password instead of bouncing. The smarthost's reply is the diagnostic, behind a 4yz code so a
+    # "delayed" report does not carry a permanent status (RFC 3464 section 2.3.4).
+    logins: list[tuple[bytes, bytes]] = []
+    smarthost = make_fake_mx(tls_context=_self_signed_context(tmp_path), require_starttls=True,
+                             authenticator=_recording_authenticator(logins, accept=False), auth_required=True,
+                             auth_require_tls=True)
+    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    anywhere = f"{mail.unique('x')}@anywhere.example"
+    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("refused-login-")) == {}
+    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    [error] = _queue_errors(srv)
+    assert error.startswith(f"<{anywhere}>: 451 4.7.0 ") and "535" in error
+    assert logins and smarthost.messages_for(anywhere) == []
+
+
+# ---------------------------------------------------------------- DKIM oversigning, expiry, queue retry
+def test_dkim_oversigns_so_an_added_reply_to_or_subject_breaks_the_signature_rfc6376_section_8_15(  # type: ignore[no-untyped-def]
+        tmp_path) -> None:
+    # Each signed field name is listed once more than the message has it (RFC 6376 section 5.4.2): the extra
+    # entry signs "no further field of this name", so one added on the way (a Reply-To pointing at the attacker,
+    # a second Subject a reader may show instead) makes the signature fail rather than ride on it.
+    from kantoor.smtpd.dkim_keys import generate_key, public_key_record, sign
+
+    pem = generate_key(tmp_path, SIGNING_DOMAIN)
+    message = (b"From: Ann <ann@kantoor.test>\r\nTo: bob@remote.test\r\nSubject: Invoice\r\n"
+               b"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@kantoor.test>\r\n\r\n"
+               b"Pay to the usual account.\r\n")
+    signed = sign(message, SIGNING_DOMAIN, "kantoor", pem)
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        return public_key_record(pem).encode()
+
+    header, body = signed.split(b"\r\n\r\n", 1)
+    assert dkim.verify(signed, dnsfunc=dnsfunc)
+    assert not dkim.verify(header + b"\r\nReply-To: mallory@evil.example\r\n\r\n" + body, dnsfunc=dnsfunc)
+    assert not dkim.verify(header + b"\r\nSubject: Invoice (new bank details)\r\n\r\n" + body, dnsfunc=dnsfunc)
+    assert not dkim.verify(b"Cc: eve@evil.example\r\n" + signed, dnsfunc=dnsfunc)
+
+
+def test_the_last_retry_is_at_the_expiry_time_not_a_back_off_step_early_rfc5321_4_5_4_1(  # type: ignore[no-untyped-def]
+        start_server, mail_for, fake_mx) -> None:
+    # Expiry after 3.5 s, retries every 2 s: tries at 0 and 2 s fail; the next would fall after the expiry time, so
+    # it is made at 3.5 s, the expiry time itself. It succeeds here: delivered, no bounce. (Bouncing at 2 s, because
+    # the next retry would be late, gave up a whole back-off step early.)
+    srv = start_server(KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}",
+                       **{**FAST_RETRIES, "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "2",
+                          "KANTOOR_DELIVERY_RETRY_MAX_SECONDS": "2", "KANTOOR_DELIVERY_EXPIRE_SECONDS": "3.5"})
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    late = _remote(mail.unique("late"))
+    fake_mx.handler.script[late] = ["451 4.3.0 Busy", "451 4.3.0 Still busy"]
+    assert _submit(mail, ann, ann_pw, [late], mail.unique("in-time-")) == {}
+    fake_mx.wait_for(late)
+    _wait(lambda: _attempts(srv) == {})
+    listing = srv.cli("queue", "list", "--all").stdout
+    [line] = [line for line in listing.splitlines() if late in line]
+    assert "\tdelivered\t" in line and "attempts 3" in line
+    assert not [m for m in mail.inbox(ann, ann_pw) if b"Undelivered Mail Returned" in m]
+
+
+def test_queue_retry_needs_ids_or_all_and_checks_every_id_first(start_server, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    srv = start_server(KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}",
+                       **{**FAST_RETRIES, "KANTOOR_DELIVERY_RETRY_BASE_SECONDS": "3600",
+                          "KANTOOR_DELIVERY_RETRY_MAX_SECONDS": "3600"})
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    held = _remote(mail.unique("held"))
+    fake_mx.handler.held.add(held)
+    assert _submit(mail, ann, ann_pw, [held], mail.unique("waiting-")) == {}
+    _wait(lambda: _attempts(srv).get(held) == 1)  # tried once, now waits an hour
+    queue_id = _queued(srv)[held][0]
+    # Neither ids nor --all: an error, not a silent "0 message(s) due".
+    nothing = srv.cli("queue", "retry", check=False)
+    assert nothing.returncode == 1 and len(nothing.stderr.strip().splitlines()) == 1
+    # One bad id: nothing is changed, not even the good id before it.
+    bad = srv.cli("queue", "retry", str(queue_id), "999999", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip() == "kantoor: no queued message 999999"
+    assert srv.core().store.get_outbound(queue_id).next_attempt_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+    fake_mx.handler.held.discard(held)
+    assert srv.cli("queue", "retry", str(queue_id)).returncode == 0
+    fake_mx.wait_for(held)
