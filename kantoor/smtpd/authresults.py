@@ -111,12 +111,19 @@ def _checked(message: bytes, signed: bool, authserv_id: str, *, ip: str, mail_fr
     and DMARC passes when any aligned signature does (RFC 7489 section 4.2), as it asks each passing one."""
     from authheaders import check_dmarc, check_spf
     from authres import AuthenticationResultsHeader
+    from authres.dmarc import DMARCAuthenticationResult
 
     spf_result = check_spf(ip, mail_from, helo)
     dkim_results = _dkim_results(message) if signed else [_unsigned()]
     candidates = [r for r in dkim_results if r.result == "pass"] or dkim_results[:1]
     for dkim_result in candidates:
-        dmarc_result = check_dmarc(message, spf_result, dkim_result)
+        try:
+            dmarc_result = check_dmarc(message, spf_result, dkim_result)
+        except Exception:  # noqa: BLE001 - e.g. no From: field (authheaders fails on it); SPF and DKIM stand
+            # RFC 7489 section 6.6.1: DMARC needs exactly one From domain; without it the policy cannot be
+            # evaluated, a permanent error of this message (RFC 8601 section 2.7.x: dmarc=permerror).
+            dmarc_result = DMARCAuthenticationResult(result="permerror")
+            break
         if dmarc_result.result == "pass":
             break
     return str(AuthenticationResultsHeader(authserv_id=authserv_id, results=[spf_result, *dkim_results, dmarc_result]))

@@ -90,6 +90,19 @@ def test_forged_sender_fails_spf_and_dmarc_and_a_forged_header_is_removed_rfc860
     assert "dkim=none" in results and "dkim=fail" not in results, results  # not signed: none (RFC 8601 2.7.1)
 
 
+def test_a_message_without_from_keeps_its_spf_and_dkim_results_and_dmarc_is_permerror_rfc7489_6_6_1(  # type: ignore[no-untyped-def]
+        mx_server, mail_for, signing_key) -> None:
+    # DMARC needs the From domain; its absence must not throw away what SPF and DKIM found.
+    mail = mail_for(mx_server)
+    login, password = mx_server.make_user()
+    subject = mail.unique("fromless-")
+    fromless = f"To: {login}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@liar.test>\r\n\r\nHi.\r\n".encode()
+    with mail.mx() as client:
+        assert client.sendmail("ceo@liar.test", [login], fromless) == {}
+    results = _auth_results(mail.received(login, password, subject))
+    assert "spf=fail" in results and "dkim=none" in results and "dmarc=permerror" in results, results
+
+
 def test_spf_softfail_is_reported_rfc7208_section_2_6_5(mx_server, mail_for, signing_key) -> None:  # type: ignore[no-untyped-def]
     mail = mail_for(mx_server)
     login, password = mx_server.make_user()
