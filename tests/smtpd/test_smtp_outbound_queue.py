@@ -477,6 +477,18 @@ def test_smarthost_credentials_are_never_sent_without_tls_rfc3207_section_6(  # 
     assert smarthost.messages_for(anywhere) == []
 
 
+def _retried_through(smarthost: Any, start_server: Any, mail_for: Any) -> tuple[Any, str]:
+    """A server relaying through ``smarthost`` with credentials, and a recipient whose message it has tried to
+    deliver twice by the time this returns."""
+    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES)
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    anywhere = f"{mail.unique('x')}@anywhere.example"
+    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("smarthost-")) == {}
+    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    return srv, anywhere
+
+
 def test_smarthost_credentials_get_no_plain_text_fallback_when_starttls_fails(  # type: ignore[no-untyped-def]
         start_server, mail_for, make_fake_mx, tmp_path) -> None:
     # The fall-back to plain text after a failed handshake is for opportunistic TLS only: with credentials,
@@ -484,12 +496,7 @@ def test_smarthost_credentials_get_no_plain_text_fallback_when_starttls_fails(  
     logins: list[tuple[bytes, bytes]] = []
     smarthost = _broken_starttls_mx(make_fake_mx, tmp_path, authenticator=_recording_authenticator(logins),
                                     auth_required=True, auth_require_tls=False)
-    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES)
-    mail = mail_for(srv)
-    ann, ann_pw = srv.make_user()
-    anywhere = f"{mail.unique('x')}@anywhere.example"
-    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("broken-tls-")) == {}
-    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    srv, anywhere = _retried_through(smarthost, start_server, mail_for)
     assert "STARTTLS failed" in _queue_errors(srv)[0]
     assert logins == [] and smarthost.messages_for(anywhere) == []
 
@@ -565,12 +572,7 @@ def test_smarthost_refusing_our_login_is_temporary_with_its_reply_kept(  # type:
     smarthost = make_fake_mx(tls_context=_self_signed_context(tmp_path), require_starttls=True,
                              authenticator=_recording_authenticator(logins, accept=False), auth_required=True,
                              auth_require_tls=True)
-    srv = start_server(**_with_credentials(smarthost), **FAST_RETRIES)
-    mail = mail_for(srv)
-    ann, ann_pw = srv.make_user()
-    anywhere = f"{mail.unique('x')}@anywhere.example"
-    assert _submit(mail, ann, ann_pw, [anywhere], mail.unique("refused-login-")) == {}
-    _wait(lambda: _attempts(srv).get(anywhere, 0) >= 2)
+    srv, anywhere = _retried_through(smarthost, start_server, mail_for)
     [error] = _queue_errors(srv)
     assert error.startswith(f"<{anywhere}>: 451 4.7.0 ") and "535" in error
     assert logins and smarthost.messages_for(anywhere) == []
