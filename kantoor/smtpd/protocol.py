@@ -10,6 +10,7 @@ reply gets an enhanced status code (:mod:`kantoor.smtpd.replies`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import re
@@ -578,7 +579,30 @@ class KantoorSMTP(SMTP):
             self._in_ehlo = False
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        return await self._finish_auth(await super().auth_PLAIN(_, args))
+        """PLAIN (RFC 4616) as aiosmtpd reads it, but with the authorization identity checked: aiosmtpd drops it,
+        and a client that asks to act as someone other than the login must be refused (section 2), not be
+        logged in as itself. An empty one, or the login itself (in any case), is fine."""
+        if len(args) == 1:
+            response = await self.challenge_auth("")
+            if response is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                response = base64.b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(response, bytes)
+        fields = response.split(b"\0")
+        if len(fields) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = fields
+        if authzid and authzid.decode("utf-8", "replace").casefold() != login.decode("utf-8", "replace").casefold():
+            await self.push("535 5.7.8 Authentication credentials invalid: you can only act as yourself "
+                            "(leave the authorization identity empty)")
+            return AuthResult(success=False, handled=True)
+        return await self._finish_auth(self._authenticate("PLAIN", LoginPassword(login, password)))
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._finish_auth(await super().auth_LOGIN(_, args))

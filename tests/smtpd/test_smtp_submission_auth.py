@@ -121,3 +121,23 @@ def test_repeated_failures_are_throttled_with_454(start_server, mail_for) -> Non
             client.login(login, password)
     assert refused.value.smtp_code == 454
     assert refused.value.smtp_error.startswith(b"4.7.0")
+
+
+def test_plain_authorization_identity_must_be_empty_or_the_login_rfc4616_section_2(server, mail) -> None:  # type: ignore[no-untyped-def]
+    # RFC 4616: a client asking to act as someone else must be refused, not logged in as itself.
+    import base64
+
+    (ann, ann_pw), (bob, _) = server.make_user(), server.make_user()
+
+    def plain(authzid: str) -> str:
+        return base64.b64encode(f"{authzid}\0{ann}\0{ann_pw}".encode()).decode()
+
+    with mail.submission() as client:
+        code, text = client.docmd("AUTH", f"PLAIN {plain(bob)}")
+        assert (code, text[:6]) == (535, b"5.7.8 "), text
+        code, _ = client.docmd("AUTH", "PLAIN")  # the same, with the response after a 334 challenge
+        assert code == 334
+        code, text = client.docmd(plain(bob))
+        assert (code, text[:6]) == (535, b"5.7.8 "), text
+        code, text = client.docmd("AUTH", f"PLAIN {plain(ann.upper())}")  # its own login: fine
+        assert code == 235, text
