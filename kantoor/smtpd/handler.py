@@ -181,6 +181,7 @@ class MailHandler:
             protocol=protocol_name(session.extended_smtp, session.encrypted, session.identity is not None,
                                    envelope.smtp_utf8),
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+            tls=session.tls,
         )
         # Mail from other servers: say what SPF, DKIM and DMARC found (RFC 8601) — in the delivery's
         # worker thread when there is one (the checks block on DNS), so a message costs one hop.
@@ -261,7 +262,8 @@ class MailHandler:
             mail_from=envelope.mail_from or NULL_SENDER, helo=session.host_name or "", peer_ip=session.client_ip,
             hostname=self.settings.server.hostname,
             protocol=protocol_name(session.extended_smtp, session.encrypted, True, envelope.smtp_utf8),
-            recipient=envelope.remote[0] if len(envelope.remote) == 1 else None, return_path=False)
+            recipient=envelope.remote[0] if len(envelope.remote) == 1 else None, return_path=False,
+            tls=session.tls)
         sender = "" if envelope.mail_from in (None, NULL_SENDER) else envelope.mail_from
         try:
             queue_id = await self.in_thread(functools.partial(

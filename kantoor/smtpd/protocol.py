@@ -65,6 +65,7 @@ class KantoorSession(Session):
         super().__init__(loop)
         self.identity: SubmitIdentity | None = None  # set by a successful AUTH
         self.encrypted = False
+        self.tls: tuple[str, str] | None = None  # (protocol version, cipher suite) once encrypted
 
     # aiosmtpd logs a deprecation warning on every access of login_data; we never
     # read it, so a plain attribute keeps the log quiet.
@@ -192,8 +193,10 @@ class KantoorSMTP(SMTP):
                 return
         super().connection_made(transport)
         session = self.kantoor_session()
-        implicit_tls = transport.get_extra_info("ssl_object") is not None
-        session.encrypted = upgrading or implicit_tls
+        ssl_object = transport.get_extra_info("ssl_object")
+        session.encrypted = upgrading or ssl_object is not None
+        if ssl_object is not None and (cipher := ssl_object.cipher()) is not None:
+            session.tls = (ssl_object.version() or cipher[1], cipher[0])
         # The decision aiosmtpd takes per server, taken per connection instead.
         plaintext_ok = self.settings.auth.allow_plaintext_on_loopback and is_loopback(session.client_ip)
         self._auth_require_tls = not (session.encrypted or plaintext_ok)

@@ -49,11 +49,22 @@ def trace_headers(
     protocol: str,
     recipient: str | None,
     return_path: bool = True,
+    tls: tuple[str, str] | None = None,
 ) -> bytes:
-    """``Return-Path`` + ``Received`` lines (CRLF-terminated) to put before the message."""
+    """``Return-Path`` + ``Received`` lines (CRLF-terminated) to put before the message. ``tls``: the
+    connection's (protocol version, cipher suite), recorded as a comment after the ``from`` clause (as
+    Postfix and sendmail do) and, for a cipher suite named as in the IANA registry (all of TLS 1.3), as
+    RFC 8314 section 4.3's ``tls`` clause."""
     sender = "" if mail_from in ("", "<>") else _address(mail_from)
-    received = (f"Received: from {header_safe(helo)} ([{header_safe(peer_ip, 64)}])\r\n"
-                f"\tby {header_safe(hostname)} (Kantoor) with {protocol}")
+    using = ""
+    clause = ""
+    if tls is not None:
+        version, cipher = header_safe(tls[0], 32), header_safe(tls[1], 64)
+        using = f"\r\n\t(using {version} with cipher {cipher})"
+        if cipher.startswith("TLS_"):
+            clause = f" tls {cipher}"
+    received = (f"Received: from {header_safe(helo)} ([{header_safe(peer_ip, 64)}]){using}\r\n"
+                f"\tby {header_safe(hostname)} (Kantoor) with {protocol}{clause}")
     if recipient is not None:
         received += f"\r\n\tfor <{_address(recipient)}>"
     received += f"; {_date_now()}\r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import time
 
@@ -32,7 +33,14 @@ def test_auth_login_after_starttls(server, mail) -> None:  # type: ignore[no-unt
         client.user, client.password = ann, ann_pw
         assert client.auth("LOGIN", client.auth_login, initial_response_ok=False)[0] == 235
         assert client.sendmail(ann, [bob], mail.compose(subject, sender=ann)) == {}
-    assert b"with ESMTPSA\r\n" in _headers(mail.received(bob, bob_pw, subject))
+    _assert_tls_trace(_headers(mail.received(bob, bob_pw, subject)))
+
+
+def _assert_tls_trace(headers: bytes) -> None:
+    """Received: says ESMTPSA (RFC 3848) and which TLS: a comment, and RFC 8314 section 4.3's tls clause."""
+    assert re.search(rb"\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\r\n", headers), headers
+    assert re.search(rb"with ESMTPSA( tls TLS_[A-Z0-9_]+)?\r\n", headers), headers
+    assert b"with ESMTPSA tls TLS_" in headers or b"TLSv1.2" in headers, headers  # 1.3 suites are IANA names
 
 
 def test_implicit_tls_submissions_port(server, mail) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +51,7 @@ def test_implicit_tls_submissions_port(server, mail) -> None:  # type: ignore[no
         assert client.has_extn("auth")
         client.login(ann, ann_pw)
         assert client.sendmail(ann, [bob], mail.compose(subject, sender=ann)) == {}
-    assert b"with ESMTPSA\r\n" in _headers(mail.received(bob, bob_pw, subject))
+    _assert_tls_trace(_headers(mail.received(bob, bob_pw, subject)))
 
 
 def test_mail_before_auth_is_530(mail) -> None:  # type: ignore[no-untyped-def]
