@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
@@ -189,11 +189,18 @@ class MailHandler:
                    else None)
         reply = ""
         if envelope.inboxes:
-            reply, content = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients, headers,
-                                           content, prepare=prepare, in_thread=self.in_thread)
+            # A full mailbox among several recipients holds back only its own copy (see deliver). Not for the
+            # null sender: the queue takes null-sender mail for the server's own, which may pass a full mailbox.
+            defer = (functools.partial(self._keep_for_full_mailboxes, session, envelope)
+                     if envelope.mail_from not in (None, NULL_SENDER) else None)
+            reply, content, deferred = await deliver(self.store, self.quota, envelope.inboxes, envelope.recipients,
+                                                     headers, content, prepare=prepare, in_thread=self.in_thread,
+                                                     defer=defer)
             if not reply.startswith("250"):
                 return reply
-            await self._report_local_delivery(envelope, headers + content)
+            if deferred:
+                self.queued()
+            await self._report_local_delivery(envelope, headers + content, deferred)
         elif prepare is not None:
             content = await self.in_thread(prepare, content)
         if envelope.remote:
@@ -226,10 +233,26 @@ class MailHandler:
         return (f"550 5.7.1 <{foreign[0]}> in an author field (From:, Sender:) is not an address of "
                 f"{identity.login}; send from your own address or one of your aliases. Nothing was delivered")
 
-    async def _report_local_delivery(self, envelope: KantoorEnvelope, delivered: bytes) -> None:
-        """Queue the "delivered" DSN for local recipients that asked for one (RFC 3461 section 4.1)."""
+    def _keep_for_full_mailboxes(self, session: KantoorSession, envelope: KantoorEnvelope, addresses: list[str],
+                                  content: bytes) -> None:
+        """Queue ``content`` for local recipients whose mailbox is full (in a worker thread): the queue delivers
+        it once there is room, or bounces it to the sender when it expires."""
+        received = trace_headers(
+            mail_from=envelope.mail_from or NULL_SENDER, helo=session.host_name or "", peer_ip=session.client_ip,
+            hostname=self.settings.server.hostname,
+            protocol=protocol_name(session.extended_smtp, session.encrypted, session.identity is not None,
+                                   envelope.smtp_utf8),
+            recipient=addresses[0] if len(addresses) == 1 else None, return_path=False, tls=session.tls)
+        queue_for_remote(self.store, self.delivery, sender=envelope.mail_from or "", recipients=addresses,
+                         trace=received, content=content, account_id=None, mail_options=list(envelope.mail_options),
+                         envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8)
+
+    async def _report_local_delivery(self, envelope: KantoorEnvelope, delivered: bytes,
+                                     deferred: Sequence[str] = ()) -> None:
+        """Queue the "delivered" DSN for local recipients that asked for one (RFC 3461 section 4.1); not for the
+        ``deferred`` ones (their copy waits in the queue, which reports on it)."""
         sender = "" if envelope.mail_from in (None, NULL_SENDER) else (envelope.mail_from or "")
-        remote = {r.lower() for r in envelope.remote}
+        remote = {r.lower() for r in envelope.remote} | {r.lower() for r in deferred}
         reports = [RecipientReport(a, DELIVERED, "2.0.0", original_recipient=d.original_recipient())
                    for a, d in envelope.dsn.items() if a.lower() not in remote and d.wants("SUCCESS")]
         if not sender or not reports:
