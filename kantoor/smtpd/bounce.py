@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from kantoor.config import Settings
 from kantoor.smtpd.dsn import xtext_decode
+from kantoor.smtpd.header_completion import header_end
 from kantoor.smtpd.trace import header_safe
 from kantoor.storage.outbound import NewOutbound, server_mail
 
@@ -61,9 +62,6 @@ def status_of(reply: str, expired: bool = False) -> str:
     return {"2": "2.0.0", "5": "5.0.0"}.get(reply[:1], "4.0.0")
 
 
-def _header_part(original: bytes) -> bytes:
-    end = original.find(b"\r\n\r\n")
-    return original if end < 0 else original[:end + 2]
 
 
 def _recipient_block(report: RecipientReport, now: str) -> str:
@@ -119,7 +117,7 @@ def delivery_status_notification(
     delivery_status = "\r\n\r\n".join(blocks) + "\r\n"
 
     headers_only = FAILED not in actions or ret.upper() == "HDRS" or len(original) > FULL_RETURN_LIMIT
-    returned = _header_part(original) if headers_only else original
+    returned = original[:header_end(original)] if headers_only else original
     returned_type = "text/rfc822-headers" if headers_only else "message/rfc822"
     head = (
         f"To: <{header_safe(sender, 320)}>\r\n"

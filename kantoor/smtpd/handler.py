@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
@@ -37,6 +37,9 @@ from kantoor.storage import SendingLimitReached, StorageError, Store
 from kantoor.worker_threads import WorkerThreads
 
 log = logging.getLogger("kantoor.smtpd")
+T = TypeVar("T")
+# A message at least this large is scanned (bare CR/LF, Received: fields) in a worker thread, not on the loop.
+_SCAN_ON_LOOP_BYTES = 4 * 1024 * 1024
 
 MAX_RECIPIENTS = 100  # per message; RFC 5321 section 4.5.3.1.8 asks for at least 100
 NULL_SENDER = "<>"
@@ -156,22 +159,19 @@ class MailHandler:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
         content = envelope.original_content or b""
         bare = envelope.bare_line_ending  # KantoorSMTP's DATA reader looks while it checks the line lengths
-        if bare is None:  # read by aiosmtpd's own DATA: scanning a large message is work for a thread
-            bare = (has_bare_cr_or_lf(content) if len(content) < 4 * 1024 * 1024
-                    else await self.in_thread(has_bare_cr_or_lf, content))
+        if bare is None:  # read by aiosmtpd's own DATA
+            bare = await self._scan(has_bare_cr_or_lf, content)
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")
-        if loop := hop_limit_reply(content, self.settings.limits.max_received_headers):
+        if loop := await self._scan(hop_limit_reply, content, self.settings.limits.max_received_headers):
             log.warning("smtp %s from %s: refused, %s", session.client_ip, envelope.mail_from, loop[4:])
             return loop
         if session.identity is not None:
-            if (odd := odd_header_line(content)) is not None:
-                return (f"554 5.6.0 Header line {odd} is not a header field (RFC 5322 section 2.2: a name, then a "
-                        "colon at once); nothing was delivered")
-            content = completed(content, self.settings.server.hostname,
-                                "" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "")
-            if problem := await self._foreign_author(session.identity, envelope.mail_from or "", content):
+            # Parsing the header (its size bounded only by the message's) and the alias look-ups: a thread's work.
+            problem, content = await self.in_thread(self._submitted_header, session.identity,
+                                                    envelope.mail_from or "", content)
+            if problem:
                 return problem
         headers = trace_headers(
             mail_from=envelope.mail_from or NULL_SENDER,
@@ -209,29 +209,39 @@ class MailHandler:
                  envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote), reply[:3])
         return reply
 
-    async def _foreign_author(self, identity: SubmitIdentity, mail_from: str, content: bytes) -> str | None:
-        """The DATA reply refusing a submitted message whose From: or Sender: shows an address that is not the
-        account's own (None if every one is); the envelope sender was checked at MAIL, so only other addresses
-        are looked up."""
+    async def _scan(self, check: Callable[..., T], content: bytes, *args: Any) -> T:
+        """``check(content, *args)``: on the loop for a message of up to _SCAN_ON_LOOP_BYTES (a C-speed scan of
+        a usual message costs less than a thread hop), in a worker thread for a larger one."""
+        if len(content) < _SCAN_ON_LOOP_BYTES:
+            return check(content, *args)
+        return await self.in_thread(check, content, *args)
+
+    def _submitted_header(self, identity: SubmitIdentity, mail_from: str, content: bytes) -> tuple[str, bytes]:
+        """(the DATA reply refusing a submitted message, or ""; the content with what RFC 6409 section 8 adds).
+        Refused: a header line that is not a field, or an author address (From:, Sender:) that is not the
+        account's own; the envelope sender was checked at MAIL, so only other addresses are looked up. Runs in
+        a worker thread."""
+        if (odd := odd_header_line(content)) is not None:
+            return (f"554 5.6.0 Header line {odd} is not a header field (RFC 5322 section 2.2: a name, then a colon "
+                    "at once); nothing was delivered"), content
+        sender = "" if mail_from == NULL_SENDER else mail_from
+        content = completed(content, self.settings.server.hostname, sender)
         found = authors(content)
         if found.unreadable:
             return (f"550 5.7.1 The {found.unreadable}: header field is not a list of plain addresses; send from "
-                    "your own address or one of your aliases. Nothing was delivered")
+                    "your own address or one of your aliases. Nothing was delivered"), content
         if not found.addresses:  # only sent with the null sender (a missing From is the envelope sender otherwise)
-            return "550 5.7.1 The message has no From: header field (RFC 5322 section 3.6); nothing was delivered"
-        others = [address for address in found.addresses if address != mail_from.lower()]
-        if not others:
-            return None
-
-        def not_own() -> list[str]:
-            accounts = ((address, self.store.get_account(address)) for address in others)
-            return [address for address, account in accounts if account is None or account.id != identity.account_id]
-
-        foreign = await self.in_thread(not_own)
-        if not foreign:
-            return None
-        return (f"550 5.7.1 <{foreign[0]}> in an author field (From:, Sender:) is not an address of "
-                f"{identity.login}; send from your own address or one of your aliases. Nothing was delivered")
+            return ("550 5.7.1 The message has no From: header field (RFC 5322 section 3.6); nothing was "
+                    "delivered"), content
+        for address in found.addresses:
+            if address == sender.lower():
+                continue
+            account = self.store.get_account(address)
+            if account is None or account.id != identity.account_id:
+                return (f"550 5.7.1 <{address}> in an author field (From:, Sender:) is not an address of "
+                        f"{identity.login}; send from your own address or one of your aliases. Nothing was "
+                        "delivered"), content
+        return "", content
 
     def _keep_for_full_mailboxes(self, session: KantoorSession, envelope: KantoorEnvelope, addresses: list[str],
                                   content: bytes) -> None:

@@ -44,10 +44,7 @@ def completed(content: bytes, hostname: str, sender: str, now: dt.datetime | Non
         added += f"Message-ID: {make_msgid(domain=hostname)}\r\n".encode()
     if not added:
         return content
-    if end == len(content) and not content.endswith(b"\r\n") and content:
-        # A header section that is the whole message, without a final CRLF (DATA always ends lines with one,
-        # so only a caller outside SMTP could hand such bytes): end its last line first.
-        return content + b"\r\n" + added
+    # DATA ends every line with CRLF, so ``end`` is always just after one.
     return content[:end] + added + content[end:]
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from kantoor.smtpd.header_completion import header_end
+
 # A Received field: its name at the start of a header line (a folded continuation starts with a blank),
 # in any case, with optional blanks before the colon (RFC 5322 section 4.5.3's obsolete syntax allows them).
 _RECEIVED = re.compile(rb"(?:\A|\n)received[ \t]*:", re.IGNORECASE)
@@ -20,10 +22,7 @@ _RECEIVED = re.compile(rb"(?:\A|\n)received[ \t]*:", re.IGNORECASE)
 
 def received_count(content: bytes) -> int:
     """How many ``Received:`` fields the header section of ``content`` (up to its first empty line) has."""
-    if content.startswith(b"\r\n"):
-        return 0  # no header section at all
-    end = content.find(b"\r\n\r\n")
-    return len(_RECEIVED.findall(content if end == -1 else content[:end + 2]))
+    return len(_RECEIVED.findall(content, 0, header_end(content)))
 
 
 def hop_limit_reply(content: bytes, limit: int) -> str | None:

@@ -44,7 +44,6 @@ _SCAN_ON_LOOP_BYTES = 4 * 1024 * 1024  # a larger message is scanned in a worker
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?:[ \t]+(.*)|)\Z", re.DOTALL)
 _MALFORMED = "553 5.1.3 Error: malformed address"
-# Replies the client waits for, or that aiosmtpd sends right before it closes the connection (see push).
 # What HELP says (RFC 5321 section 4.1.1.8).
 _HELP = {
     "EHLO": "EHLO <hostname>", "HELO": "HELO <hostname>", "STARTTLS": "STARTTLS", "AUTH": "AUTH <mechanism>",
@@ -55,6 +54,7 @@ _HELP = {
 }
 # Control characters (and DEL) in reply text, shown as "?".
 _CONTROLS = {code: "?" for code in (*range(0x20), 0x7F)}
+# Replies the client waits for, or that aiosmtpd sends right before it closes the connection (see push).
 _NEVER_HELD = frozenset({"220", "221", "334", "354", "421", "502"})
 
 
