@@ -183,8 +183,10 @@ class DeliveryWorker:
             return "550 5.1.1 No such mailbox here" if self.store.is_local_domain(domain) else None
         trace = trace_headers(mail_from=sender or "<>", helo=self.settings.server.hostname, peer_ip="127.0.0.1",
                               hostname=self.settings.server.hostname, protocol="local", recipient=recipient)
-        # The server's own mail (the null reverse path: only it queues such; reports, warnings) reaches a full
-        # mailbox when it is short: "your mailbox is almost full" would otherwise wait for room until it expired.
+        # The server's own mail (reports, warnings) reaches a full mailbox when it is short: "your mailbox is almost
+        # full" would otherwise wait for room until it expired. Told by its null reverse path: only the server
+        # queues such mail for a local recipient (users' null-sender mail to local recipients is delivered at
+        # DATA, and the MX keeps no copy of it for a full mailbox: MailHandler.handle_DATA).
         own_notice = not sender and len(body) <= NOTICE_OVER_CAPACITY_BYTES
         try:
             inbox = self.store.mailbox(account.principal_id, "INBOX")
