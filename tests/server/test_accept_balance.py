@@ -8,6 +8,7 @@ ends is counted off.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -63,6 +64,27 @@ def _connect(host: str, port: int, tls: bool) -> socket.socket:
     return sock
 
 
+def _server_socket(client: socket.socket, server_port: int) -> str:
+    """The fd link (``socket:[inode]``) of the server side of ``client``'s connection."""
+    client_port = client.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == server_port and int(fields[2].split(":")[1], 16) == client_port:
+            return f"socket:[{fields[9]}]"
+    raise AssertionError("server side of the connection not found")
+
+
+def _held_by(pid: int, links: list[str]) -> bool:
+    """Whether process ``pid`` still has any of these sockets open."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in links:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def _holder(sock: socket.socket, port: int, workers: list[int]) -> int:
     def found() -> int | None:
         try:
@@ -89,11 +111,16 @@ def test_sessions_of_every_listener_are_spread_evenly_over_the_workers(start_ser
 
             # Connections that end are counted off: the worker that lost four gets the next four.
             emptied = holders[0]
+            ending = []
             for sock, holder in list(zip(opened, holders, strict=True)):
                 if holder == emptied:
+                    ending.append(_server_socket(sock, port))
                     sock.close()
                     opened.remove(sock)
-            time.sleep(0.3)  # the worker sees the ends
+            # The worker counts a connection off as it closes its side (asyncio: just before, Twisted: just
+            # after, in the same call); a TLS session's end can take longer to reach it than a fixed pause.
+            wait_until(lambda pid=emptied, links=ending: not _held_by(pid, links))
+            time.sleep(0.05)
             again = []
             for _ in range(4):
                 opened.append(_connect(server.host, port, name in TLS))
