@@ -13,6 +13,7 @@ reaped (``cutime``/``cstime`` in ``/proc/<pid>/stat``, clock ticks).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 _TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
@@ -75,3 +76,22 @@ def rss_kib(roots: list[int]) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+IDLE_STEP = 0.25
+
+
+def wait_idle(root: int, time_limit: float) -> float:
+    """Wait until the process tree of ``root`` is idle — the work a server leaves for after its replies done
+    (Kantoor writes the SEARCH rows of a burst once it pauses: kantoor.storage.search_backlog) — so that work
+    is counted in its CPU and does not slow what is measured next, on either server. Idle: under 5 % of a
+    core over a quarter second. Returns the seconds waited (at most ``time_limit``)."""
+    started = time.perf_counter()
+    last = cpu_seconds(root)
+    while time.perf_counter() - started < time_limit:
+        time.sleep(IDLE_STEP)
+        now = cpu_seconds(root)
+        if now - last < IDLE_STEP * 0.05:
+            break
+        last = now
+    return time.perf_counter() - started

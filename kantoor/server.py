@@ -206,6 +206,32 @@ async def _collect_garbage_periodically(core: Core) -> None:
             log.exception("blob garbage collection failed")
 
 
+# How often the indexer looks whether deliveries have paused (kantoor.storage.search_backlog).
+INDEX_POLL_SECONDS = 0.1
+
+
+async def _index_search_backlog(core: Core) -> None:
+    """Write the SEARCH rows of the messages this process delivers once deliveries pause
+    (:mod:`kantoor.storage.search_backlog`); at start, whatever a stopped or crashed process left."""
+    store = core.store
+    try:
+        while await asyncio.to_thread(store.index_search_backlog):
+            pass
+    except Exception:
+        log.exception("indexing the search backlog failed")
+    backlog = store.search_backlog
+    while True:
+        await asyncio.sleep(INDEX_POLL_SECONDS)
+        while backlog.due():
+            batch = backlog.take()
+            try:
+                await asyncio.to_thread(store.index_search_backlog, batch)
+            except Exception:
+                backlog.noted(batch)  # tried again after the next pause; a SEARCH indexes them itself meanwhile
+                log.exception("indexing the search backlog failed")
+                break
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -286,6 +312,8 @@ async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
             worker.ready()
         collector = asyncio.create_task(_collect_garbage_periodically(core), name="blob-gc")
         running.closers.insert(0, lambda: _cancel(collector))
+        indexer = asyncio.create_task(_index_search_backlog(core), name="search-indexer")
+        running.closers.insert(0, lambda: _cancel(indexer))
         await stop.wait()
         log.info("stopping")
     finally:

@@ -35,6 +35,7 @@ from kantoor.storage.models import (
     MessageFlags,
     MessageHeader,
     MessageText,
+    SearchBacklog,
     utcnow,
 )
 from kantoor.storage.names import normalize_flags
@@ -64,7 +65,8 @@ def _message_copy(item: Item, collection_id: int, uid: int, flags: str) -> Item:
 
 
 def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
-    """The copy shares the original's SEARCH rows (headers, text): copied in SQL, never recomputed."""
+    """The copy shares the original's SEARCH rows (headers, text): copied in SQL, never recomputed. An
+    original still in the search backlog has none yet: then the copy joins the backlog too."""
     s.execute(insert(MessageHeader).from_select(
         ["item_id", "name", "value"],
         select(literal(new_item_id), MessageHeader.name, MessageHeader.value)
@@ -72,6 +74,8 @@ def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
     s.execute(insert(MessageText).from_select(
         ["item_id", "body"],
         select(literal(new_item_id), MessageText.body).where(MessageText.item_id == source_item_id)))
+    s.execute(insert(SearchBacklog).from_select(
+        ["item_id"], select(literal(new_item_id)).where(SearchBacklog.item_id == source_item_id)))
 
 
 def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
@@ -115,6 +119,7 @@ class ImapStateMixin(StoreBase):
             s.execute(delete(Grant).where(Grant.item_id.in_(ids)))
             s.execute(delete(MessageHeader).where(MessageHeader.item_id.in_(ids)))
             s.execute(delete(MessageText).where(MessageText.item_id.in_(ids)))
+            s.execute(delete(SearchBacklog).where(SearchBacklog.item_id.in_(ids)))
             s.execute(delete(MailUserFlags).where(MailUserFlags.item_id.in_(ids)))
             s.execute(delete(MessageFlags).where(MessageFlags.item_id.in_(ids)))
             s.execute(delete(Item).where(Item.id.in_(ids)))

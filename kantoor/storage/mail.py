@@ -1,8 +1,10 @@
 """Messages: delivery, the one call SMTP and IMAP APPEND share.
 
 Delivery computes the message index once (:mod:`kantoor.storage.message_index`:
-ENVELOPE/BODYSTRUCTURE wire forms, decoded headers and text) and stores it with
-the message; COPY and MOVE reuse it (:mod:`kantoor.storage.imap_state`). What IMAP
+ENVELOPE/BODYSTRUCTURE wire forms) and stores it with the message; the SEARCH rows
+(decoded headers and text) follow from the search backlog
+(:mod:`kantoor.storage.search_backlog`). COPY and MOVE reuse both
+(:mod:`kantoor.storage.imap_state`). What IMAP
 reads is in :mod:`kantoor.storage.mail_views`, shared mailboxes in
 :mod:`kantoor.storage.shared_mail`; both are part of :class:`MailMixin`.
 
@@ -40,8 +42,7 @@ from kantoor.storage.models import (
     Item,
     MailUserFlags,
     MessageFlags,
-    MessageHeader,
-    MessageText,
+    SearchBacklog,
     utcnow,
 )
 from kantoor.storage.names import normalize_flags
@@ -108,8 +109,7 @@ class _MailStatements:
     insert_change: raw.RawStatement
     insert_item: raw.RawStatement
     insert_flags: raw.RawStatement
-    insert_header: raw.RawStatement
-    insert_text: raw.RawStatement
+    insert_backlog: raw.RawStatement
 
 
 def _claim(where: Any) -> Any:
@@ -136,9 +136,7 @@ def _statements(dialect: Dialect) -> _MailStatements:
                                      [key for key, _call, _default in insert_columns(items)]),
         insert_flags=raw.RawStatement(insert(MessageFlags.__table__), dialect,
                                       ["item_id", "collection_id", "uid", "flags", "modseq"], many=True),
-        insert_header=raw.RawStatement(insert(MessageHeader.__table__), dialect, ["item_id", "name", "value"],
-                                       many=True),
-        insert_text=raw.RawStatement(insert(MessageText.__table__), dialect, ["item_id", "body"], many=True),
+        insert_backlog=raw.RawStatement(insert(SearchBacklog.__table__), dialect, ["item_id"], many=True),
     )
 
 
@@ -296,7 +294,9 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
     def _run_delivery(self, job: _Delivery) -> dict[int, Item]:
         """Write ``job`` (group commit) and return its items once committed."""
         self.end_shared_read()  # what this thread reads after returning must see the delivery
-        return self._delivery_group().run(job)
+        items: dict[int, Item] = self._delivery_group().run(job)
+        self.search_backlog.noted([item.id for item in items.values()])
+        return items
 
     def _store_and_index(self, raw: bytes | BinaryIO, max_size: int | None) -> tuple[Body, str, MessageIndex]:
         """The body stored (durably) and the message indexed, before any transaction.
@@ -309,14 +309,14 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
                 and (max_size is None or len(raw) <= max_size)):
             data = bytes(raw)
             writing = _BLOB_WRITER.submit(self._store_body, data, max_size)
-            cache = index_message_bytes(data[:MAX_PARSE])
+            cache = index_message_bytes(data[:MAX_PARSE], search=False)
             stored, sha, _ = writing.result()
             return stored, sha, cache
         stored, sha, data = self._store_body(raw, max_size)
         if data is None:
             with self.blobs.open(sha) as fh:
                 data = fh.read(MAX_PARSE)
-        return stored, sha, index_message_bytes(data)
+        return stored, sha, index_message_bytes(data, search=False)
 
     def _delivery_group(self) -> GroupCommit[_Delivery]:
         group = self.__dict__.get("_deliveries")
@@ -459,9 +459,8 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
         raw.execute_many(s, statements.insert_flags, [
             {"item_id": item.id, "collection_id": item.collection_id, "uid": item.uid, "flags": item.flags,
              "modseq": item.modseq} for item, _job in new])
-        raw.execute_many(s, statements.insert_header, [
-            {"item_id": item.id, "name": n, "value": v} for item, job in new for n, v in job.cache.headers])
-        raw.execute_many(s, statements.insert_text, [{"item_id": item.id, "body": job.cache.text} for item, job in new])
+        # The SEARCH rows are the indexer's (kantoor.storage.search_backlog): a third of a delivery's pages.
+        raw.execute_many(s, statements.insert_backlog, [{"item_id": item.id} for item, _job in new])
         if private_flags:
             by_mailbox_and_modseq = {(item.collection_id, item.modseq): item.id for item, _job in new}
             for row in private_flags:

@@ -5,8 +5,8 @@ numbers and \\Recent into UID sets, since those belong to its session), and the
 Store answers them in the database:
 
 * flags and MODSEQ from the message's flag row (``message_flags``), or the reader's own flags in a shared mailbox;
-* FROM/TO/CC/BCC/SUBJECT/HEADER from ``message_headers`` (decoded, lower-cased at
-  delivery), BODY from ``message_texts`` (decoded text parts), TEXT from both —
+* FROM/TO/CC/BCC/SUBJECT/HEADER from ``message_headers`` (decoded, lower-cased once
+  after delivery: ``search_backlog``), BODY from ``message_texts`` (decoded text parts), TEXT from both —
   case-insensitive substring matches as ``LIKE`` over lower-cased text, so
   non-ASCII letters fold too (SQLite's own LIKE folds only ASCII);
 * sizes, internal dates and the Date header's day from ``items`` (joined only when

@@ -19,15 +19,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Result, Row, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import Result, Row, Select, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from kantoor.storage.errors import NotFound
 from kantoor.storage.mail_flags import is_private_view, modseq_expr, user_flags_join, view_flags
 from kantoor.storage.mail_search import Criterion, Flag, compile_criterion, uses_items
-from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
-from kantoor.storage.models import Change, Collection, Item, MailUserFlags, MessageFlags, MessageHeader, MessageText
-from kantoor.storage.transactions import StoreBase
+from kantoor.storage.message_index import MessageIndex, index_message_bytes
+from kantoor.storage.models import Change, Collection, Item, MailUserFlags, MessageFlags
+from kantoor.storage.search_backlog import SearchBacklogMixin, taken_from_search_backlog, write_search_rows
 
 # Above this many UIDs a FETCH reads the UID range and drops what was not asked for (one query).
 _IN_LIST_LIMIT = 500
@@ -77,28 +77,6 @@ class MailboxDelta:
     recent_to: int = 0
 
 
-def _index_rows(s: Session, item_id: int, index: MessageIndex, new_message: bool = True) -> None:
-    """The SEARCH rows of one message (headers and text), as Core inserts: no ORM bookkeeping per row.
-    A ``new_message`` (just stored, flushed) also gets its flag row, copied from its item row."""
-    conn = s.connection()
-    if new_message:
-        _flag_row_from_item(s, item_id)
-    if index.headers:
-        conn.execute(_INSERT_HEADERS, [{"item_id": item_id, "name": n, "value": v} for n, v in index.headers])
-    conn.execute(_INSERT_TEXT, {"item_id": item_id, "body": index.text})
-
-
-# Built once (every delivery runs them): a statement built per call recomputed its cache key each time.
-_INSERT_HEADERS = insert(MessageHeader.__table__)
-_INSERT_TEXT = insert(MessageText.__table__)
-
-
-# Built once: constructing the statement costs more than running it (see storage/items.py).
-_FLAG_ROW_FROM_ITEM = insert(MessageFlags.__table__).from_select(
-    ["item_id", "collection_id", "uid", "flags", "modseq"],
-    select(Item.id, Item.collection_id, Item.uid, Item.flags, Item.modseq).where(Item.id == bindparam("item_id")))
-
-
 def _fetched(result: Result[Any]) -> Iterator[Row[Any]]:
     """The rows of a large result, fetched a few hundred at a time. Row by row, each fetch cost about a
     microsecond more per row (most of a SELECT's own cost); all at once (``.all()``), a FETCH 1:* of 10,000
@@ -109,11 +87,6 @@ def _fetched(result: Result[Any]) -> Iterator[Row[Any]]:
 
 
 _FETCH_ROWS = 256
-
-
-def _flag_row_from_item(s: Session, item_id: int) -> None:
-    """The ``message_flags`` row of a message just stored: its flags and modseq as the item row has them."""
-    s.connection().execute(_FLAG_ROW_FROM_ITEM, {"item_id": item_id})
 
 
 # The IMAP message cache columns by the MessageRow attribute that carries them.
@@ -152,7 +125,7 @@ def _index_columns(index: MessageIndex) -> dict[str, object]:
             "sent_date": index.sent_date}
 
 
-class MailViewsMixin(StoreBase):
+class MailViewsMixin(SearchBacklogMixin):
     # ------------------------------------------------------------------ lazy index for old messages
     def _ensure_indexed(self, item_ids: Sequence[int]) -> None:
         """Index messages stored before the index existed (NULL envelope), once, and save it.
@@ -167,22 +140,15 @@ class MailViewsMixin(StoreBase):
             batch = list(item_ids[start:start + _INDEX_BATCH])
             with self.read() as s:
                 rows = list(s.execute(select(Item.id, Item.inline_body, Item.blob_sha256).where(Item.id.in_(batch))))
-            caches = {}
-            for item_id, inline, sha in rows:
-                if inline is not None:
-                    data = inline
-                elif sha is not None:
-                    with self.blobs.open(sha) as fh:
-                        data = fh.read(MAX_PARSE)
-                else:
-                    data = b""
-                caches[item_id] = index_message_bytes(data[:MAX_PARSE])
+            caches = {item_id: index_message_bytes(self.indexed_bytes(inline, sha)) for item_id, inline, sha in rows}
             with self.write() as s:
+                done = {}
                 for item_id, cache in caches.items():
-                    done = s.execute(update(Item).where(Item.id == item_id, Item.imap_envelope.is_(None))
-                                     .values(**_index_columns(cache)))
-                    if done.rowcount:  # another session may have indexed it meanwhile
-                        _index_rows(s, item_id, cache, new_message=False)
+                    if s.execute(update(Item).where(Item.id == item_id, Item.imap_envelope.is_(None))
+                                 .values(**_index_columns(cache))).rowcount:  # another session may have meanwhile
+                        done[item_id] = cache
+                taken_from_search_backlog(s, list(done))
+                write_search_rows(s, done)
 
     def _unindexed(self, s: Session, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
         query = select(Item.id).where(Item.collection_id == mailbox_id, Item.imap_envelope.is_(None))
@@ -427,9 +393,12 @@ class MailViewsMixin(StoreBase):
         with self.read() as s:
             coll = self._readable_mailbox(s, mailbox_id, actor)
             missing = self._unindexed(s, coll.id)
-            if not missing:  # the usual case: one session for the check and the query
+            backlog = self.has_search_backlog(s, coll.id)
+            if not missing and not backlog:  # the usual case: one session for the checks and the query
                 return self._search(s, coll, criterion, actor)
         self._ensure_indexed(missing)
+        while backlog and self.index_search_backlog(mailbox_id=coll.id):  # what the indexer has not done yet
+            pass
         with self.read() as s:
             return self._search(s, self._readable_mailbox(s, mailbox_id, actor), criterion, actor)
 

@@ -4,7 +4,8 @@
   Dovecot's index cache: FETCH writes them out without opening the body.
 * Every header field decoded (RFC 2047) and lower-cased, and the decoded text of
   the text parts (transfer encoding and charset undone, HTML tags dropped),
-  capped: SEARCH's string keys run as SQL ``LIKE`` over them.
+  capped: SEARCH's string keys run as SQL ``LIKE`` over them. A delivery leaves
+  these to the search backlog (``search=False``; :mod:`kantoor.storage.search_backlog`).
 * The Date header's calendar day for SENTBEFORE/SENTON/SENTSINCE.
 
 Twisted's BODYSTRUCTURE reports part sizes including the part's headers,
@@ -495,14 +496,16 @@ def _text(parts: list[tuple[bytes, _Head]]) -> str:
     return " ".join(chunks)[:MAX_TEXT]
 
 
-def index_message_bytes(raw: bytes) -> MessageIndex:
-    """Everything :class:`MessageIndex` holds, from the raw message."""
+def index_message_bytes(raw: bytes, search: bool = True) -> MessageIndex:
+    """Everything :class:`MessageIndex` holds, from the raw message; without ``search``, no ``headers`` and no
+    ``text`` (a delivery leaves those to the search backlog: decoding them was a fifth of its parse)."""
     raw = raw[:MAX_PARSE]
     block, body = split_header(raw)
     fields = header_fields(block)
     headers: list[tuple[str, str]] = []
-    for name, value in fields[:MAX_HEADERS]:
-        headers.append((name.strip().lower()[:200], _header_text(value)[1]))
+    if search:
+        for name, value in fields[:MAX_HEADERS]:
+            headers.append((name.strip().lower()[:200], _header_text(value)[1]))
     first = _first_values(fields)
     date = _date(first.get("date"))
     walk = _Walk()
@@ -513,7 +516,7 @@ def index_message_bytes(raw: bytes) -> MessageIndex:
         body=basic,
         sent_date=date.date() if date else None,  # the sender's own calendar day
         headers=headers,
-        text=_text(walk.texts),
+        text=_text(walk.texts) if search else "",
         subject=_display(first, "subject"),
         from_addr=_display(first, "from"),
         to_addr=_display(first, "to"),

@@ -276,6 +276,17 @@ class MessageText(Base):
     body: Mapped[str] = mapped_column(Text, default="")
 
 
+class SearchBacklog(Base):
+    """A delivered message whose SEARCH rows (:class:`MessageHeader`, :class:`MessageText`) are still to be
+    written. A delivery stores the message, its flags and its ENVELOPE/BODYSTRUCTURE cache at once and leaves
+    the search rows to the server's indexer, which writes them once deliveries pause (as Dovecot's and
+    Stalwart's full-text indexers run after delivery); a SEARCH first indexes what its mailbox still has here."""
+
+    __tablename__ = "search_backlog"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True,
+                                         autoincrement=False)
+
+
 class MailUserFlags(Base):
     """System flags (\\Seen \\Answered \\Flagged \\Deleted \\Draft) of one user on one message of a
     mailbox that user does not own (a group mailbox, a folder shared with them): each reader has their own.

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from kantoor.storage import NotFound, PermissionDenied
-from kantoor.storage.models import Collection, Item, MessageFlags, MessageHeader, MessageText
+from kantoor.storage.models import Collection, Item, MessageFlags, MessageHeader, MessageText, SearchBacklog
 
 MESSAGE = (b"From: Zo\xc3\xab <zoe@example.org>\r\nTo: ann@example.org\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
            b"Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMessage-ID: <claim@example.org>\r\n\r\nHello  claim\r\n")
@@ -65,6 +65,12 @@ def test_rows_written_by_the_compiled_statements_read_back_through_the_orm(core)
         flags = s.execute(select(MessageFlags.collection_id, MessageFlags.uid, MessageFlags.flags,
                                  MessageFlags.modseq).where(MessageFlags.item_id == item.id)).one()
         assert tuple(flags) == (coll.id, 1, "\\Seen $Label1", item.modseq)
+        # The SEARCH rows are the search backlog's to write (kantoor.storage.search_backlog).
+        assert s.scalars(select(SearchBacklog.item_id)).all() == [item.id]
+        assert s.scalar(select(MessageText.body).where(MessageText.item_id == item.id)) is None
+    assert store.index_search_backlog() == 1
+    with store.read() as s:
+        assert s.scalars(select(SearchBacklog.item_id)).all() == []
         headers = dict(s.execute(select(MessageHeader.name, MessageHeader.value)
                                  .where(MessageHeader.item_id == item.id)).all())
         assert headers["subject"] == "grüße" and headers["from"] == "zoë <zoe@example.org>"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from kantoor.storage.models import Blob, Change, Item, MessageFlags, MessageHeader, MessageText
+from kantoor.storage.models import Blob, Change, Item, MessageFlags, MessageHeader, MessageText, SearchBacklog
 
 
 def _rows(core, query):  # type: ignore[no-untyped-def]
@@ -63,7 +63,9 @@ def test_one_transaction_for_a_group_keeps_every_message_row_rfc3501_rfc7162(cor
     fresh_inbox = store.mailbox(account.principal_id, "INBOX")
     assert (fresh_inbox.uidnext, fresh_inbox.modseq) == (4, inbox_modseqs[-1])
 
-    # SEARCH rows for every copy; the blob counted once per referencing item.
+    # Every copy waits in the search backlog, then has its SEARCH rows; the blob counted once per referencing item.
+    assert {r.item_id for r in _rows(core, select(SearchBacklog.item_id))} == set(items)
+    assert store.index_search_backlog() == len(items)
     texts = dict(_rows(core, select(MessageText.item_id, MessageText.body)))
     assert set(texts) == set(items) and texts[delivered[2][archive.id].id] == "hello group"
     subjects = _rows(core, select(MessageHeader.item_id).where(MessageHeader.name == "subject"))
@@ -93,7 +95,7 @@ def test_a_failing_message_fails_alone_when_its_group_is_redone(core) -> None:  
     assert [batch[0].result[inbox.id].uid, batch[2].result[inbox.id].uid] == [1, 2]
     count = _rows(core, select(func.count()).select_from(Item).where(Item.collection_id == inbox.id))
     assert count == [(2,)]
-    assert _rows(core, select(func.count()).select_from(MessageText)) == [(2,)]
+    assert _rows(core, select(func.count()).select_from(SearchBacklog)) == [(2,)]
 
 
 def test_raw_utf8_in_a_header_is_indexed_as_text_rfc6532(core) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +107,7 @@ def test_raw_utf8_in_a_header_is_indexed_as_text_rfc6532(core) -> None:  # type:
     raw = "Subject: caf\u00e9\r\nFrom: Zo\u00eb <zoe@example.org>\r\n\r\nbody".encode()
     item = store.deliver_message(inbox.id, raw)
     broken = store.deliver_message(inbox.id, b"Subject: bad \xff byte\r\n\r\nbody")
+    assert store.index_search_backlog() == 2
     rows = dict(_rows(core, select(MessageHeader.name, MessageHeader.value).where(MessageHeader.item_id == item.id)))
     assert rows == {"subject": "caf\u00e9", "from": "zo\u00eb <zoe@example.org>"}
     assert item.from_addr == "Zo\u00eb <zoe@example.org>"
