@@ -32,7 +32,7 @@ from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
-from kantoor.smtpd.trace import protocol_name, trace_headers
+from kantoor.smtpd.trace import new_trace_id, protocol_name, trace_headers
 from kantoor.storage import SendingLimitReached, StorageError, Store
 from kantoor.worker_threads import WorkerThreads
 
@@ -157,6 +157,7 @@ class MailHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
+        envelope.trace_id = new_trace_id()
         content = envelope.original_content or b""
         bare = envelope.bare_line_ending  # KantoorSMTP's DATA reader looks while it checks the line lengths
         if bare is None:  # read by aiosmtpd's own DATA
@@ -165,7 +166,8 @@ class MailHandler:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")
         if loop := await self._scan(hop_limit_reply, content, self.settings.limits.max_received_headers):
-            log.warning("smtp %s from %s: refused, %s", session.client_ip, envelope.mail_from, loop[4:])
+            log.warning("smtp %s id %s from %s: refused, %s", session.client_ip, envelope.trace_id, envelope.mail_from,
+                        loop[4:])
             return loop
         if session.identity is not None:
             # Parsing the header (its size bounded only by the message's) and the alias look-ups: a thread's work.
@@ -182,6 +184,7 @@ class MailHandler:
                                    envelope.smtp_utf8),
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
             tls=session.tls,
+            trace_id=envelope.trace_id,
         )
         # Mail from other servers: say what SPF, DKIM and DMARC found (RFC 8601) — in the delivery's
         # worker thread when there is one (the checks block on DNS), so a message costs one hop.
@@ -205,8 +208,9 @@ class MailHandler:
             content = await self.in_thread(prepare, content)
         if envelope.remote:
             reply = await self._queue(session, envelope, content, local_reply=reply)
-        log.info("smtp %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
-                 envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote), reply[:3])
+        log.info("smtp %s id %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
+                 envelope.trace_id, envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote),
+                 reply[:3])
         return reply
 
     async def _scan(self, check: Callable[..., T], content: bytes, *args: Any) -> T:
@@ -252,7 +256,8 @@ class MailHandler:
             hostname=self.settings.server.hostname,
             protocol=protocol_name(session.extended_smtp, session.encrypted, session.identity is not None,
                                    envelope.smtp_utf8),
-            recipient=addresses[0] if len(addresses) == 1 else None, return_path=False, tls=session.tls)
+            recipient=addresses[0] if len(addresses) == 1 else None, return_path=False, tls=session.tls,
+            trace_id=envelope.trace_id)
         queue_for_remote(self.store, self.delivery, sender=envelope.mail_from or "", recipients=addresses,
                          trace=received, content=content, account_id=None, mail_options=list(envelope.mail_options),
                          envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8)
@@ -296,7 +301,7 @@ class MailHandler:
             hostname=self.settings.server.hostname,
             protocol=protocol_name(session.extended_smtp, session.encrypted, True, envelope.smtp_utf8),
             recipient=envelope.remote[0] if len(envelope.remote) == 1 else None, return_path=False,
-            tls=session.tls)
+            tls=session.tls, trace_id=envelope.trace_id)
         sender = "" if envelope.mail_from in (None, NULL_SENDER) else envelope.mail_from
         try:
             queue_id = await self.in_thread(functools.partial(

@@ -97,6 +97,8 @@ class KantoorEnvelope(Envelope):
         self.dsn: dict[str, RecipientDSN] = {}  # accepted recipient → its DSN request
         self.rate_checked = False
         self.bare_line_ending: bool | None = None  # found while reading DATA; None: not looked at yet
+        # The transaction's id in its Received: field and log line (set when its DATA is handled).
+        self.trace_id = ""
 
 
 class _PendingCheck:

@@ -7,6 +7,8 @@ import smtplib
 
 import pytest
 
+from tests.harness import wait_until
+
 
 def _headers(raw: bytes) -> bytes:
     return raw.split(b"\r\n\r\n", 1)[0]
@@ -19,7 +21,12 @@ def test_mail_for_the_administrator_arrives_in_the_inbox_with_trace_headers(serv
     raw = mail.received(server.admin_login, server.admin_password, subject)
     # RFC 5321 section 4.4: the final delivery adds Return-Path and a Received line on top.
     assert raw.startswith(b"Return-Path: <sender@example.org>\r\nReceived: from mx.example.org ([127.0.0.1])")
-    assert b"with ESMTP\r\n" in _headers(raw)
+    # RFC 5321 section 4.4's clauses in its order: with, id, for.
+    found = re.search(rb"\tby [^ ]+ \(Kantoor\) with ESMTP id ([0-9A-F]{15})\r\n\tfor <([^>]+)>; ", _headers(raw))
+    assert found and found[2].decode() == server.admin_login, _headers(raw)
+    # The id names the delivery's log line (as a Postfix queue id does).
+    logged = f" id {found[1].decode()} from sender@example.org:"
+    assert wait_until(lambda: any(logged in line for line in server.output))
     assert raw.endswith(b"\r\n\r\nHello.\r\n")
 
 
@@ -95,7 +102,8 @@ def test_starttls_on_the_mx_port(server, mail) -> None:  # type: ignore[no-untyp
         client.ehlo("mx.example.org")
         assert not client.has_extn("starttls")
         assert client.sendmail("sender@example.org", [login], mail.compose(subject)) == {}
-    assert re.search(rb"\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\r\n\tby .* with ESMTPS( tls TLS_[A-Z0-9_]+)?\r\n",
+    assert re.search(rb"\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\r\n\tby .* with ESMTPS id [0-9A-F]{15}\r\n"
+                     rb"\tfor <[^>]+>( tls TLS_[A-Z0-9_]+)?; ",
                      _headers(mail.received(login, password, subject)))  # RFC 3848, RFC 8314 section 4.3
 
 
@@ -125,7 +133,7 @@ def test_helo_client_gets_plain_smtp(server, mail) -> None:  # type: ignore[no-u
     with smtplib.SMTP(server.host, server.ports["smtp"], timeout=30) as client:
         assert client.helo("old.example.org")[0] == 250
         assert client.sendmail("sender@example.org", [login], mail.compose(subject)) == {}
-    assert b"with SMTP\r\n" in _headers(mail.received(login, password, subject))
+    assert re.search(rb"with SMTP id [0-9A-F]{15}\r\n", _headers(mail.received(login, password, subject)))
 
 
 def test_at_most_100_recipients_per_message(server, mail) -> None:  # type: ignore[no-untyped-def]
