@@ -53,6 +53,13 @@ def has_bare_cr_or_lf(content: bytes) -> bool:
     return content.count(b"\r") != pairs or content.count(b"\n") != pairs
 
 
+def has_nul(content: bytes) -> bool:
+    """A NUL octet: in no SMTP DATA without BINARYMIME (RFC 3030, not offered) — RFC 5322's text and RFC 6152's
+    8-bit lines exclude it — and in no IMAP literal either (RFC 3501 section 4.3), so such a message could not
+    even be read back as sent. Refused whole, as a bare CR or LF is."""
+    return b"\x00" in content
+
+
 def _size_hint(mail_options: list[str]) -> int:
     for option in mail_options:
         key, _, value = option.partition("=")
@@ -165,6 +172,8 @@ class MailHandler:
         if bare:
             return ("554 5.5.2 Message has a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8); "
                     "nothing was delivered")
+        if await self._scan(has_nul, content):
+            return "554 5.6.0 Message has a NUL character (not allowed in SMTP DATA, RFC 6152); nothing was delivered"
         if loop := await self._scan(hop_limit_reply, content, self.settings.limits.max_received_headers):
             log.warning("smtp %s id %s from %s: refused, %s", session.client_ip, envelope.trace_id, envelope.mail_from,
                         loop[4:])

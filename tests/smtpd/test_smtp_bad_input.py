@@ -105,6 +105,27 @@ def test_bare_lf_in_data_is_refused_whole_rfc5321_section_2_3_8(server, mail) ->
     assert mail.inbox(login, password) == []
 
 
+def test_a_nul_in_data_is_refused_whole_rfc6152_rfc3501_4_3(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    submitter, submit_password = server.make_user()
+    with mail.mx() as client:
+        client.mail("a@example.org")
+        client.rcpt(login)
+        assert client.docmd("DATA")[0] == 354
+        client.send(b"Subject: nul\r\n\r\nbefore\x00after\r\n.\r\n")
+        code, text = client.getreply()
+        assert code == 554 and text[:6] == b"5.6.0 " and b"NUL" in text, text
+        assert client.noop()[0] == 250
+        # The session goes on: the next message is delivered.
+        assert client.sendmail("a@example.org", [login], b"Subject: clean\r\n\r\nfine\r\n") == {}
+    with mail.submissions() as client:  # and from a logged-in user
+        client.login(submitter, submit_password)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(submitter, [login], f"From: {submitter}\r\nSubject: x\r\n\r\na\x00b\r\n".encode())
+        assert refused.value.smtp_code == 554 and refused.value.smtp_error[:6] == b"5.6.0 "
+    assert mail.subjects(mail.inbox(login, password)) == ["clean"]
+
+
 def test_over_long_command_line_is_500_5_5_2(mail) -> None:  # type: ignore[no-untyped-def]
     with mail.mx() as client:
         code, text = client.docmd("NOOP", "x" * 2000)
