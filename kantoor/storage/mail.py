@@ -71,10 +71,12 @@ class _Delivery(GroupJob):
 
 
 # How long a group's leader waits for deliveries still being prepared (body stored, message indexed) in this
-# process (GroupCommit.preparing) before it writes: a transaction costs ~1 ms of CPU alone and ~0.5 ms per
-# message in a group of four (SQLite; the page writes and the statements are shared), and with several SMTP
-# sessions per process the groups were ~1.7 messages. Bounded, and no wait at all when nobody else is
-# preparing (one IMAP session).
+# process (GroupCommit.preparing), and for as many as the last group had (expect_recent), before it writes: a
+# transaction costs ~1 ms of CPU alone and ~0.5 ms per message in a group of four (SQLite; the page writes and
+# the statements are shared), and with several SMTP sessions per process the groups were ~1.7 messages; waiting
+# for preparations alone still left a third of the groups with one message (8 MX sessions, bench/smtp.py), and
+# expecting the last group's size took ~8 % off the CPU per message. Bounded, and no wait at all when nobody
+# else is preparing and the last group was one message (one IMAP session).
 _GATHER_SECONDS = 0.002
 
 
@@ -324,9 +326,9 @@ class MailMixin(MailViewsMixin, SharedMailMixin):
             # Group commit (kantoor.storage.group_commit): a "250" after DATA still means the message is stored.
             # Begin, collection lock, collection update and commit are paid once per group instead of once per
             # message: with concurrent SMTP sessions that was a sixth of the CPU per message.
-            group = self.__dict__.setdefault("_deliveries", GroupCommit(
+            group = self.__dict__.setdefault("_deliveries", GroupCommit(  # atomic: one per Store
                 self._writer_turn, self._write_delivery_group, self._write_delivery,
-                gather_seconds=_GATHER_SECONDS, interrupted="delivery interrupted"))  # atomic: one per Store
+                gather_seconds=_GATHER_SECONDS, expect_recent=True, interrupted="delivery interrupted"))
         return group
 
     def _write_delivery_group(self, batch: list[_Delivery]) -> list[dict[int, Item]]:
