@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Select, delete, insert, select
 from sqlalchemy.orm import Session
 
 from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
@@ -55,6 +55,17 @@ def write_search_rows(s: Session, indexes: dict[int, MessageIndex]) -> None:
     if headers:
         conn.execute(_INSERT_HEADERS, headers)
     conn.execute(_INSERT_TEXT, [{"item_id": item_id, "body": index.text} for item_id, index in indexes.items()])
+
+
+def in_mailbox(mailbox_id: int | None) -> Select[tuple[int]]:
+    """The backlog's item ids (of ``mailbox_id``'s messages, or all), oldest first. Read from the backlog, each
+    entry's mailbox by its item's primary key: joined the other way round, SQLite walked every message of the
+    mailbox to find the (usually no) entries, on every SEARCH."""
+    query = select(SearchBacklog.item_id)
+    if mailbox_id is not None:
+        query = query.where(select(Item.collection_id).where(Item.id == SearchBacklog.item_id).scalar_subquery()
+                            == mailbox_id)
+    return query.order_by(SearchBacklog.item_id)
 
 
 def taken_from_search_backlog(s: Session, item_ids: list[int]) -> list[int]:
@@ -120,30 +131,28 @@ class SearchBacklogMixin(StoreBase):
         ``mailbox_id``, or the oldest — and take them out of it; returns how many it found there (0: none
         left of those asked for). The bodies are read and parsed before the write transaction, so other
         writers wait only for the inserts."""
-        query = (select(Item.id, Item.inline_body, Item.blob_sha256)
-                 .join(SearchBacklog, SearchBacklog.item_id == Item.id))
+        waiting = in_mailbox(mailbox_id)
         if item_ids is not None:
             if not item_ids:
                 return 0
-            query = query.where(SearchBacklog.item_id.in_(list(item_ids)))
-        if mailbox_id is not None:
-            query = query.where(Item.collection_id == mailbox_id)
+            waiting = waiting.where(SearchBacklog.item_id.in_(list(item_ids)))
         with self.read() as s:
-            rows = list(s.execute(query.order_by(SearchBacklog.item_id).limit(limit)))
-        if not rows:
-            return 0
+            ids = list(s.scalars(waiting.limit(limit)))
+            if not ids:
+                return 0
+            rows = list(s.execute(select(Item.id, Item.inline_body, Item.blob_sha256).where(Item.id.in_(ids))))
         indexes = {item_id: index_message_bytes(self.indexed_bytes(inline, sha)) for item_id, inline, sha in rows}
         with self.write() as s:
             # Only what is still in the backlog now: another process or a SEARCH may have indexed some meanwhile.
-            taken = taken_from_search_backlog(s, list(indexes))
-            write_search_rows(s, {item_id: indexes[item_id] for item_id in taken})
-        return len(rows)
+            # An entry whose message is gone goes too (it has no rows to write): none may stay for ever.
+            taken = taken_from_search_backlog(s, ids)
+            write_search_rows(s, {item_id: indexes[item_id] for item_id in taken if item_id in indexes})
+        return len(ids)
 
     def has_search_backlog(self, s: Session, mailbox_id: int) -> bool:
         """Whether a message of ``mailbox_id`` still waits for its SEARCH rows (the backlog is short: it is
-        scanned, each entry's mailbox read by primary key)."""
-        return s.scalar(select(SearchBacklog.item_id).join(Item, Item.id == SearchBacklog.item_id)
-                        .where(Item.collection_id == mailbox_id).limit(1)) is not None
+        scanned, not the mailbox)."""
+        return s.scalar(in_mailbox(mailbox_id).limit(1)) is not None
 
     def indexed_bytes(self, inline: bytes | None, sha: str | None) -> bytes:
         """The part of a stored message the index reads: its first MAX_PARSE bytes (b"" if its blob is gone,

@@ -109,3 +109,22 @@ def test_the_indexer_waits_for_deliveries_to_pause_but_not_for_ever(monkeypatch)
     assert abs(clock[0] - start - search_backlog.MAX_DELAY_SECONDS) < 0.1
     assert backlog.take(2) == [3, 4] and backlog.due()  # still overdue: the rest follows at once
     assert set(backlog.take()) == {4} and not backlog.due() and len(backlog) == 0
+
+
+def test_a_search_reads_the_backlog_not_the_whole_mailbox() -> None:
+    """SQLite's plan for "does this mailbox have messages in the backlog" scans the (short) backlog and reads each
+    entry's mailbox by primary key; joined the other way round it walked every message of the mailbox on every
+    SEARCH. (PostgreSQL plans from its statistics.)"""
+    from sqlalchemy import create_engine
+    from sqlalchemy.dialects import sqlite
+
+    from kantoor.storage.models import Base
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    statement = search_backlog.in_mailbox(7).limit(1).compile(dialect=sqlite.dialect(),
+                                                               compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")]
+    assert plan[0].startswith("SCAN search_backlog"), plan
+    assert not any("ix_items_collection" in step for step in plan), plan
