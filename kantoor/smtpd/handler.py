@@ -165,6 +165,14 @@ class MailHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(session, KantoorSession) and isinstance(envelope, KantoorEnvelope)
         envelope.trace_id = new_trace_id()
+        reply = await self._data(session, envelope)
+        if not reply.startswith("250"):  # the accepted ones are logged with what became of them (_data)
+            log.info("smtp %s id %s from %s: refused, %s", session.client_ip, envelope.trace_id, envelope.mail_from,
+                     reply)
+        return reply
+
+    async def _data(self, session: KantoorSession, envelope: KantoorEnvelope) -> str:
+        """The reply to the end of DATA: the message checked, completed and delivered or queued, or refused."""
         content = envelope.original_content or b""
         bare = envelope.bare_line_ending  # KantoorSMTP's DATA reader looks while it checks the line lengths
         if bare is None:  # read by aiosmtpd's own DATA
@@ -175,8 +183,7 @@ class MailHandler:
         if await self._scan(has_nul, content):
             return "554 5.6.0 Message has a NUL character (not allowed in SMTP DATA, RFC 6152); nothing was delivered"
         if loop := await self._scan(hop_limit_reply, content, self.settings.limits.max_received_headers):
-            log.warning("smtp %s id %s from %s: refused, %s", session.client_ip, envelope.trace_id, envelope.mail_from,
-                        loop[4:])
+            log.warning("smtp %s id %s from %s: a mail loop", session.client_ip, envelope.trace_id, envelope.mail_from)
             return loop
         if session.identity is not None:
             # Parsing the header (its size bounded only by the message's) and the alias look-ups: a thread's work.

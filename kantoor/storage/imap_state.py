@@ -40,7 +40,7 @@ from kantoor.storage.models import (
 )
 from kantoor.storage.names import normalize_flags
 from kantoor.storage.notify import CHANNEL, ChangeEvent
-from kantoor.storage.transactions import StoreBase
+from kantoor.storage.search_backlog import SearchBacklogMixin
 
 
 @dataclass
@@ -64,9 +64,9 @@ def _message_copy(item: Item, collection_id: int, uid: int, flags: str) -> Item:
     )
 
 
-def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
+def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> bool:
     """The copy shares the original's SEARCH rows (headers, text): copied in SQL, never recomputed. An
-    original still in the search backlog has none yet: then the copy joins the backlog too."""
+    original still in the search backlog has none yet: then the copy joins the backlog too (True)."""
     s.execute(insert(MessageHeader).from_select(
         ["item_id", "name", "value"],
         select(literal(new_item_id), MessageHeader.name, MessageHeader.value)
@@ -74,8 +74,8 @@ def _copy_index_rows(s: Session, source_item_id: int, new_item_id: int) -> None:
     s.execute(insert(MessageText).from_select(
         ["item_id", "body"],
         select(literal(new_item_id), MessageText.body).where(MessageText.item_id == source_item_id)))
-    s.execute(insert(SearchBacklog).from_select(
-        ["item_id"], select(literal(new_item_id)).where(SearchBacklog.item_id == source_item_id)))
+    return bool(s.execute(insert(SearchBacklog).from_select(
+        ["item_id"], select(literal(new_item_id)).where(SearchBacklog.item_id == source_item_id))).rowcount)
 
 
 def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
@@ -90,7 +90,7 @@ RANGE_READ_ABOVE = 500
 _CACHE = (undefer(Item.imap_envelope), undefer(Item.imap_bodystructure), undefer(Item.imap_body))
 
 
-class ImapStateMixin(StoreBase):
+class ImapStateMixin(SearchBacklogMixin):
     # ------------------------------------------------------------------ expunge
     def expunge_messages(self, mailbox_id: int, uids: Iterable[int] | None = None,
                          actor: int | None = None) -> list[int]:
@@ -168,6 +168,7 @@ class ImapStateMixin(StoreBase):
             if move and source.owner_id != target.owner_id:
                 self.quota.reserve(s, source.owner_id, "mail", -total)
             pairs: list[tuple[int, int]] = []
+            waiting: list[int] = []  # copies that joined the search backlog
             for item in items:
                 old_uid, old_name = int(item.uid or 0), item.name
                 new_uid = target.uidnext
@@ -195,8 +196,9 @@ class ImapStateMixin(StoreBase):
                     s.add(placed)
                     placed.modseq = self._record_change(s, target, placed.name, new_uid, "created")
                 s.flush()  # one UID at a time: a name clash shows here, inside the transaction
+                if not move and _copy_index_rows(s, item.id, placed.id):
+                    waiting.append(placed.id)
                 if not move:
-                    _copy_index_rows(s, item.id, placed.id)
                     s.execute(insert(MessageFlags).values(item_id=placed.id, collection_id=target.id, uid=new_uid,
                                                           flags=flags, modseq=placed.modseq))
                 if to_private and system:
@@ -204,7 +206,9 @@ class ImapStateMixin(StoreBase):
                                         flags=" ".join(system), modseq=placed.modseq))
                 pairs.append((old_uid, new_uid))
             self._fault("before_commit")
-            return pairs
+        # Committed: this process's indexer writes the copies' rows with its own deliveries'.
+        self.search_backlog.noted(waiting)
+        return pairs
 
     # ------------------------------------------------------------------ rename
     def rename_mailbox(self, owner_id: int, old_path: str, new_path: str, actor: int | None = None) -> Collection:

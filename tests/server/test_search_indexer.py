@@ -51,6 +51,22 @@ def test_mail_is_indexed_after_delivery_without_a_search_in_every_process(start_
     assert _search(server, login, password, "BODY", "word5x") == [6]
 
 
+def test_copies_of_messages_still_waiting_are_indexed_too_rfc3501_6_4_7(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server()
+    login, password = server.make_user()
+    with smtplib.SMTP(server.host, server.ports["smtp"], timeout=30) as smtp:
+        for n in range(5):
+            smtp.sendmail("ann@example.net", [login], _message(login, n))
+    # At once, before the indexer's pause: the copies have no rows to share yet and wait in the backlog too.
+    with imaplib.IMAP4(server.host, server.ports["imap"], timeout=30) as imap:
+        imap.login(login, password)
+        imap.create("Archive")
+        imap.select("INBOX")
+        assert imap.copy("1:5", "Archive")[0] == "OK"
+    core = server.core()
+    assert wait_until(lambda: _counts(core) == (0, 10)), _counts(core)  # no SEARCH asked for them
+
+
 def test_a_backlog_left_by_a_stopped_server_is_indexed_at_the_next_start(start_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     first = start_server(data)

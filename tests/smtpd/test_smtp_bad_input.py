@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import time
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import launch_server
+from harness import launch_server, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +109,18 @@ def test_bare_lf_in_data_is_refused_whole_rfc5321_section_2_3_8(server, mail) ->
 def test_a_nul_in_data_is_refused_whole_rfc6152_rfc3501_4_3(server, mail) -> None:  # type: ignore[no-untyped-def]
     login, password = server.make_user()
     submitter, submit_password = server.make_user()
+    sender = f"{mail.unique('nul')}@example.org"
     with mail.mx() as client:
-        client.mail("a@example.org")
+        client.mail(sender)
         client.rcpt(login)
         assert client.docmd("DATA")[0] == 354
         client.send(b"Subject: nul\r\n\r\nbefore\x00after\r\n.\r\n")
         code, text = client.getreply()
         assert code == 554 and text[:6] == b"5.6.0 " and b"NUL" in text, text
         assert client.noop()[0] == 250
+        # The refusal is logged with the transaction's id, as a delivery is.
+        assert wait_until(lambda: any(re.search(rf" id [0-9A-F]{{15}} from {sender}: refused, 554 5\.6\.0 ", line)
+                                      for line in server.output))
         # The session goes on: the next message is delivered.
         assert client.sendmail("a@example.org", [login], b"Subject: clean\r\n\r\nfine\r\n") == {}
     with mail.submissions() as client:  # and from a logged-in user
