@@ -8,8 +8,8 @@ and decoding them a fifth of its parse: bench/smtp.py delivered ~11 % more messa
 second without them. So a delivery notes the message in ``search_backlog`` (one
 integer per message) and the rows are written later, in batches:
 
-- by the server's indexer (``kantoor.server``), for the messages its process delivered,
-  once deliveries pause for :data:`QUIET_SECONDS`, or after :data:`MAX_DELAY_SECONDS`
+- by the server's indexer (``kantoor.server``), for the messages its process delivered
+  (or copied before they were indexed), once deliveries pause for :data:`QUIET_SECONDS`, or after :data:`MAX_DELAY_SECONDS`
   under a load that never pauses — as Dovecot's and Stalwart's full-text indexers run
   after delivery;
 - by a SEARCH, for whatever its mailbox still has in the backlog, before it runs: a
