@@ -9,9 +9,9 @@ second without them. So a delivery notes the message in ``search_backlog`` (one
 integer per message) and the rows are written later, in batches:
 
 - by the server's indexer (``kantoor.server``), for the messages its process delivered
-  (or copied before they were indexed), once deliveries pause for :data:`QUIET_SECONDS`, or after :data:`MAX_DELAY_SECONDS`
-  under a load that never pauses — as Dovecot's and Stalwart's full-text indexers run
-  after delivery;
+  (or copied before they were indexed), once deliveries pause for :data:`QUIET_SECONDS`,
+  or after :data:`MAX_DELAY_SECONDS` under a load that never pauses — as Dovecot's and
+  Stalwart's full-text indexers run after delivery;
 - by a SEARCH, for whatever its mailbox still has in the backlog, before it runs: a
   search never misses a message (:meth:`SearchBacklogMixin.index_search_backlog`);
 - at start-up, for anything a stopped or crashed process left.
@@ -23,6 +23,7 @@ message's rows exactly once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from sqlalchemy.orm import Session
 from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
 from kantoor.storage.models import Item, MessageHeader, MessageText, SearchBacklog
 from kantoor.storage.transactions import StoreBase
+
+log = logging.getLogger("kantoor.storage")
 
 # Messages indexed per transaction (the rows of 200 typical messages: ~1,200 pages, a few ms of the write lock).
 BATCH = 200
@@ -55,6 +58,16 @@ def write_search_rows(s: Session, indexes: dict[int, MessageIndex]) -> None:
     if headers:
         conn.execute(_INSERT_HEADERS, headers)
     conn.execute(_INSERT_TEXT, [{"item_id": item_id, "body": index.text} for item_id, index in indexes.items()])
+
+
+def _search_index(item_id: int, raw: bytes) -> MessageIndex:
+    """The message's index; one the parser fails on gets empty SEARCH rows (it matches no string key) instead
+    of staying in the backlog, where every SEARCH of its mailbox would try it again and fail."""
+    try:
+        return index_message_bytes(raw)
+    except Exception:
+        log.exception("indexing message %d for SEARCH failed; its header and text are not searchable", item_id)
+        return MessageIndex(envelope="", bodystructure="", body="", sent_date=None)
 
 
 def in_mailbox(mailbox_id: int | None) -> Select[tuple[int]]:
@@ -141,7 +154,7 @@ class SearchBacklogMixin(StoreBase):
             if not ids:
                 return 0
             rows = list(s.execute(select(Item.id, Item.inline_body, Item.blob_sha256).where(Item.id.in_(ids))))
-        indexes = {item_id: index_message_bytes(self.indexed_bytes(inline, sha)) for item_id, inline, sha in rows}
+        indexes = {item_id: _search_index(item_id, self.indexed_bytes(inline, sha)) for item_id, inline, sha in rows}
         with self.write() as s:
             # Only what is still in the backlog now: another process or a SEARCH may have indexed some meanwhile.
             # An entry whose message is gone goes too (it has no rows to write): none may stay for ever.

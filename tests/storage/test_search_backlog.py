@@ -90,6 +90,23 @@ def test_copy_move_and_expunge_of_a_message_in_the_backlog_rfc3501_6_4_7_rfc6851
     assert _count(core, MessageText) == 2  # the copy and the moved message
 
 
+def test_a_message_the_parser_fails_on_does_not_stay_in_the_backlog(core, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    me, inbox = _account(core)
+    core.store.deliver_message(inbox.id, LUNCH, actor=me)
+    core.store.deliver_message(inbox.id, REPORT, actor=me)
+    parse = search_backlog.index_message_bytes
+
+    def fails_on_lunch(raw, search=True):  # type: ignore[no-untyped-def]
+        if b"Lunch" in raw:
+            raise ValueError("a parser bug")
+        return parse(raw, search)
+
+    monkeypatch.setattr(search_backlog, "index_message_bytes", fails_on_lunch)
+    assert core.store.search_messages(inbox.id, q.Text("quarterly", headers_too=True), me)[0][0] == 2
+    assert core.store.search_messages(inbox.id, q.Header("subject", "lunch"), me) == []  # not searchable, not stuck
+    assert _backlog(core) == set() and _count(core, MessageText) == 2
+
+
 def test_the_indexer_waits_for_deliveries_to_pause_but_not_for_ever(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     clock = [100.0]
     monkeypatch.setattr(search_backlog.time, "monotonic", lambda: clock[0])
