@@ -224,9 +224,10 @@ class MailHandler:
             content = await self.in_thread(prepare, content)
         if envelope.remote:
             reply = await self._queue(session, envelope, content, local_reply=reply)
-        log.info("smtp %s id %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
-                 envelope.trace_id, envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote),
-                 reply[:3])
+        if reply.startswith("250"):  # a refusal from the queue (the sending limit) is logged by handle_DATA
+            log.info("smtp %s id %s from %s: %d bytes for %d local and %d remote recipient(s): %s", session.client_ip,
+                     envelope.trace_id, envelope.mail_from, len(content), len(envelope.inboxes), len(envelope.remote),
+                     reply[:3])
         return reply
 
     async def _scan(self, check: Callable[..., T], content: bytes, *args: Any) -> T:
