@@ -173,8 +173,10 @@ class DeliverySettings:
     connect_timeout_seconds: float = 60.0
     concurrency: int = 10  # messages one process delivers at once
     dkim_selector: str = "kantoor"
-    # Messages one account may queue for other servers per hour (0 = no limit).
+    # Messages one account may queue for other servers per hour, and recipients on other servers of those
+    # messages (one message to many recipients counts for each); 0 = no limit.
     max_messages_per_hour: int = 200
+    max_recipients_per_hour: int = 1000
     # A "delayed" DSN (RFC 3461) goes out once when a message has waited this long.
     delay_notify_seconds: float = 4 * 3600.0
     remote_port: int = 25  # the port of other domains' MX hosts (tests point it at a fake MX)
@@ -280,8 +282,9 @@ def _validate(settings: Settings) -> None:
                  "connect_timeout_seconds", "concurrency"):
         if getattr(settings.delivery, name) <= 0:
             raise ConfigError(f"delivery.{name}: must be positive")
-    if settings.delivery.max_messages_per_hour < 0:
-        raise ConfigError("delivery.max_messages_per_hour: must not be negative")
+    for name in ("max_messages_per_hour", "max_recipients_per_hour"):
+        if getattr(settings.delivery, name) < 0:
+            raise ConfigError(f"delivery.{name}: must not be negative")
     if settings.auth.max_failures < 1:
         raise ConfigError("auth.max_failures: must be at least 1")
     if not 0 <= settings.server.processes <= 64:

@@ -29,7 +29,7 @@ from kantoor.smtpd.header_completion import completed
 from kantoor.smtpd.login import SubmitIdentity
 from kantoor.smtpd.mail_loop import hop_limit_reply
 from kantoor.smtpd.outbound_settings import DeliverySettings
-from kantoor.smtpd.outgoing import over_sending_limit, queue_for_remote
+from kantoor.smtpd.outgoing import queue_for_remote, sending_limit_reached, sent_last_hour
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import new_trace_id, protocol_name, trace_headers
@@ -143,11 +143,14 @@ class MailHandler:
             decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
             self.settings.server.mail_domain)
         if decision.remote and session.identity is not None:
-            if not envelope.rate_checked:
-                if await self.in_thread(over_sending_limit, self.store, self.delivery, session.identity.account_id):
-                    return (f"450 4.7.1 <{address}>: sending limit of {self.delivery.max_messages_per_hour} messages "
-                            "per hour to other servers reached; try again later")
-                envelope.rate_checked = True
+            if envelope.sent_last_hour is None:  # read once per transaction, at its first remote recipient
+                envelope.sent_last_hour = await self.in_thread(sent_last_hour, self.store,
+                                                               session.identity.account_id)
+            adding = 0 if address.lower() in (r.lower() for r in envelope.remote) else 1
+            if reached := sending_limit_reached(self.delivery, envelope.sent_last_hour, len(envelope.remote) + adding):
+                # Temporary (RFC 3463 4.7.1), as Postfix's rate limits answer: the allowance comes back within the
+                # hour. The recipients accepted before this one stay accepted.
+                return f"450 4.7.1 <{address}>: {reached}; try again later"
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
             envelope.dsn[address] = envelope.pending_dsn
@@ -328,7 +331,7 @@ class MailHandler:
                 envid=envelope.dsn_envid, dsn=dict(envelope.dsn), smtputf8=envelope.smtp_utf8))
         except SendingLimitReached as reached:
             # Parallel sessions of the account passed the check at RCPT together; the queue counted them one by one.
-            return (f"450 4.7.1 Sending limit of {reached.limit} messages per hour to other servers reached; "
+            return (f"450 4.7.1 Sending limit of {reached.limit} {reached.unit} per hour on other servers reached; "
                     "nothing was queued for them, try again later")
         except StorageError:
             log.exception("queueing a submitted message failed")

@@ -17,7 +17,7 @@ from kantoor.smtpd.dkim_keys import load_key, sign
 from kantoor.smtpd.dsn import RecipientDSN
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.storage import Store
-from kantoor.storage.outbound import NewOutbound
+from kantoor.storage.outbound import NewOutbound, SentCount, hourly_limit_reached
 
 log = logging.getLogger("kantoor.smtpd.outbound")
 
@@ -49,21 +49,27 @@ def queue_for_remote(store: Store, delivery: DeliverySettings, *, sender: str, r
                      content: bytes, account_id: int | None, mail_options: list[str], envid: str = "",
                      dsn: dict[str, RecipientDSN] | None = None, smtputf8: bool = False) -> int:
     """Put a submitted message in the outbound queue; returns its queue id. SendingLimitReached if the account
-    has queued its hourly allowance already (checked again in the queueing transaction: the check at RCPT,
-    :func:`over_sending_limit`, answers early but cannot see what parallel sessions are queueing)."""
+    has queued its hourly allowance of messages or recipients already (checked again in the queueing transaction:
+    the check at RCPT, :func:`sending_limit_reached`, answers early but cannot see what parallel sessions are
+    queueing)."""
     options = {k.upper(): v for k, _, v in (o.partition("=") for o in mail_options)}
     requests = {r: d.to_json() for r, d in (dsn or {}).items() if r in recipients and d.to_json()}
     message = NewOutbound(sender, recipients, trace + content, account_id=account_id,
                           expires_in=dt.timedelta(seconds=delivery.expire_seconds),
                           dsn_envid=envid[:100], dsn_ret=options.get("RET", "")[:8].upper(),
                           dsn_recipients=requests, smtputf8=smtputf8,
-                          hourly_limit=delivery.max_messages_per_hour if account_id is not None else 0)
+                          hourly_limit=delivery.max_messages_per_hour if account_id is not None else 0,
+                          hourly_recipient_limit=delivery.max_recipients_per_hour if account_id is not None else 0)
     return store.enqueue_outbound(message).id
 
 
-def over_sending_limit(store: Store, delivery: DeliverySettings, account_id: int) -> bool:
-    """Has the account queued its hourly allowance of messages for other servers?"""
-    if delivery.max_messages_per_hour <= 0:
-        return False
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    return store.count_outbound_since(account_id, since) >= delivery.max_messages_per_hour
+def sent_last_hour(store: Store, account_id: int) -> SentCount:
+    """What the account queued for other servers in the last hour (messages, recipients)."""
+    return store.sent_since(account_id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+
+
+def sending_limit_reached(delivery: DeliverySettings, sent: SentCount, recipients: int) -> str:
+    """Why a message to ``recipients`` remote recipients is over the hourly limits after ``sent`` (the text of a
+    temporary refusal: the allowance comes back within the hour), or "" if it is not."""
+    reached = hourly_limit_reached(sent, delivery.max_messages_per_hour, delivery.max_recipients_per_hour, recipients)
+    return "" if reached is None else f"sending limit of {reached[0]} {reached[1]} per hour on other servers reached"

@@ -33,6 +33,7 @@ from kantoor.smtpd.login import (
     decode_credentials,
 )
 from kantoor.smtpd.replies import with_enhanced_code
+from kantoor.storage.outbound import SentCount
 
 IDENT = "ESMTP Kantoor"  # banner text: no library name or version for scanners
 _END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4, with the CRLF that ends the last line
@@ -95,7 +96,7 @@ class KantoorEnvelope(Envelope):
         self.pending_dsn = RecipientDSN()  # NOTIFY/ORCPT of the RCPT command being handled
         self.path = ""  # the address of the MAIL/RCPT command being handled, as sent
         self.dsn: dict[str, RecipientDSN] = {}  # accepted recipient → its DSN request
-        self.rate_checked = False
+        self.sent_last_hour: SentCount | None = None  # the account's sending so far (read at the first remote RCPT)
         self.bare_line_ending: bool | None = None  # found while reading DATA; None: not looked at yet
         # The transaction's id in its Received: field and log line (set when its DATA is handled).
         self.trace_id = ""

@@ -41,8 +41,10 @@ class QuotaExceeded(StorageError):
 
 
 class SendingLimitReached(StorageError):
-    """The account has queued as many messages for other servers as its hourly allowance."""
+    """Queueing a message would take the account past its hourly allowance of messages, or of recipients, on
+    other servers (``unit``: "messages" or "recipients")."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"sending limit of {limit} messages per hour reached")
+    def __init__(self, limit: int, unit: str = "messages") -> None:
+        super().__init__(f"sending limit of {limit} {unit} per hour reached")
         self.limit = limit
+        self.unit = unit

@@ -421,6 +421,9 @@ class OutboundMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender: Mapped[str] = mapped_column(String(320))  # envelope MAIL FROM ("" for bounces)
     recipients: Mapped[str] = mapped_column(Text)  # JSON list of envelope recipients still to deliver
+    # How many recipients the message was queued for (what the hourly recipient limit counts; ``recipients``
+    # shrinks as they are delivered).
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True)
     inline_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -54,9 +54,30 @@ class NewOutbound:
     dsn_ret: str = ""
     dsn_recipients: dict[str, dict[str, str]] = field(default_factory=dict)  # see OutboundMessage
     smtputf8: bool = False
-    # The account's allowance of queued messages per hour (0: none): checked in the transaction that queues
-    # this one, so parallel sessions of one account cannot each pass a check made before the other's insert.
+    # The account's allowance of queued messages, and of their recipients, per hour (0: no limit): checked in
+    # the transaction that queues this one, so parallel sessions of one account cannot each pass a check made
+    # before the other's insert.
     hourly_limit: int = 0
+    hourly_recipient_limit: int = 0
+
+
+@dataclass(frozen=True)
+class SentCount:
+    """What an account queued for other servers in a period: messages, and their recipients."""
+
+    messages: int
+    recipients: int
+
+
+def hourly_limit_reached(sent: SentCount, message_limit: int, recipient_limit: int,
+                         recipients: int) -> tuple[int, str] | None:
+    """The limit (and "messages" or "recipients") that one more message to ``recipients`` recipients on other
+    servers would pass after ``sent`` in the last hour, or None; a limit of 0 is none."""
+    if 0 < message_limit <= sent.messages:
+        return message_limit, "messages"
+    if 0 < recipient_limit < sent.recipients + recipients:
+        return recipient_limit, "recipients"
+    return None
 
 
 def dsn_requests_of(message: OutboundMessage) -> dict[str, dict[str, str]]:
@@ -106,20 +127,22 @@ class OutboundMixin(StoreBase):
         """Queue a message for delivery now; returns the row (body columns included)."""
         stored, _sha, _ = self._store_body(message.body, None)
         with self.write() as s:
-            if message.hourly_limit > 0 and message.account_id is not None:
-                self._check_sending_limit(s, message.account_id, message.hourly_limit)
+            if message.account_id is not None and (message.hourly_limit > 0 or message.hourly_recipient_limit > 0):
+                self._check_sending_limit(s, message.account_id, message)
             row = self._add_outbound(s, message, stored)
         return row
 
-    def _check_sending_limit(self, s: Session, account_id: int, limit: int) -> None:
-        """SendingLimitReached if the account queued ``limit`` messages in the last hour. On PostgreSQL the account's
-        row is locked first, so two transactions queueing for one account count one after the other (SQLite's
-        write transactions already run one at a time)."""
+    def _check_sending_limit(self, s: Session, account_id: int, message: NewOutbound) -> None:
+        """SendingLimitReached if queueing ``message`` would take the account past its hourly allowance of
+        messages or of recipients. On PostgreSQL the account's row is locked first, so two transactions queueing
+        for one account count one after the other (SQLite's write transactions already run one at a time)."""
         if not self._is_sqlite:
             s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
-        since = utcnow() - dt.timedelta(hours=1)
-        if self._count_outbound_since(s, account_id, since) >= limit:
-            raise SendingLimitReached(limit)
+        sent = self._sent_since(s, account_id, utcnow() - dt.timedelta(hours=1))
+        reached = hourly_limit_reached(sent, message.hourly_limit, message.hourly_recipient_limit,
+                                       len(message.recipients))
+        if reached is not None:
+            raise SendingLimitReached(*reached)
 
     def _add_outbound(self, s: Session, message: NewOutbound, stored: Body) -> OutboundMessage:
         if not message.recipients:
@@ -128,6 +151,7 @@ class OutboundMixin(StoreBase):
         now = utcnow()
         row = OutboundMessage(
             sender=message.sender, recipients=json.dumps(list(message.recipients)),
+            recipient_count=len(message.recipients),
             blob_sha256=stored.blob_sha256, inline_body=stored.inline, size=stored.size,
             account_id=message.account_id, state=QUEUED, attempts=0, next_attempt_at=now,
             expires_at=now + message.expires_in, last_error="", claimed_by="", claimed_until=None,
@@ -317,12 +341,15 @@ class OutboundMixin(StoreBase):
             return b""
         return self.blobs.read(message.blob_sha256)
 
-    def count_outbound_since(self, account_id: int, since: dt.datetime) -> int:
-        """How many messages an account queued since ``since`` (the sending rate limit)."""
+    def sent_since(self, account_id: int, since: dt.datetime) -> SentCount:
+        """How many messages, and recipients, an account queued for other servers since ``since`` (the hourly
+        sending limits)."""
         with self.read() as s:
-            return self._count_outbound_since(s, account_id, since)
+            return self._sent_since(s, account_id, since)
 
     @staticmethod
-    def _count_outbound_since(s: Session, account_id: int, since: dt.datetime) -> int:
-        return int(s.scalar(select(func.count()).select_from(OutboundMessage).where(
-            OutboundMessage.account_id == account_id, OutboundMessage.created_at >= since)) or 0)
+    def _sent_since(s: Session, account_id: int, since: dt.datetime) -> SentCount:
+        messages, recipients = s.execute(
+            select(func.count(), func.coalesce(func.sum(OutboundMessage.recipient_count), 0))
+            .where(OutboundMessage.account_id == account_id, OutboundMessage.created_at >= since)).one()
+        return SentCount(int(messages or 0), int(recipients or 0))

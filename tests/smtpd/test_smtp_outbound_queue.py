@@ -228,8 +228,10 @@ def test_restart_mid_queue_loses_and_duplicates_nothing(start_server, mail_for, 
 
 @pytest.fixture(scope="module")
 def strict(fake_mx: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A Kantoor that lets an account send 2 messages an hour and gives up on a message after 1.5 s."""
+    """A Kantoor that lets an account send 2 messages (to 3 recipients on other servers in all) an hour and gives
+    up on a message after 1.5 s."""
     proc = launch_server(tmp_path_factory.mktemp("strict") / "data", KANTOOR_DELIVERY_MAX_MESSAGES_PER_HOUR="2",
+                         KANTOOR_DELIVERY_MAX_RECIPIENTS_PER_HOUR="3",
                          KANTOOR_DELIVERY_EXPIRE_SECONDS="1.5",
                          KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{fake_mx.port}", **FAST_RETRIES)
     try:
@@ -266,6 +268,28 @@ def test_sending_rate_limit_per_account(strict, mail_for, fake_mx) -> None:  # t
         assert client.rcpt(bob)[0] == 250  # mail on this server is not limited
     # Another account has its own allowance.
     assert _submit(mail, bob, bob_pw, [_remote(mail.unique("other"))], mail.unique("limit-")) == {}
+
+
+def test_sending_limit_counts_recipients_not_only_messages(strict, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    # One message to many recipients must not slip past a limit that counts messages: 3 recipients an hour here.
+    mail = mail_for(strict)
+    ann, ann_pw = strict.make_user()
+    first = [_remote(mail.unique("many")) for _ in range(3)]
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        assert [client.rcpt(r)[0] for r in first] == [250, 250, 250]
+        assert client.rcpt(first[0].upper())[0] == 250  # the same recipient again is not one more
+        code, text = client.rcpt(_remote("fourth"))
+        assert code == 450 and text.startswith(b"4.7.1") and b"3 recipients per hour" in text
+        assert client.data(mail.compose(mail.unique("many-"), sender=ann))[0] == 250  # for the three accepted
+    for recipient in first:
+        fake_mx.wait_for(recipient)
+    with mail.submission() as client:  # one message sent of two, but every recipient of the hour used
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        code, text = client.rcpt(_remote(mail.unique("later")))
+        assert code == 450 and b"recipients per hour" in text
 
 
 def test_parallel_sessions_cannot_pass_the_sending_limit_together(strict, mail_for) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import pytest
 
 from kantoor.storage import NotFound
 from kantoor.storage.models import Blob
-from kantoor.storage.outbound import NewOutbound, recipients_of
+from kantoor.storage.outbound import NewOutbound, SentCount, recipients_of
 
 
 def _blob_refcount(core, sha: str) -> int:  # type: ignore[no-untyped-def]
@@ -71,12 +71,37 @@ def test_retry_release_and_delete(core) -> None:  # type: ignore[no-untyped-def]
         core.store.retry_outbound(row.id)
 
 
-def test_count_outbound_since_counts_an_accounts_messages(core) -> None:  # type: ignore[no-untyped-def]
+def test_sent_since_counts_an_accounts_messages_and_their_recipients(core) -> None:  # type: ignore[no-untyped-def]
     ann = core.store.create_account("ann@example.org", "", "standard")
-    for _ in range(3):
+    for _ in range(2):
         core.store.enqueue_outbound(NewOutbound("ann@example.org", ["a@x.net"], b"hi", account_id=ann.id))
+    row = core.store.enqueue_outbound(NewOutbound("ann@example.org", ["a@x.net", "b@y.net", "c@z.net"], b"hi",
+                                                  account_id=ann.id))
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-    assert core.store.count_outbound_since(ann.id, since) == 3
+    assert core.store.sent_since(ann.id, since) == SentCount(messages=3, recipients=5)
+    # Delivered recipients leave the row's list, not the count.
+    core.store.claim_outbound("w1", lease_seconds=60)
+    core.store.defer_outbound(row.id, "w1", ["c@z.net"], "451", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert core.store.sent_since(ann.id, since) == SentCount(messages=3, recipients=5)
+
+
+def test_the_hourly_recipient_limit_counts_every_recipient_of_a_message(core) -> None:  # type: ignore[no-untyped-def]
+    from kantoor.storage import SendingLimitReached
+
+    ann = core.store.create_account("ann@example.org", "", "standard")
+
+    def queue(*recipients: str) -> None:
+        core.store.enqueue_outbound(NewOutbound("ann@example.org", list(recipients), b"hi", account_id=ann.id,
+                                                hourly_limit=100, hourly_recipient_limit=4))
+
+    queue("a@x.net", "b@x.net", "c@x.net")
+    with pytest.raises(SendingLimitReached) as refused:
+        queue("d@x.net", "e@x.net")  # 5 > 4: nothing of it is queued
+    assert (refused.value.limit, refused.value.unit) == (4, "recipients")
+    queue("d@x.net")  # exactly the allowance
+    with pytest.raises(SendingLimitReached):
+        queue("e@x.net")
+    assert len(core.store.list_outbound()) == 2
 
 
 def test_defer_can_bounce_the_recipients_that_failed_for_good(core) -> None:  # type: ignore[no-untyped-def]
@@ -148,4 +173,4 @@ def test_the_hourly_sending_limit_counts_concurrent_enqueues_one_by_one(core) ->
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["queued"] * 3 + ["refused"] * 5
-    assert core.store.count_outbound_since(account.id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)) == 3
+    assert core.store.sent_since(account.id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).messages == 3

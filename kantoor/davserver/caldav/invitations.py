@@ -35,7 +35,7 @@ import icalendar
 
 from kantoor.davserver.caldav.context import DavContext
 from kantoor.storage.models import Account
-from kantoor.storage.outbound import server_mail
+from kantoor.storage.outbound import hourly_limit_reached, server_mail
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +238,13 @@ def compose(message: Message, recipient: str) -> EmailMessage:
 
 
 def _over_hourly_limit(context: DavContext, account: Account) -> bool:
-    """The submission limit (``delivery.max_messages_per_hour``) holds for invitations too."""
-    limit = context.settings.delivery.max_messages_per_hour
-    if limit <= 0:
+    """The submission limits (``delivery.max_messages_per_hour``, ``max_recipients_per_hour``) hold for
+    invitations too; each one goes to one recipient."""
+    delivery = context.settings.delivery
+    if delivery.max_messages_per_hour <= 0 and delivery.max_recipients_per_hour <= 0:
         return False
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    return context.store.count_outbound_since(account.id, since) >= limit
+    sent = context.store.sent_since(account.id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    return hourly_limit_reached(sent, delivery.max_messages_per_hour, delivery.max_recipients_per_hour, 1) is not None
 
 
 def send_invitations(context: DavContext, account: Account, old_body: bytes | None, new_body: bytes | None) -> int:
