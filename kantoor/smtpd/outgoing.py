@@ -10,39 +10,54 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
+from email.parser import HeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from pathlib import Path
 
 from kantoor.smtpd.dkim_keys import load_key, sign
 from kantoor.smtpd.dsn import RecipientDSN
+from kantoor.smtpd.header_completion import header_end
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.storage import Store
 from kantoor.storage.outbound import NewOutbound, SentCount, hourly_limit_reached
 
 log = logging.getLogger("kantoor.smtpd.outbound")
 
-_FROM_DOMAIN = re.compile(rb"^From:[^\r\n]*?@([A-Za-z0-9.-]+)>?\s*(?:\r\n|$)", re.IGNORECASE | re.MULTILINE)
+_PARSER = HeaderParser(policy=compat32)
 
 
-def signing_domain(sender: str, message: bytes) -> str:
-    """Whose key signs: the envelope sender's domain; for the server's own mail (null sender) the
-    domain of its From (the server's address, see ``server_mail``), so DMARC alignment holds."""
-    if sender:
-        return sender.rpartition("@")[2].lower()
-    match = _FROM_DOMAIN.search(message.split(b"\r\n\r\n", 1)[0])
-    return match.group(1).decode("ascii").lower() if match else ""
+def from_domain(message: bytes) -> str:
+    """The domain of the first address in ``message``'s From: field, lower case ("" if none is readable)."""
+    header = message[:header_end(message)].decode("utf-8", "surrogateescape")
+    value = _PARSER.parsestr(header).get("From")  # folded lines unfolded
+    for _name, address in getaddresses([str(value)] if value is not None else []):
+        if "@" in address:
+            return address.rpartition("@")[2].strip().lower()
+    return ""
 
 
-def dkim_signed(message: bytes, domain: str, data_dir: Path, selector: str) -> bytes:
-    """``message`` signed with ``domain``'s key, or unchanged if that domain has no key."""
-    key = load_key(data_dir, domain) if domain else None
-    if key is None:
-        return message
-    try:
-        return sign(message, domain, selector, key)
-    except Exception:  # a message dkimpy cannot parse still goes out, unsigned
-        log.warning("DKIM signing failed for a message from domain %s", domain, exc_info=True)
-        return message
+def signing_domains(sender: str, message: bytes) -> list[str]:
+    """Whose key may sign, in order: the From: domain — DMARC passes on DKIM only when the signing domain
+    aligns with it (RFC 7489 section 3.1.1), and an account may send From an alias in another of the
+    server's domains — then the envelope sender's (null for the server's own mail)."""
+    domains = [from_domain(message), sender.rpartition("@")[2].lower() if sender else ""]
+    return [d for i, d in enumerate(domains) if d and d not in domains[:i]]
+
+
+def dkim_signed(message: bytes, sender: str, data_dir: Path, selector: str) -> bytes:
+    """``message`` signed with the key of its first :func:`signing_domains` domain that has one, or unchanged
+    if none has."""
+    for domain in signing_domains(sender, message):
+        key = load_key(data_dir, domain)
+        if key is None:
+            continue
+        try:
+            return sign(message, domain, selector, key)
+        except Exception:  # a message dkimpy cannot parse still goes out, unsigned
+            log.warning("DKIM signing failed for a message from domain %s", domain, exc_info=True)
+            return message
+    return message
 
 
 def queue_for_remote(store: Store, delivery: DeliverySettings, *, sender: str, recipients: list[str], trace: bytes,

@@ -30,7 +30,7 @@ from kantoor.smtpd.bounce import RecipientReport, report_mail, status_of
 from kantoor.smtpd.dsn import RecipientDSN
 from kantoor.smtpd.mx import NoMailHost, mail_hosts, make_resolver
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
-from kantoor.smtpd.outgoing import dkim_signed, signing_domain
+from kantoor.smtpd.outgoing import dkim_signed
 from kantoor.smtpd.remote import AttemptResult, EnvelopeOptions, NextHop, Relay, deliver_remote
 from kantoor.smtpd.seven_bit import to_seven_bit
 from kantoor.smtpd.trace import trace_headers
@@ -210,7 +210,7 @@ class DeliveryWorker:
             if kept is not None and kept[0] is body:
                 return kept[1]
             content = to_seven_bit(body) if seven_bit else body
-            signed = dkim_signed(content, signing_domain(sender, content), data_dir, selector)
+            signed = dkim_signed(content, sender, data_dir, selector)
             made[seven_bit] = (body, signed)
             return signed
         return prepare
