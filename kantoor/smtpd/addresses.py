@@ -59,6 +59,14 @@ def is_mailbox(address: str, utf8: bool = False) -> bool:
 _SOURCE_ROUTE = re.compile(r"^@[^:<>]*:")
 
 
+def untagged(address: str) -> str | None:
+    """``user@domain`` for a sub-address ``user+tag@domain`` (mail for it goes to ``user``), else None."""
+    local, at, domain = address.rpartition("@")
+    if not at or "+" not in local or local.startswith("+"):
+        return None
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
 def path_text(arg: str) -> str:
     """The address of a ``FROM:<…>`` / ``TO:<…>`` argument exactly as sent (source route dropped,
     RFC 5321 section 4.1.1.3): aiosmtpd's RFC 5322 parser would quietly drop comments and folding."""

@@ -20,7 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from kantoor.config import Settings
 from kantoor.quota import QuotaEngine
-from kantoor.smtpd.addresses import is_mailbox
+from kantoor.smtpd.addresses import is_mailbox, untagged
 from kantoor.smtpd.authorship import authors, odd_header_line
 from kantoor.smtpd.authresults import authentication_results, strip_forged
 from kantoor.smtpd.bounce import DELIVERED, RecipientReport, report_mail
@@ -34,6 +34,7 @@ from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
 from kantoor.smtpd.recipients import decide_recipient
 from kantoor.smtpd.trace import new_trace_id, protocol_name, trace_headers
 from kantoor.storage import SendingLimitReached, StorageError, Store
+from kantoor.storage.models import Account
 from kantoor.worker_threads import WorkerThreads
 
 log = logging.getLogger("kantoor.smtpd")
@@ -121,7 +122,7 @@ class MailHandler:
             if address == NULL_SENDER:
                 account = await self.in_thread(self.store.get_account_by_principal, identity.principal_id)
             else:
-                account = await self.in_thread(self.store.get_account, address)
+                account = await self.in_thread(self._account_of, address)
             if account is None or account.id != identity.account_id:
                 return (f"550 5.7.1 <{address}>: not an address of {identity.login}; send from your own "
                         "address or one of your aliases")
@@ -240,6 +241,15 @@ class MailHandler:
             return check(content, *args)
         return await self.in_thread(check, content, *args)
 
+    def _account_of(self, address: str) -> Account | None:
+        """The account ``address`` belongs to: its login or alias, or one of those with a ``+tag`` — mail to
+        ``user+tag@`` reaches ``user``, so ``user`` may send as it too (a reply from the address a list was
+        subscribed with). Runs in a worker thread."""
+        account = self.store.get_account(address)
+        if account is None and (base := untagged(address)) is not None:
+            account = self.store.get_account(base)
+        return account
+
     def _submitted_header(self, identity: SubmitIdentity, mail_from: str, content: bytes) -> tuple[str, bytes]:
         """(the DATA reply refusing a submitted message, or ""; the content with what RFC 6409 section 8 adds).
         Refused: a header line that is not a field, or an author address (From:, Sender:) that is not the
@@ -260,7 +270,7 @@ class MailHandler:
         for address in found.addresses:
             if address == sender.lower():
                 continue
-            account = self.store.get_account(address)
+            account = self._account_of(address)
             if account is None or account.id != identity.account_id:
                 return (f"550 5.7.1 <{address}> in an author field (From:, Sender:) is not an address of "
                         f"{identity.login}; send from your own address or one of your aliases. Nothing was "

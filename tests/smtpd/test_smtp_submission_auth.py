@@ -93,6 +93,29 @@ def test_sending_from_an_alias_is_allowed(server, mail) -> None:  # type: ignore
     assert mail.received(bob, bob_pw, subject)
 
 
+def test_sending_from_a_sub_address_of_the_own_address_or_alias_is_allowed(server, mail) -> None:  # type: ignore[no-untyped-def]
+    # Mail for ann+tag@ reaches ann, so ann may send as it (a reply from the address a list knows); another
+    # user's sub-address stays refused.
+    (ann, ann_pw), (bob, bob_pw) = server.make_user(), server.make_user()
+    alias = f"{mail.unique('team')}@localhost"
+    mail.add_alias(ann, alias)
+    for sender in (ann.replace("@", "+lists@"), alias.replace("@", "+x@")):
+        subject = mail.unique("from-tag-")
+        with mail.submission() as client:
+            client.login(ann, ann_pw)
+            assert client.sendmail(sender, [bob], mail.compose(subject, sender=sender)) == {}
+        assert mail.received(bob, bob_pw, subject)
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        code, text = client.docmd("MAIL", f"FROM:<{bob.replace('@', '+x@')}>")
+        assert (code, text[:5]) == (550, b"5.7.1")
+        client.rset()
+        client.mail(ann)
+        client.rcpt(bob)
+        code, text = client.data(mail.compose(mail.unique("forged-"), sender=bob.replace("@", "+x@")))
+        assert (code, text[:5]) == (550, b"5.7.1")
+
+
 def test_plan_without_smtp_cannot_authenticate(server, mail) -> None:  # type: ignore[no-untyped-def]
     login, password = server.make_user(plan="free")  # the free plan has no SMTP access
     with mail.submission() as client:
