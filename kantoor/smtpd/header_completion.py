@@ -1,4 +1,5 @@
-"""What the submission server adds to a message's header (RFC 6409 section 8): From, Date, Message-ID.
+"""What the submission server adds to a message's header (RFC 6409 section 8): From, Date, Message-ID;
+and the Bcc field it takes out.
 
 RFC 5322 requires a From and a Date field (3.6.1, 3.6.2) and asks for a Message-ID (3.6.4), and
 RFC 6409 sections 8.2 and 8.3 let the submission server add Date and Message-ID when the client
@@ -9,6 +10,11 @@ mail (a message without Message-ID gets "550 5.7.1 … missing a valid Message-I
 They are added where the header section ends, before the message is delivered locally or
 queued, so every copy has the same id and DKIM signs it. Mail received as MX is never
 changed this way (RFC 5321 section 6.4 leaves that to the originating side).
+
+A Bcc field is removed (RFC 5322 section 3.6.3, its first way): every copy, the Bcc recipients'
+too, goes out without it, as Gmail's and Exchange's submission servers do. Mail clients leave it
+out themselves, but a script or a careless client that leaves it in would otherwise show every
+recipient who the blind copies went to.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from email.utils import format_datetime, make_msgid
 
 # A From, Date or Message-ID field at the start of a header line, in any case, optional blanks before the colon.
 _PRESENT = re.compile(rb"(?:\A|\n)(from|date|message-id)[ \t]*:", re.IGNORECASE)
+_BCC = re.compile(rb"(?:\A|\n)bcc:", re.IGNORECASE)
 
 
 def header_end(content: bytes) -> int:
@@ -31,8 +38,9 @@ def header_end(content: bytes) -> int:
 
 
 def completed(content: bytes, hostname: str, sender: str, now: dt.datetime | None = None) -> bytes:
-    """``content`` with a From (``sender``), a Date and a Message-ID field added if its header section lacks
-    them."""
+    """``content`` without Bcc fields, with a From (``sender``), a Date and a Message-ID field added if its header
+    section lacks them."""
+    content = without_bcc(content)
     end = header_end(content)
     present = {name.lower() for name in _PRESENT.findall(content[:end])}
     added = b""
@@ -48,4 +56,22 @@ def completed(content: bytes, hostname: str, sender: str, now: dt.datetime | Non
     return content[:end] + added + content[end:]
 
 
-__all__ = ["completed", "header_end"]
+def without_bcc(content: bytes) -> bytes:
+    """``content`` with every Bcc field of its header section (continuation lines included) taken out."""
+    end = header_end(content)
+    if not _BCC.search(content, 0, end):
+        return content
+    kept: list[bytes] = []
+    dropping = False
+    for line in content[:end].split(b"\r\n")[:-1]:  # the last piece is what follows the final CRLF: b""
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line[:4].lower() == b"bcc:"
+        if not dropping:
+            kept.append(line)
+    return b"".join(line + b"\r\n" for line in kept) + content[end:]
+
+
+__all__ = ["completed", "header_end", "without_bcc"]

@@ -2,7 +2,7 @@
 
 Every author address (From:, Sender:) must be the account's own, not only the envelope sender
 (550 5.7.1 at the end of DATA, nothing delivered or queued); a missing From, Date or Message-ID
-is added; mail received as MX is left as it came."""
+is added and a Bcc removed; mail received as MX is left as it came."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from email import message_from_bytes
 import pytest
 
 from kantoor.smtpd.authorship import authors
-from kantoor.smtpd.header_completion import completed
+from kantoor.smtpd.header_completion import completed, without_bcc
 
 
 def _message(fields: str, subject: str) -> bytes:
@@ -113,6 +113,18 @@ def test_missing_from_date_and_message_id_are_added_rfc6409_section_8(server, ma
     assert untouched.get_all("Date") == ["Mon, 1 Jan 2024 10:00:00 +0100"]
 
 
+def test_bcc_is_removed_from_every_copy_rfc5322_section_3_6_3(server, mail) -> None:  # type: ignore[no-untyped-def]
+    (ann, ann_pw), (bob, bob_pw), (eve, eve_pw) = server.make_user(), server.make_user(), server.make_user()
+    subject = mail.unique("blind-")
+    fields = f"From: {ann}\r\nBcc: {eve},\r\n secret@example.org\r\nbcc: {eve}\r\n"
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        assert client.sendmail(ann, [bob, eve], _message(fields, subject)) == {}
+    for login, password in ((bob, bob_pw), (eve, eve_pw)):
+        raw = mail.received(login, password, subject)
+        assert message_from_bytes(raw).get_all("Bcc") is None and b"secret@example.org" not in raw, login
+
+
 def test_mail_received_as_mx_is_not_completed_rfc5321_section_6_4(server, mail) -> None:  # type: ignore[no-untyped-def]
     login, password = server.make_user()
     subject = mail.unique("mx-")
@@ -133,6 +145,15 @@ def test_completion_goes_at_the_end_of_the_header_section() -> None:
     assert completed(b"Subject: only a header\r\n", "h", "a@b.c", now).count(b"\r\n") == 4  # no body: all fields
     complete = b"from: a@b.c\r\nDATE: Fri, 27 Nov 2026 12:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n"
     assert completed(complete, "h", "a@b.c", now) is complete
+
+
+def test_only_bcc_fields_and_their_continuation_lines_are_removed() -> None:
+    message = (b"From: a@b.c\r\nBcc: x@y.z,\r\n\tw@y.z\r\nSubject: Bcc: in a subject\r\n"
+               b"X-Bcc-Note: kept\r\n folded\r\n\r\nBcc: in the body\r\n")
+    assert without_bcc(message) == (b"From: a@b.c\r\nSubject: Bcc: in a subject\r\nX-Bcc-Note: kept\r\n folded\r\n"
+                                    b"\r\nBcc: in the body\r\n")
+    plain = b"From: a@b.c\r\n\r\nBcc: in the body\r\n"
+    assert without_bcc(plain) is plain
 
 
 def test_authors_are_read_from_from_and_sender_only() -> None:
