@@ -130,6 +130,11 @@ def is_loopback(ip: str) -> bool:
 
 
 class KantoorSMTP(SMTP):
+    # LOGIN's prompts as every other server sends them (draft-murchison-sasl-login section 2.1); aiosmtpd's own
+    # are "User Name" and "Password" with a NUL byte at the end.
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
     def __init__(
         self,
         handler: Any,
@@ -592,6 +597,8 @@ class KantoorSMTP(SMTP):
             response = await self.challenge_auth("")
             if response is MISSING:
                 return AuthResult(success=False)
+        elif args[1] == "=":  # an empty initial response (RFC 4954 section 4)
+            response = b""
         else:
             try:
                 response = base64.b64decode(args[1].encode(), validate=True)

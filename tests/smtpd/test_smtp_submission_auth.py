@@ -172,3 +172,17 @@ def test_plain_authorization_identity_must_be_empty_or_the_login_rfc4616_section
         assert (code, text[:6]) == (535, b"5.7.8 "), text
         code, text = client.docmd("AUTH", f"PLAIN {plain(ann.upper())}")  # its own login: fine
         assert code == 235, text
+
+
+def test_login_prompts_and_an_empty_plain_initial_response_rfc4954_section_4(server, mail) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    login, password = server.make_user()
+    with mail.submission() as client:
+        code, text = client.docmd("AUTH", "PLAIN =")  # "=": an empty initial response, not bad base64
+        assert (code, text[:6]) == (501, b"5.5.2 ") and b"base64" not in text, text
+        code, text = client.docmd("AUTH", "LOGIN")
+        assert (code, base64.b64decode(text)) == (334, b"Username:")
+        code, text = client.docmd(base64.b64encode(login.encode()).decode())
+        assert (code, base64.b64decode(text)) == (334, b"Password:")
+        assert client.docmd(base64.b64encode(password.encode()).decode())[0] == 235
