@@ -128,15 +128,17 @@ def delivery_status_notification(
         "\r\n"
         "This is a MIME-encapsulated delivery status notification.\r\n"
     )
+    # The CRLF before a boundary line is the boundary's (RFC 2046 section 5.1.1): each part gets one more, or
+    # its last line — the last field of the status and of a returned header — would have no line end of its own.
     parts = [
-        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}",
-        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{delivery_status}",
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}\r\n",
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{delivery_status}\r\n",
     ]
     text = (head + "".join(parts)).encode("utf-8", "replace")
     tail = f"--{boundary}\r\nContent-Type: {returned_type}\r\n\r\n".encode()
     if not returned.endswith(b"\r\n"):
         returned += b"\r\n"
-    return text + tail + returned + f"--{boundary}--\r\n".encode()
+    return text + tail + returned + f"\r\n--{boundary}--\r\n".encode()
 
 
 def report_mail(settings: Settings, *, sender: str, reports: list[RecipientReport], original: bytes,

@@ -200,3 +200,23 @@ def test_malformed_dsn_parameters_are_refused_rfc3461_section_4(srv, mail_for) -
             code, text = client.docmd("RCPT", f"TO:<{ann}> {bad}")
             assert (code, text[:5]) == (501, b"5.5.4"), bad
         assert client.docmd("RCPT", f"TO:<{ann}> NOTIFY=failure,delay ORCPT=rfc822;{ann}")[0] == 250
+
+
+def test_every_report_part_ends_its_last_line_rfc2046_section_5_1_1() -> None:
+    # The CRLF before a boundary line belongs to the boundary: the status fields (RFC 3464 section 2.1: each ends
+    # with CRLF) and the returned header need one more of their own.
+    import datetime as dt
+    import re
+
+    from kantoor.smtpd.bounce import FAILED, RecipientReport, delivery_status_notification
+
+    original = b"From: ann@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+    for ret, returned_end in (("HDRS", b"Subject: hi\r\n\r\n"), ("FULL", b"body\r\n\r\n")):
+        report = delivery_status_notification(
+            hostname="mx.example.org", sender="ann@example.org", original=original, arrival=dt.datetime.now(dt.UTC),
+            reports=[RecipientReport("bob@remote.test", FAILED, "5.1.1", "550 5.1.1 no such user")], ret=ret)
+        boundary = re.search(rb'boundary="([^"]+)"', report).group(1)  # type: ignore[union-attr]
+        parts = report.split(b"--" + boundary)
+        assert len(parts) == 5 and parts[4] == b"--\r\n"
+        assert parts[2].endswith(b"\r\n\r\n") and re.search(rb"Last-Attempt-Date: [^\r\n]+\r\n\r\n\Z", parts[2])
+        assert parts[3].endswith(returned_end), ret
