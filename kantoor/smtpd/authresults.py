@@ -20,12 +20,13 @@ import dns.resolver
 
 from kantoor.smtpd import check_memo, org_domain
 from kantoor.smtpd.answer_cache import CachingResolver
+from kantoor.smtpd.header_completion import header_end
 from kantoor.smtpd.outbound_settings import DeliverySettings, host_port
 from kantoor.smtpd.trace import header_safe
 
 log = logging.getLogger("kantoor.smtpd")
 
-_FIELD = re.compile(rb"^Authentication-Results:\s*([^;\s]+)", re.IGNORECASE)
+_FIELD = re.compile(rb"Authentication-Results[ \t]*:", re.IGNORECASE)
 
 # The one place authheaders is patched: its org-domain lookup re-read the public suffix
 # list on every call (see org_domain.py), and its SPF check and DMARC record look-up keep
@@ -65,26 +66,60 @@ def use_name_servers(delivery: DeliverySettings) -> None:
 
 
 def strip_forged(message: bytes, authserv_id: str) -> bytes:
-    """``message`` without Authentication-Results fields that claim to be ours."""
-    end = message.find(b"\r\n\r\n")
-    if end < 0:
-        return message
+    """``message`` without the Authentication-Results fields that claim to be ours (RFC 8601 section 5: a
+    receiver removes them, or its users would trust what a sender wrote). A field is read as a parser would:
+    folded, with a comment before the id, the id quoted, blanks before the colon (RFC 5322 section 4.5)."""
+    end = header_end(message)
+    if not message[:end].endswith(b"\r\n"):  # a header-only message without a final line end: whole lines only
+        end = message.rfind(b"\r\n", 0, end) + 2
     head = message[:end]
     if b"authentication-results" not in head.lower():
         return message  # nothing to remove: no copy of the whole message
-    sep, body = message[end:end + 4], message[end + 4:]
+    ours = authserv_id.lower()
     kept: list[bytes] = []
-    dropping = False
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t"):  # a folded continuation belongs to the field before it
-            if not dropping:
-                kept.append(line)
+    field: list[bytes] = []
+    for line in head.split(b"\r\n")[:-1]:  # the last piece is what follows the final CRLF: b""
+        if line[:1] in (b" ", b"\t") and field:  # a folded continuation belongs to the field before it
+            field.append(line)
             continue
-        match = _FIELD.match(line)
-        dropping = bool(match and match.group(1).decode("ascii", "replace").lower() == authserv_id.lower())
-        if not dropping:
-            kept.append(line)
-    return b"\r\n".join(kept) + sep + body
+        if field and not _claims(field, ours):
+            kept += field
+        field = [line]
+    if field and not _claims(field, ours):
+        kept += field
+    return b"".join(line + b"\r\n" for line in kept) + message[end:]
+
+
+def _claims(field: list[bytes], ours: str) -> bool:
+    """Is this header field (its lines) an Authentication-Results field whose authserv-id is ``ours``?"""
+    match = _FIELD.match(field[0])
+    if match is None:
+        return False
+    value = (field[0][match.end():] + b"".join(field[1:])).decode("utf-8", "replace")
+    return _authserv_id(value) == ours
+
+
+def _authserv_id(value: str) -> str:
+    """The authserv-id at the start of an Authentication-Results value (RFC 8601 section 2.2), lower case: after
+    any comments and blanks (CFWS), a token or a quoted string."""
+    i, depth = 0, 0
+    while i < len(value):  # CFWS: blanks and (nested) comments
+        char = value[i]
+        if char == "\\" and depth:
+            i += 2
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth and char not in " \t":
+            break
+        i += 1
+    if value[i:i + 1] == '"':
+        quoted = re.match(r'"((?:[^"\\]|\\.)*)"', value[i:])
+        return re.sub(r"\\(.)", r"\1", quoted.group(1)).lower() if quoted else ""
+    token = re.match(r'[^\s;()"]+', value[i:])
+    return token.group(0).lower() if token else ""
 
 
 def authentication_results(message: bytes, *, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import ipaddress
 import re
@@ -53,6 +54,11 @@ _HELP = {
     "DATA": "DATA", "RSET": "RSET", "NOOP": "NOOP [ignored]", "VRFY": "VRFY <address>", "HELP": "HELP [command]",
     "QUIT": "QUIT",
 }
+# What EHLO/HELO may name (RFC 5321 section 4.1.1.1: a domain or an address literal), leniently: single labels
+# and underscores, which broken clients send (Postfix takes them too), and U-labels (RFC 6531 section 3.7.1).
+# Nothing else: the name goes into the Received: and Authentication-Results: fields, where a blank, a ";", a
+# quote or a control character would make clauses or fields of its own.
+_HELO_NAME = re.compile(r"[\w-][\w.-]*\Z|\[(?:IPv6:)?[0-9A-Fa-f:.]+\]\Z")
 # Control characters (and DEL) in reply text, shown as "?".
 _CONTROLS = {code: "?" for code in (*range(0x20), 0x7F)}
 # Replies the client waits for, or that aiosmtpd sends right before it closes the connection (see push).
@@ -119,6 +125,31 @@ def _defer_check(server: SMTP, session: Session, envelope: Envelope, mechanism: 
     return AuthResult(success=False, handled=False, auth_data=_PendingCheck(credentials))
 
 
+def _command_size_limits() -> collections.defaultdict[str, int]:
+    """The longest command lines after EHLO (RFC 5321 section 4.5.3.1.4: 512), with what the extensions add
+    to MAIL (SIZE 26, RFC 1870; BODY=8BITMIME 14, RFC 6152; SMTPUTF8 10, RFC 6531; RET and ENVID 100,
+    RFC 3461) and to RCPT (NOTIFY and ORCPT 500, RFC 3461 section 4)."""
+    return collections.defaultdict(lambda: SMTP.command_size_limit,
+                                   MAIL=SMTP.command_size_limit + 26 + 14 + 10 + 100,
+                                   RCPT=SMTP.command_size_limit + 500)
+
+
+def _valid_helo(name: str) -> bool:
+    """Is ``name`` (as aiosmtpd decoded it: UTF-8, undecodable bytes as surrogates) a name EHLO/HELO may give?"""
+    return len(name) <= 255 and name.isprintable() and _HELO_NAME.match(name) is not None
+
+
+def ascii_helo(name: str) -> str:
+    """The EHLO/HELO name as it goes into header fields and DNS queries: a U-label name as its A-labels
+    (RFC 5890), so a message without SMTPUTF8 gets no 8-bit trace field."""
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name.encode("ascii", "replace").decode("ascii")
+
+
 def is_loopback(ip: str) -> bool:
     try:
         address = ipaddress.ip_address(ip.split("%", 1)[0])
@@ -174,6 +205,9 @@ class KantoorSMTP(SMTP):
         self._refused = False  # refused at connect (too many from its address): no session at all
         self._errors = 0  # errors of the client since its last accepted message (see _error_pause)
         self._junk = 0  # NOOP/RSET/VRFY/HELP/EHLO/HELO commands in this session
+        self._raw_params: dict[str, str] = {}  # the MAIL/RCPT command's parameters as sent (dsn.raw_parameters)
+        # aiosmtpd keeps these in a class attribute that every connection clears and every EHLO grows.
+        self.command_size_limits = _command_size_limits()
 
     def _create_session(self) -> Session:
         return KantoorSession(self.loop)
@@ -272,6 +306,12 @@ class KantoorSMTP(SMTP):
         self._greeted = True
         # Replies may quote what the client sent, undecodable bytes included.
         reply = text.encode("utf-8", "replace") + b"\r\n"
+        if error and self._errors >= self.settings.limits.smtp_hard_error_limit:
+            # The error that reaches the limit ends the session, however many commands the client pipelined:
+            # guessing addresses in batches must not get further than one by one.
+            self._held_replies.append(reply)
+            await self._close_with("421 4.7.0 Too many errors, closing connection")
+            return
         if self._next_command_waiting(text):
             # PIPELINING (RFC 2920 section 3.1): the client sent more commands at once and reads the replies
             # when it has sent them all, so this one may wait for the next one's; a batch of commands gets
@@ -283,8 +323,6 @@ class KantoorSMTP(SMTP):
             self._held_replies.clear()
         self._writer.write(reply)
         await self._writer.drain()
-        if error and self._errors >= self.settings.limits.smtp_hard_error_limit:
-            await self._close_with("421 4.7.0 Too many errors, closing connection")
 
     async def _error_pause(self) -> None:
         """Count an error of the client (RFC 5321 leaves error limits to the server; these are Postfix's):
@@ -297,7 +335,11 @@ class KantoorSMTP(SMTP):
             await asyncio.sleep(limits.smtp_error_delay_seconds)
 
     async def _close_with(self, reply: str) -> None:
-        """Send ``reply`` (and any held replies before it) and close the connection."""
+        """Send ``reply`` (and any held replies before it) and close the connection; commands the client has
+        pipelined after the one answered are not read."""
+        buffered = getattr(self._reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            buffered.clear()
         self._flush_held_replies()
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(reply.encode("ascii") + b"\r\n")
@@ -379,30 +421,45 @@ class KantoorSMTP(SMTP):
     async def smtp_EHLO(self, hostname: str) -> None:
         if await self._junk_command():
             return
+        if hostname and not _valid_helo(hostname):
+            await self.push("501 5.5.4 Syntax: EHLO hostname (a domain name or an address literal)")
+            return
         self._in_ehlo = bool(hostname)
         try:
-            await super().smtp_EHLO(hostname)
+            await super().smtp_EHLO(ascii_helo(hostname) if hostname else hostname)
         finally:
             self._in_ehlo = False
+            self.command_size_limits = _command_size_limits()  # what aiosmtpd's EHLO added, replaced
 
     def _getparams(self, params: Sequence[str]) -> dict[str, str | bool] | None:
-        # DSN parameters (RFC 3461 section 4): aiosmtpd would refuse them as unknown.
-        # They are checked here and taken out; the handler reads them from the options.
+        # A parameter given twice is a syntax error (RFC 3461 section 4 for DSN's; aiosmtpd kept the last SIZE,
+        # the quota check the first).
+        keywords = [param.partition("=")[0] for param in params]
+        if len(set(keywords)) != len(keywords):
+            return None
+        # DSN parameters (RFC 3461 section 4): aiosmtpd would refuse them as unknown. Those of this command
+        # (RET, ENVID for MAIL; NOTIFY, ORCPT for RCPT) are checked here and taken out — xtext as sent, its hex
+        # upper case — and the handler reads them from the options; on the other command they stay, unknown (555).
         result = super()._getparams(params)
         if result is None:
             return None
-        ret = result.pop("RET", None)
-        if ret is not None and ret not in ("FULL", "HDRS"):
-            return None
-        notify = result.pop("NOTIFY", None)
-        if notify is not None and (not isinstance(notify, str) or parse_notify(notify) is None):
-            return None
-        envid = result.pop("ENVID", None)
-        if envid is not None and (not isinstance(envid, str) or not is_xtext(envid) or len(envid) > 100):
-            return None
-        orcpt = result.pop("ORCPT", None)
-        if orcpt is not None and (not isinstance(orcpt, str) or not valid_orcpt(orcpt) or len(orcpt) > 500):
-            return None
+        raw = self._raw_params
+        if self._verb == "MAIL":
+            ret = result.pop("RET", None)
+            if ret is not None and ret not in ("FULL", "HDRS"):
+                return None
+            envid = result.pop("ENVID", None)
+            if envid is not None and (not isinstance(envid, str) or not is_xtext(raw.get("ENVID", ""))
+                                      or len(envid) > 100):
+                return None
+        elif self._verb == "RCPT":
+            notify = result.pop("NOTIFY", None)
+            if notify is not None and (not isinstance(notify, str) or parse_notify(notify) is None):
+                return None
+            orcpt = result.pop("ORCPT", None)
+            if orcpt is not None and (not isinstance(orcpt, str) or not valid_orcpt(raw.get("ORCPT", ""))
+                                      or len(orcpt) > 500):
+                return None
         return result
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -417,8 +474,9 @@ class KantoorSMTP(SMTP):
     async def smtp_MAIL(self, arg: str) -> None:
         # aiosmtpd upper-cases every parameter; ENVID is echoed back in reports as given.
         envelope = self.envelope
+        self._raw_params = raw_parameters(arg or "")
         if isinstance(envelope, KantoorEnvelope) and envelope.mail_from is None:
-            envelope.dsn_envid = raw_parameters(arg or "").get("ENVID", "")[:100]
+            envelope.dsn_envid = self._raw_params.get("ENVID", "")[:100]
             envelope.path = path_text(arg or "")
         self._verb = "MAIL"
         await super().smtp_MAIL(arg)
@@ -426,8 +484,8 @@ class KantoorSMTP(SMTP):
     async def smtp_RCPT(self, arg: str) -> None:
         # The handler hook sees upper-cased parameters only; ORCPT keeps its case (RFC 3461 section 4.2).
         envelope = self.envelope
+        params = self._raw_params = raw_parameters(arg or "")
         if isinstance(envelope, KantoorEnvelope):
-            params = raw_parameters(arg or "")
             notify = params.get("NOTIFY")
             envelope.pending_dsn = RecipientDSN(parse_notify(notify) if notify else None, params.get("ORCPT", ""))
             envelope.path = path_text(arg or "")
@@ -583,9 +641,12 @@ class KantoorSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         if await self._junk_command():
             return
+        if hostname and not _valid_helo(hostname):
+            await self.push("501 5.5.4 Syntax: HELO hostname (a domain name or an address literal)")
+            return
         self._in_ehlo = bool(hostname)
         try:
-            await super().smtp_HELO(hostname)
+            await super().smtp_HELO(ascii_helo(hostname) if hostname else hostname)
         finally:
             self._in_ehlo = False
 

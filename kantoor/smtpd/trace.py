@@ -16,8 +16,13 @@ def header_safe(text: str, limit: int = 255) -> str:
     return _UNSAFE.sub("", text)[:limit] or "unknown"
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _address(text: str) -> str:
-    return header_safe(text, 320).replace("<", "").replace(">", "")
+    """A path as the client gave it (its quoted local part may hold "<", ">", "(" or a backslash, RFC 5321
+    section 4.1.2), only never a line break or another control character."""
+    return _CONTROLS.sub("", text)[:320]
 
 
 _last_date: tuple[int, str] = (-1, "")

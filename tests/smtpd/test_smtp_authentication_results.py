@@ -90,6 +90,23 @@ def test_forged_sender_fails_spf_and_dmarc_and_a_forged_header_is_removed_rfc860
     assert "dkim=none" in results and "dkim=fail" not in results, results  # not signed: none (RFC 8601 2.7.1)
 
 
+def test_every_form_of_a_forged_field_with_our_id_is_removed_rfc8601_section_5() -> None:
+    # As a reader parses a field: folded, a comment first, the id quoted, blanks before the colon (RFC 5322 4.5),
+    # in a message that is all header; a field of another authserv-id, and the body, stay as they are.
+    from kantoor.smtpd.authresults import strip_forged
+
+    forged = [b"Authentication-Results:\r\n localhost; dkim=pass", b"Authentication-Results: (trust me) localhost; x",
+              b'Authentication-Results: "LocalHost"; dkim=pass', b"Authentication-Results : localhost; dkim=pass",
+              b"authentication-results: (a \\) (b)) localhost;\r\n\tdmarc=pass"]
+    kept = b"Authentication-Results: mx.example.org; spf=pass\r\nSubject: x\r\n"
+    for field in forged:
+        assert strip_forged(field + b"\r\n" + kept + b"\r\nAuthentication-Results: localhost; body\r\n",
+                            "localhost") == kept + b"\r\nAuthentication-Results: localhost; body\r\n", field
+        assert strip_forged(kept + field + b"\r\n", "localhost") == kept, field  # no body at all
+    other = b"Authentication-Results: localhost.evil.example; dkim=pass\r\n\r\nb\r\n"
+    assert strip_forged(other, "localhost") == other
+
+
 def test_a_message_without_from_keeps_its_spf_and_dkim_results_and_dmarc_is_permerror_rfc7489_6_6_1(  # type: ignore[no-untyped-def]
         mx_server, mail_for, signing_key) -> None:
     # DMARC needs the From domain; its absence must not throw away what SPF and DKIM found.

@@ -192,14 +192,33 @@ def test_malformed_dsn_parameters_are_refused_rfc3461_section_4(srv, mail_for) -
     ann, ann_pw = srv.make_user()
     with mail.submission() as client:
         client.login(ann, ann_pw)
-        for bad in ("RET=ALL", "ENVID=a=b", "ENVID"):
+        for bad in ("RET=ALL", "ENVID=a=b", "ENVID", "ENVID=ab+2b", "RET=FULL RET=HDRS", "SIZE=20000000 SIZE=10",
+                    "BODY=8BITMIME BODY=7BIT"):  # xtext hex is upper case; no keyword twice
             code, text = client.docmd("MAIL", f"FROM:<{ann}> {bad}")
             assert (code, text[:5]) == (501, b"5.5.4"), bad
         assert client.docmd("MAIL", f"FROM:<{ann}>")[0] == 250
-        for bad in ("NOTIFY=NEVER,SUCCESS", "NOTIFY=SOMETIMES", "ORCPT=no-address-type", "NOTIFY"):
+        for bad in ("NOTIFY=NEVER,SUCCESS", "NOTIFY=SOMETIMES", "ORCPT=no-address-type", "NOTIFY",
+                    f"ORCPT=rfc822;{ann.replace('@', '+2b@')}", "NOTIFY=SUCCESS NOTIFY=NEVER"):
             code, text = client.docmd("RCPT", f"TO:<{ann}> {bad}")
             assert (code, text[:5]) == (501, b"5.5.4"), bad
         assert client.docmd("RCPT", f"TO:<{ann}> NOTIFY=failure,delay ORCPT=rfc822;{ann}")[0] == 250
+        # An ORCPT as long as RFC 3461 section 4 allows: the RCPT line may be 500 characters longer than 512.
+        long_orcpt = "rfc822;" + "x" * 460 + "+2B@example.org"
+        assert client.docmd("RCPT", f"TO:<{ann}> NOTIFY=FAILURE ORCPT={long_orcpt}")[0] == 250
+
+
+def test_dsn_parameters_of_the_other_command_are_unknown_555_rfc3461_section_4(srv, mail_for) -> None:  # type: ignore[no-untyped-def]
+    mail = mail_for(srv)
+    ann, ann_pw = srv.make_user()
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        for misplaced in ("NOTIFY=SUCCESS", "ORCPT=rfc822;x@example.org"):
+            code, text = client.docmd("MAIL", f"FROM:<{ann}> {misplaced}")
+            assert code == 555, (misplaced, text)
+        assert client.docmd("MAIL", f"FROM:<{ann}> RET=HDRS ENVID=QQ+2B1")[0] == 250
+        for misplaced in ("RET=HDRS", "ENVID=abc"):
+            code, text = client.docmd("RCPT", f"TO:<{ann}> {misplaced}")
+            assert code == 555, (misplaced, text)
 
 
 def test_every_report_part_ends_its_last_line_rfc2046_section_5_1_1() -> None:

@@ -153,3 +153,13 @@ def test_authenticated_session_on_the_mx_port_is_held_to_its_own_addresses(serve
         client.login(ann, ann_pw)
         code, text = client.mail(bob)
         assert (code, text[:5]) == (550, b"5.7.1")
+
+
+def test_return_path_keeps_a_quoted_local_part_as_sent_rfc5321_section_4_4(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    # (aiosmtpd's parser gives each address in its canonical form: "x\\)"@… as "x)"@…, the same address.)
+    for sender in ('"x)(y"@example.org', '"a>b"@example.org', '"a b"@example.org', '"a\\\\b"@example.org'):
+        subject = mail.unique("quoted-")
+        with mail.mx() as client:
+            assert client.sendmail(sender, [login], mail.compose(subject)) == {}
+        assert mail.received(login, password, subject).startswith(f"Return-Path: <{sender}>\r\n".encode()), sender

@@ -111,3 +111,54 @@ def test_commands_that_move_no_mail_count_as_errors_past_the_junk_limit(strict) 
     # HELO and four NOOPs are within the limit of 5; the next five count as errors (answered), and the one
     # after them reaches the hard limit (6): the session ends with 421 instead of its reply.
     assert codes == [b"250"] * 10 + [b"421"], codes
+
+
+def test_pipelined_errors_reach_the_hard_limit_too(strict) -> None:  # type: ignore[no-untyped-def]
+    # Forty guesses in one write must not get past the limit that ends a session guessing one at a time.
+    with socket.create_connection((strict.host, strict.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO mx.example.org\r\n")
+        while reader.readline()[3:4] == b"-":
+            pass
+        batch = b"MAIL FROM:<someone@example.org>\r\n" + b"".join(
+            f"RCPT TO:<nobody{n}@localhost>\r\n".encode() for n in range(40)) + b"NOOP\r\n"
+        sock.sendall(batch)
+        replies = []
+        while line := reader.readline():
+            replies.append(line[:3])
+    assert replies == [b"250"] + [b"550"] * 6 + [b"421"], replies
+
+
+@pytest.mark.parametrize("name", [
+    "a\rX-Injected: yes",  # a bare CR: a header field of its own
+    "foo bar",  # blanks: clauses of their own in Received:
+    "a; by evil.example with ESMTP; Mon, 1 Jan 2001 00:00:00 +0000",
+    "h=1 smtp.mailfrom=forged@paypal.example",  # a property in Authentication-Results:
+    "a\x1b[31mred",
+    '"quoted"',
+])
+def test_ehlo_and_helo_names_must_be_a_domain_or_address_literal_501_rfc5321_section_4_1_1_1(server, name) -> None:  # type: ignore[no-untyped-def]
+    for verb in ("EHLO", "HELO"):
+        with socket.create_connection((server.host, server.ports["smtp"]), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(f"{verb} {name}\r\n".encode())
+            reply = reader.readline()
+            assert reply.startswith(b"501 5.5.4 "), (verb, reply)
+            sock.sendall(b"MAIL FROM:<a@example.org>\r\n")  # no greeting took place
+            assert reader.readline().startswith(b"503 "), verb
+
+
+def test_lenient_helo_names_are_taken_and_a_u_label_goes_into_the_header_as_a_labels(server, mail) -> None:  # type: ignore[no-untyped-def]
+    login, password = server.make_user()
+    for name, shown in (("MYPC", b"MYPC"), ("my_pc.lan", b"my_pc.lan"), ("[127.0.0.1]", b"[127.0.0.1]"),
+                        ("[IPv6:::1]", b"[IPv6:::1]"), ("\u00fcber.example", b"xn--ber-goa.example")):
+        subject = mail.unique("helo-")
+        client = smtplib.SMTP(server.host, server.ports["smtp"], local_hostname=name, timeout=10)
+        client.command_encoding = "utf-8"  # a U-label EHLO (RFC 6531 section 3.7.1)
+        with client:
+            assert client.sendmail("a@example.org", [login], mail.compose(subject)) == {}
+        raw = mail.received(login, password, subject)
+        assert b"Received: from " + shown + b" " in raw and b"smtp.helo=" + shown in raw.replace(b'"', b""), name
+        assert raw.isascii(), name
