@@ -122,15 +122,16 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    from kantoor.smtpd.dkim_keys import dns_records, generate_key
+    from kantoor.smtpd.dkim_keys import dns_records, generate_key, key_path
     from kantoor.smtpd.outbound_settings import delivery_settings
 
     core = _core(args)
     settings = core.settings
+    # Refuses what is no host name before anything is written (ValueError: one line, exit status 1).
     domain = core.store.add_domain(args.domain, owner_login=args.owner)
     key = generate_key(settings.data_dir, domain.name)
     print(f"added domain {domain.name}")
-    print(f"DKIM signing key: {settings.data_dir / 'dkim' / (domain.name + '.pem')}")
+    print(f"DKIM signing key: {key_path(settings.data_dir, domain.name)}")
     print()
     print("Publish these DNS records (MX, SPF, DKIM, DMARC):")
     selector = delivery_settings(settings).dkim_selector
@@ -142,10 +143,11 @@ def cmd_domain_add(args: argparse.Namespace) -> int:
 def cmd_domain_dns(args: argparse.Namespace) -> int:
     from kantoor.smtpd.dkim_keys import dns_records, generate_key
     from kantoor.smtpd.outbound_settings import delivery_settings
+    from kantoor.storage.accounts import domain_name
 
     core = _core(args)
     settings = core.settings
-    name = args.domain.strip().lower()
+    name = domain_name(args.domain)  # as stored: `domain dns bücher.test` finds xn--bcher-kva.test
     if not core.store.is_local_domain(name):
         raise CommandError(f"{name} is not a mail domain of this server")
     key = generate_key(settings.data_dir, name)  # creates one for domains added before DKIM existed
@@ -198,9 +200,10 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
     core = _core(args)
-    for message_id in args.ids:
-        core.store.delete_outbound(message_id)
-    print(f"deleted {len(args.ids)} message(s) from the queue")
+    # All or none, like retry: the store checks every id and deletes in one transaction (NotFound: exit 1).
+    ids = list(dict.fromkeys(args.ids))
+    core.store.delete_outbound(*ids)
+    print(f"deleted {len(ids)} message(s) from the queue: {', '.join(map(str, ids))}")
     return 0
 
 

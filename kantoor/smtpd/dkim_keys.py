@@ -15,16 +15,17 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from kantoor.storage.accounts import domain_name
+
 # Headers signed: the ones RFC 6376 section 5.4.1 recommends and that a forwarder should not touch.
 SIGNED_HEADERS = [b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to",
                   b"references", b"mime-version", b"content-type", b"content-transfer-encoding"]
 
 
 def key_path(data_dir: Path, domain: str) -> Path:
-    name = domain.strip().lower().rstrip(".")
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"{domain!r} is not a domain name")
-    return data_dir / "dkim" / f"{name}.pem"
+    """Where the domain's key is: named by its :func:`domain_name` spelling (ValueError if it has none), so
+    a U-label and an A-label From: domain find the same key, and no odd character reaches a file name."""
+    return data_dir / "dkim" / f"{domain_name(domain)}.pem"
 
 
 def load_key(data_dir: Path, domain: str) -> bytes | None:
@@ -64,17 +65,27 @@ def public_key_record(private_pem: bytes) -> str:
 
 
 def dns_records(domain: str, hostname: str, selector: str, private_pem: bytes) -> list[str]:
-    """Zone-file lines the administrator publishes: MX, SPF, DKIM, DMARC."""
-    domain = domain.lower().rstrip(".")
+    """Zone-file lines the administrator publishes: MX, SPF, DKIM, DMARC; names in ASCII (A-labels)."""
+    domain = domain_name(domain)
+    hostname = _zone_host(hostname)
     dkim_value = public_key_record(private_pem)
     # TXT strings are at most 255 characters each (RFC 1035 section 3.3.14): split the key.
     chunks = " ".join(f'"{dkim_value[i:i + 250]}"' for i in range(0, len(dkim_value), 250))
     return [
-        f"{domain}.\tIN\tMX\t10 {hostname.rstrip('.')}.",
-        f'{domain}.\tIN\tTXT\t"v=spf1 mx a:{hostname.rstrip(".")} -all"',
+        f"{domain}.\tIN\tMX\t10 {hostname}.",
+        f'{domain}.\tIN\tTXT\t"v=spf1 mx a:{hostname} -all"',
         f"{selector}._domainkey.{domain}.\tIN\tTXT\t( {chunks} )",
         f'_dmarc.{domain}.\tIN\tTXT\t"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{domain}"',
     ]
+
+
+def _zone_host(hostname: str) -> str:
+    """The server's host name as a zone file names it (A-labels); a setting that is no host name is printed as
+    given rather than stopping `kantoor domain add` after the domain was added (the settings own its checks)."""
+    try:
+        return domain_name(hostname)
+    except ValueError:
+        return hostname.rstrip(".")
 
 
 def sign(message: bytes, domain: str, selector: str, private_pem: bytes) -> bytes:
@@ -90,6 +101,6 @@ def sign(message: bytes, domain: str, selector: str, private_pem: bytes) -> byte
             name = line.split(b":", 1)[0].strip().lower()
             counts[name] = counts.get(name, 0) + 1
     headers = [h for h in SIGNED_HEADERS for _ in range(counts.get(h, 0) + 1)]
-    signature = dkim.sign(message, selector.encode("ascii"), domain.encode("idna"), private_pem,
+    signature = dkim.sign(message, selector.encode("ascii"), domain_name(domain).encode("ascii"), private_pem,
                           canonicalize=(b"relaxed", b"relaxed"), include_headers=headers)
     return signature + message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,71 @@ from kantoor.storage.names import (
     normalize_address,
 )
 from kantoor.storage.transactions import StoreBase
+
+try:  # IDNA2008 (RFC 5891) with the UTS #46 mapping: what registries and browsers use today.
+    import idna
+except ImportError:  # pragma: no cover - Python's own codec, IDNA2003 (maps ß to ss, allows symbols)
+    idna = None
+
+# A host name's label in its ASCII form (RFC 1035 section 2.3.1, RFC 1123 section 2.1): letters, digits and
+# inner hyphens, 1 to 63 characters (compared after case-folding).
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+# A last label that is a number (decimal, or 0x… hexadecimal as inet_aton reads it) makes the name an IPv4
+# address to resolvers and browsers (RFC 3696 section 2: a top-level domain is never all-numeric).
+_NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)\Z")
+
+
+def domain_name(name: str) -> str:
+    """The one spelling of a mail domain's name that is stored, compared, keyed and published.
+
+    A host name (RFC 1035/1123 letter-digit-hyphen labels, at most 253 characters), case-folded, without
+    the trailing dot of an absolute name. An internationalized name becomes its A-labels (``xn--…``): the
+    U-label and A-label spellings are one domain, and zone-file lines are ASCII. A single label
+    (``localhost``, the default mail domain) is allowed. ValueError names what is wrong: an address literal,
+    an IP address, an empty or over-long label, a character a host name cannot have.
+    """
+    text = name.strip()
+    text = text[:-1] if text.endswith(".") else text  # one dot: "a.test.." still has an empty label
+    if text.startswith("[") or ":" in text:
+        raise _not_a_domain(name, "an address literal; a mail domain is a name")
+    ascii_name = _ascii_form(name, text)
+    labels = ascii_name.split(".")
+    for label in labels:
+        _check_label(name, label)
+    if len(ascii_name) > 253:
+        raise _not_a_domain(name, "longer than 253 characters")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        raise _not_a_domain(name, "an IP address, not a name")
+    return ascii_name
+
+
+def _not_a_domain(name: str, reason: str) -> ValueError:
+    # repr: a tab or a newline in the name shows as \t or \n, and the message stays one line.
+    return ValueError(f"not a domain name: {name!r} ({reason})")
+
+
+def _ascii_form(name: str, text: str) -> str:
+    """``text`` lower-cased, with internationalized labels as A-labels; A-labels given are checked to
+    decode to a valid U-label, so ``xn--`` names that no one can type are not accepted as a new domain."""
+    if text.isascii() and "xn--" not in text.lower():
+        return text.lower()
+    try:
+        if idna is not None:
+            return idna.encode(text, uts46=True).decode("ascii")
+        encoded = text.encode("idna")
+        encoded.decode("idna")  # the codec passes ASCII labels through: this checks given A-labels
+        return encoded.decode("ascii").lower()
+    except UnicodeError as exc:  # idna.IDNAError is one
+        raise _not_a_domain(name, f"not a valid internationalized name: {exc}") from None
+
+
+def _check_label(name: str, label: str) -> None:
+    if not label:
+        raise _not_a_domain(name, "an empty label")
+    if len(label) > 63:
+        raise _not_a_domain(name, f"label {label[:16]}… is longer than 63 characters")
+    if not _LDH_LABEL.match(label):
+        raise _not_a_domain(name, f"label {label!r}: letters, digits and hyphens only, no hyphen first or last")
 
 
 @dataclass(frozen=True)
@@ -84,9 +150,8 @@ def _recipient_rows(dialect: Dialect, candidates: int) -> raw.RawStatement:
 class AccountsMixin(StoreBase):
     # ------------------------------------------------------------------ domains
     def add_domain(self, name: str, owner_login: str | None = None) -> Domain:
-        name = name.strip().lower().rstrip(".")
-        if not name or " " in name or "@" in name or "/" in name or len(name) > 253:
-            raise ValueError(f"not a domain name: {name!r}")
+        """Serve mail for ``name``, stored as :func:`domain_name` spells it (ValueError if it is not one)."""
+        name = domain_name(name)
         with self.write() as s:
             if s.scalar(select(Domain).where(Domain.name == name)):
                 raise AlreadyExists(f"domain {name} exists")
@@ -101,8 +166,15 @@ class AccountsMixin(StoreBase):
             return list(s.scalars(select(Domain).order_by(Domain.name)))
 
     def is_local_domain(self, name: str) -> bool:
+        """Whether mail for ``name`` is ours: compared in :func:`domain_name`'s spelling, so an address's
+        U-label domain (SMTPUTF8) matches the stored A-label; what is no domain name (an address literal)
+        is never ours."""
+        try:
+            name = domain_name(name)
+        except ValueError:
+            return False
         with self.read() as s:
-            return s.scalar(select(Domain.id).where(Domain.name == name.lower().rstrip("."))) is not None
+            return s.scalar(select(Domain.id).where(Domain.name == name)) is not None
 
     # ------------------------------------------------------------------ accounts
     def create_account(

@@ -308,14 +308,24 @@ class OutboundMixin(StoreBase):
             row.next_attempt_at = utcnow()
         return row
 
-    def delete_outbound(self, message_id: int) -> None:
-        """Remove a message from the queue without delivering it (``kantoor queue delete``)."""
+    def delete_outbound(self, *message_ids: int) -> None:
+        """Remove messages from the queue without delivering them (``kantoor queue delete``): all or none —
+        NotFound naming every unknown id, before anything is deleted; their bodies' blobs are released in the
+        same transaction."""
+        ids = set(message_ids)
+        query = select(OutboundMessage.id).where(OutboundMessage.id.in_(ids))
+        if not self._is_sqlite:
+            # Locked like a worker's claim (_claimed), so finishing a delivery meanwhile cannot release a body
+            # this transaction releases too; on SQLite the write transaction already excludes it.
+            query = query.with_for_update()
         with self.write() as s:
-            row = s.get(OutboundMessage, message_id)
-            if row is None:
-                raise NotFound(f"no queued message {message_id}")
-            self._release_outbound_body(s, row)
-            s.execute(delete(OutboundMessage).where(OutboundMessage.id == message_id))
+            missing = ids - set(s.scalars(query))
+            if missing:
+                raise NotFound(f"no queued message {', '.join(map(str, sorted(missing)))}")
+            # Counted per row: two queued copies of one body hold two references to its blob.
+            self._release_blobs(s, select(OutboundMessage.blob_sha256)
+                                .where(OutboundMessage.id.in_(ids), OutboundMessage.blob_sha256.is_not(None)))
+            s.execute(delete(OutboundMessage).where(OutboundMessage.id.in_(ids)))
 
     # ------------------------------------------------------------------ reads
     def list_outbound(self, state: str | None = QUEUED) -> list[OutboundMessage]:
