@@ -83,6 +83,8 @@ def address_problem(address: str, smtputf8: bool, sender: bool = False, as_sent:
         return None
     if not sender and address.lower() == "postmaster":
         return None  # RFC 5321 section 4.5.1: the one address without a domain
+    if not sender and address == NULL_SENDER:
+        return "501 5.1.3 The null path <> is no recipient"
     if not is_mailbox(address, smtputf8) or (as_sent and as_sent != address and not is_mailbox(as_sent, smtputf8)):
         # RFC 3463: X.1.7 is the sender's address syntax, X.1.3 a recipient's.
         return (f"501 5.1.7 <{address}>: bad sender address syntax" if sender

@@ -205,6 +205,7 @@ class KantoorSMTP(SMTP):
         self._refused = False  # refused at connect (too many from its address): no session at all
         self._errors = 0  # errors of the client since its last accepted message (see _error_pause)
         self._junk = 0  # NOOP/RSET/VRFY/HELP/EHLO/HELO commands in this session
+        self._reading_data = False  # inside a DATA block: arriving data restarts the timeout
         self._raw_params: dict[str, str] = {}  # the MAIL/RCPT command's parameters as sent (dsn.raw_parameters)
         # aiosmtpd keeps these in a class attribute that every connection clears and every EHLO grows.
         self.command_size_limits = _command_size_limits()
@@ -265,8 +266,11 @@ class KantoorSMTP(SMTP):
         # link would be cut off after smtp_timeout_seconds; RFC 5321 section 4.5.3.2.6
         # times the DATA block per arriving data instead. Noting the time is enough: the
         # timer, when it fires, waits on for what is left (a new timer per read was 4 % of
-        # the event loop's time with eight busy MX sessions).
-        self._last_data = self.loop.time()
+        # the event loop's time with eight busy MX sessions). A command line still has to
+        # arrive whole within the timeout (section 4.5.3.2.7): one byte now and then must
+        # not hold a session open for hours.
+        if self._reading_data:
+            self._last_data = self.loop.time()
         super().data_received(data)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
@@ -504,6 +508,9 @@ class KantoorSMTP(SMTP):
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
+        if not self.envelope.mail_from:
+            await self.push("503 Error: need MAIL command")
+            return
         if not self.envelope.rcpt_tos:
             await self.push("503 Error: need RCPT command")
             return
@@ -511,11 +518,15 @@ class KantoorSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._reading_data = True
+        self._last_data = self.loop.time()
         try:
             outcome = await self._read_data_block(reader)
         except asyncio.CancelledError:
             self._writer.close()  # the connection went away mid-DATA: nothing is delivered
             raise
+        finally:
+            self._reading_data = False
         if outcome is None:
             return
         if outcome != "":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import socket
@@ -201,6 +202,30 @@ def test_idle_connection_gets_421_but_slow_data_is_not_cut_off(impatient, mail_f
         client.send(b"\r\nbody\r\n.\r\n")
         assert client.getreply()[0] == 250
     assert mail.subjects(mail.inbox(login, password)) == ["slow"]
+
+
+def test_a_command_line_dribbled_byte_by_byte_still_times_out_rfc5321_section_4_5_3_2_7(impatient) -> None:  # type: ignore[no-untyped-def]
+    # Unlike a DATA block, a command has to arrive whole within the timeout: one byte every 0.3 s must not keep
+    # the session (and its descriptor) for ever.
+    with socket.create_connection((impatient.host, impatient.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the server may have closed by the time a byte is sent
+            for byte in b"HELO mx.example.org":
+                sock.sendall(bytes([byte]))
+                time.sleep(0.3)
+        assert reader.readline().startswith(b"421 4.4.2 ")
+        assert time.monotonic() - started < 3
+
+
+def test_data_without_mail_says_mail_is_needed_503(mail) -> None:  # type: ignore[no-untyped-def]
+    with mail.mx() as client:
+        code, text = client.docmd("DATA")
+        assert code == 503 and b"MAIL" in text, text
+        assert client.mail("a@example.org")[0] == 250
+        code, text = client.docmd("RCPT", "TO:<>")
+        assert (code, text) == (501, b"5.1.3 The null path <> is no recipient")
 
 
 def test_failed_tls_handshake_does_not_hurt_the_listener(mail) -> None:  # type: ignore[no-untyped-def]
