@@ -14,6 +14,16 @@ from typing import Any
 import pytest
 
 
+def _after_ehlo(sock: socket.socket) -> Any:
+    """The socket's reader once the greeting and an EHLO's (multi-line) reply are read."""
+    reader = sock.makefile("rb")
+    reader.readline()
+    sock.sendall(b"EHLO mx.example.org\r\n")
+    while reader.readline()[3:4] == b"-":
+        pass
+    return reader
+
+
 def _plain(login: str, password: str) -> str:
     return base64.b64encode(f"\0{login}\0{password}".encode()).decode()
 
@@ -51,11 +61,7 @@ def test_help_is_214_and_an_unknown_topic_504_rfc5321_section_4_1_1_8(mail) -> N
 
 def test_replies_never_echo_control_characters_rfc5321_section_4_2(server) -> None:  # type: ignore[no-untyped-def]
     with socket.create_connection((server.host, server.ports["smtp"]), timeout=10) as sock:
-        reader = sock.makefile("rb")
-        reader.readline()
-        sock.sendall(b"EHLO mx.example.org\r\n")
-        while reader.readline()[3:4] == b"-":
-            pass
+        reader = _after_ehlo(sock)
         sock.sendall(b"NO\x00OP\x1b[2J\r\n")
         reply = reader.readline()
         assert reply.startswith(b"500 ") and b"NO?OP?[2J" in reply, reply
@@ -116,11 +122,7 @@ def test_commands_that_move_no_mail_count_as_errors_past_the_junk_limit(strict) 
 def test_pipelined_errors_reach_the_hard_limit_too(strict) -> None:  # type: ignore[no-untyped-def]
     # Forty guesses in one write must not get past the limit that ends a session guessing one at a time.
     with socket.create_connection((strict.host, strict.ports["smtp"]), timeout=10) as sock:
-        reader = sock.makefile("rb")
-        reader.readline()
-        sock.sendall(b"EHLO mx.example.org\r\n")
-        while reader.readline()[3:4] == b"-":
-            pass
+        reader = _after_ehlo(sock)
         batch = b"MAIL FROM:<someone@example.org>\r\n" + b"".join(
             f"RCPT TO:<nobody{n}@localhost>\r\n".encode() for n in range(40)) + b"NOOP\r\n"
         sock.sendall(batch)
