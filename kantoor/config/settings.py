@@ -170,7 +170,11 @@ class DeliverySettings:
     expire_seconds: float = 5 * 86400.0  # give up (and bounce) after this long in the queue
     poll_seconds: float = 10.0  # how often a worker looks for due messages other processes queued
     lease_seconds: float = 600.0  # a claim older than this is taken over (its worker died)
-    connect_timeout_seconds: float = 60.0
+    connect_timeout_seconds: float = 60.0  # connecting, and waiting for each reply but the one below
+    # Sending the message and waiting for the reply to its final "." (RFC 5321 4.5.3.2.6: 10 minutes; a large
+    # message on a slow link, or a server that scans it first, would otherwise time out after it was taken, and
+    # get the message again on every retry).
+    data_timeout_seconds: float = 600.0
     concurrency: int = 10  # messages one process delivers at once
     dkim_selector: str = "kantoor"
     # Messages one account may queue for other servers per hour, and recipients on other servers of those
@@ -279,7 +283,7 @@ def _validate(settings: Settings) -> None:
             if getattr(obj, f.name) <= 0:
                 raise ConfigError(f"{section}.{f.name}: must be positive")
     for name in ("retry_base_seconds", "retry_max_seconds", "expire_seconds", "poll_seconds", "lease_seconds",
-                 "connect_timeout_seconds", "concurrency"):
+                 "connect_timeout_seconds", "data_timeout_seconds", "concurrency"):
         if getattr(settings.delivery, name) <= 0:
             raise ConfigError(f"delivery.{name}: must be positive")
     for name in ("max_messages_per_hour", "max_recipients_per_hour"):

@@ -5,7 +5,9 @@ looked up with the same resolver, so a test's fake zone (or a split-horizon
 name server) decides everything. No MX record means the domain itself is the
 mail host (the "implicit MX"); a "null MX" (``MX 0 .``, RFC 7505) means the
 domain accepts no mail at all. A domain that does not exist is a permanent
-failure; a name server that fails (SERVFAIL, timeout) is a temporary one.
+failure; a name server that fails (SERVFAIL, timeout) is a temporary one — for an MX host's
+address, only that host is skipped. An address literal (``user@[192.0.2.1]``) names the
+host itself: no look-up.
 
 An MX host named like this server (``server.hostname``) is this server: section 5.1 says
 to discard it and every less preferred host (those would relay the mail back here), and
@@ -15,6 +17,8 @@ misconfigured, here or in DNS.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 import dns.asyncresolver
 import dns.exception
@@ -88,9 +92,11 @@ async def mail_hosts(domain: str, delivery: DeliverySettings,
     static = static_mx_map(delivery.static_mx)
     if domain in static:
         return [NextHop(host, port, host) for host, port in static[domain]]
+    port = delivery.remote_port
+    if domain.startswith("["):
+        return [_literal_hop(domain, port)]
     resolver = resolver or make_resolver(delivery)
     lifetime = delivery.connect_timeout_seconds
-    port = delivery.remote_port
     try:
         answer = await resolver.resolve(domain, "MX", lifetime=lifetime)
         records = sorted(answer, key=lambda r: r.preference)
@@ -100,6 +106,10 @@ async def mail_hosts(domain: str, delivery: DeliverySettings,
         records = []
     except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
         raise _temporary(domain, exc) from None
+    except (dns.name.NameTooLong, dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.IDNAException):
+        # A name no DNS query can carry (a symbol dnspython's IDNA 2008 codec refuses, an over-long label):
+        # no retry can help.
+        raise NoMailHost(f"550 5.1.2 {domain} is not a valid domain name", permanent=True) from None
     if any(r.exchange == dns.name.root for r in records):
         # RFC 7505 section 3: a null MX is the only record; a domain that publishes it takes no mail.
         raise NoMailHost(f"556 5.1.10 Domain {domain} accepts no mail (null MX, RFC 7505)", permanent=True)
@@ -108,14 +118,32 @@ async def mail_hosts(domain: str, delivery: DeliverySettings,
     records = _more_preferred_than_self(domain, records, own_names)
     names = [r.exchange.to_text(omit_final_dot=True) for r in records] or [domain]  # implicit MX
     hops: list[NextHop] = []
-    try:
-        for name in names:
+    failed: Exception | None = None
+    for name in names:
+        # A host whose address look-up fails is skipped, not the hosts after it (as Postfix does).
+        try:
             hops += [NextHop(address, port, name) for address in await _addresses(name, resolver, lifetime)]
-    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-        if not hops:
-            raise _temporary(domain, exc) from None
+        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            failed = exc
     if not hops:
+        if failed is not None:
+            raise _temporary(domain, failed)
         if not records:
             raise NoMailHost(f"550 5.1.2 Domain {domain} has no mail host (no MX and no address)", permanent=True)
         raise NoMailHost(f"451 4.4.3 No address found for the mail hosts of {domain}", permanent=False)
     return hops
+
+
+def _literal_hop(literal: str, port: int) -> NextHop:
+    """The host an address literal names (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``, RFC 5321 section 4.1.3):
+    mail goes straight to it, no MX look-up."""
+    text = literal[1:-1] if literal.endswith("]") else literal[1:]
+    if text[:5].lower() == "ipv6:":
+        text = text[5:]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise NoMailHost(f"550 5.1.2 {literal} is not a valid address literal", permanent=True) from None
+    if literal[1:6].lower() != "ipv6:" and address.version == 6:
+        raise NoMailHost(f"550 5.1.2 {literal}: an IPv6 literal is written [IPv6:...]", permanent=True)
+    return NextHop(str(address), port, literal)

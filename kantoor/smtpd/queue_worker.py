@@ -226,17 +226,23 @@ class DeliveryWorker:
             everyone = [r for rs in by_domain.values() for r in rs]
             host, port = host_port(self.delivery.smarthost, 587 if relay.login else 25)
             return await deliver_remote([NextHop(host, port, host)], sender, everyone, body, helo=helo,
-                                        timeout=timeout, relay=relay, options=options, prepare=prepare)
+                                        timeout=timeout, data_timeout=self.delivery.data_timeout_seconds,
+                                        relay=relay, options=options, prepare=prepare)
         for domain, recipients in by_domain.items():
+            # Each domain on its own: a fault with one must not take back what another's hosts accepted (its
+            # recipients would get the message again on every retry).
             try:
                 hosts = await mail_hosts(domain, self.delivery, self._resolver,
                                          own_names=frozenset({helo.lower().rstrip(".")}))
+                result.merge(await deliver_remote(hosts, sender, recipients, body, helo=helo, timeout=timeout,
+                                                  data_timeout=self.delivery.data_timeout_seconds,
+                                                  options=options, prepare=prepare))
             except NoMailHost as exc:
                 target = result.permanent if exc.permanent else result.temporary
                 target.update(dict.fromkeys(recipients, exc.reply))
-                continue
-            result.merge(await deliver_remote(hosts, sender, recipients, body, helo=helo, timeout=timeout,
-                                              options=options, prepare=prepare))
+            except Exception:
+                log.exception("remote delivery to the domain %s failed unexpectedly", domain)
+                result.temporary.update(dict.fromkeys(recipients, INTERNAL_ERROR))
         return result
 
     def _reports(self, message: OutboundMessage, result: AttemptResult, local_delivered: list[str],

@@ -102,22 +102,30 @@ def _split(recipients: list[str], code: int, reply: str, result: AttemptResult) 
 
 
 async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str], body: bytes, *,
-                         helo: str, timeout: float, relay: Relay | None = None,
+                         helo: str, timeout: float, data_timeout: float | None = None, relay: Relay | None = None,
                          options: EnvelopeOptions | None = None,
                          prepare: Callable[[bytes, bool], bytes] = _unchanged) -> AttemptResult:
-    """Deliver ``body`` for ``recipients`` to the first host of ``hosts`` that accepts a connection;
-    ``prepare(body, seven_bit)`` makes the bytes to send (converted to 7-bit if ``seven_bit``, signed)."""
+    """Deliver ``body`` for ``recipients`` to ``hosts`` in order; ``prepare(body, seven_bit)`` makes the bytes to
+    send (converted to 7-bit if ``seven_bit``, signed). ``timeout`` holds for connecting and each reply,
+    ``data_timeout`` (default: the same) for sending the message and the reply to its end.
+
+    The next host gets what one could not take: every recipient when it cannot be reached or its session breaks
+    down, and those it answered with a temporary failure (4xx at MAIL, RCPT or the end of the data) — as Postfix
+    does, RFC 5321 section 5.1 — while what it accepted or refused for good stays decided."""
     last_error = "451 4.4.1 No mail host could be reached"
     options = options or EnvelopeOptions()
+    result = AttemptResult()
+    waiting = list(recipients)
+    replies: dict[str, str] = {}  # the last temporary reply each waiting recipient got from a host
     for host, port, name in hosts:
         # Opportunistic TLS (RFC 7435 section 6.2, Postfix's level "may"): when the STARTTLS handshake fails,
         # the same host is tried again at once without TLS. Never with smarthost credentials: those only go
         # over an encrypted connection.
         for plain in (False, True):
             try:
-                return await _deliver_to(host, port, name or host, sender, recipients, body, helo=helo,
-                                         timeout=timeout, relay=relay, options=options, prepare=prepare,
-                                         plain=plain)
+                attempt = await _deliver_to(host, port, name or host, sender, waiting, body, helo=helo,
+                                            timeout=timeout, data_timeout=data_timeout or timeout, relay=relay,
+                                            options=options, prepare=prepare, plain=plain)
             except _TLSUnavailable as exc:
                 last_error = str(exc)
                 if not plain and not _has_credentials(relay) and exc.handshake:
@@ -134,10 +142,20 @@ async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str
                     last_error = _reply(451, f"4.7.0 The smarthost refused us: {_reply(exc.code, exc.message)}")
                 else:
                     last_error = f"451 4.4.1 {host}:{port}: {exc.__class__.__name__}: {exc}"[:500]
+            else:
+                replies.update(attempt.temporary)
+                waiting = list(attempt.temporary)
+                attempt.temporary = {}
+                result.merge(attempt)
+                if waiting:
+                    log.info("%s:%d deferred %d recipient(s): %s", host, port, len(waiting), replies[waiting[0]])
+                break
             log.info("delivery to %s:%d failed: %s", host, port, last_error)
             break
-    result = AttemptResult()
-    _split(recipients, 451, last_error, result)
+        if not waiting:
+            return result
+    for recipient in waiting:
+        result.temporary[recipient] = replies.get(recipient, last_error)
     return result
 
 
@@ -179,7 +197,7 @@ async def _secure(client: aiosmtplib.SMTP, host: str, port: int, credentials: bo
 
 
 async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: list[str], body: bytes, *, helo: str,
-                      timeout: float, relay: Relay | None, options: EnvelopeOptions,
+                      timeout: float, data_timeout: float, relay: Relay | None, options: EnvelopeOptions,
                       prepare: Callable[[bytes, bool], bytes], plain: bool = False) -> AttemptResult:
     """One session with one host; ``plain``: without STARTTLS (the retry after a failed handshake)."""
     implicit_tls = relay is not None and port == 465
@@ -235,7 +253,7 @@ async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: 
         if not accepted:
             return result
         try:
-            await client.data(content)
+            await client.data(content, timeout=data_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             _split(accepted, exc.code, _reply(exc.code, exc.message), result)
             return result

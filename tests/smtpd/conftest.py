@@ -3,6 +3,7 @@ over IMAP, against the real ``server`` (``kantoor serve``) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import re
 import secrets
@@ -138,6 +139,7 @@ class FakeMXHandler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     hidden: set[str] = field(default_factory=set)  # EHLO keywords not to offer (e.g. "8BITMIME")
     dsn: bool = False  # offer DSN (RFC 3461) and accept its parameters
+    data_delay: float = 0.0  # seconds before the reply to the end of the data (a server that scans mail first)
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -167,6 +169,8 @@ class FakeMXHandler:
             self.received.append(Delivered(envelope.mail_from or "", list(envelope.rcpt_tos),
                                            envelope.original_content or b"", session.ssl is not None,
                                            list(envelope.mail_options), dict(getattr(envelope, "per_rcpt", {}))))
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         return "250 2.0.0 Accepted by the fake MX"
 
 

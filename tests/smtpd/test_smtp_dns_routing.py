@@ -180,3 +180,60 @@ def test_hosts_less_preferred_than_this_server_are_not_tried_when_the_primary_is
     _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.attempts >= 2)
     assert _queue_row(routed, recipient).state == "queued"
     assert mx_v4.messages_for(recipient) == []
+
+
+def test_a_host_that_defers_at_rcpt_passes_the_recipient_to_the_next_mx_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_port, mx_v4, make_fake_mx) -> None:
+    # A 4xx from a host that is not the last is no reason to wait: the next one is asked at once (as Postfix does).
+    zone.add("busy.test", "MX", "10 mx-a.busy.test.", "20 mx-b.busy.test.")
+    zone.add("mx-a.busy.test", "AAAA", "::1")
+    zone.add("mx-b.busy.test", "A", "127.0.0.1")
+    busy = make_fake_mx(host="::1", port=mx_port)
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('busy')}@busy.test"
+    busy.handler.held.add(recipient)
+    _send(routed, mail, recipient)
+    assert len(mx_v4.wait_for(recipient)) == 1
+    _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.state == "delivered")
+    assert _queue_row(routed, recipient).attempts == 1 and busy.messages_for(recipient) == []
+
+
+def test_an_mx_host_whose_address_look_up_fails_is_skipped_not_the_hosts_after_it(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_v4) -> None:
+    zone.add("halfbroken.test", "MX", "10 mx-a.halfbroken.test.", "20 mx-b.halfbroken.test.")
+    zone.add("mx-a.halfbroken.test", "A", "127.0.0.1")
+    zone.servfail.add("mx-a.halfbroken.test")
+    zone.add("mx-b.halfbroken.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('half')}@halfbroken.test"
+    _send(routed, mail, recipient)
+    assert len(mx_v4.wait_for(recipient)) == 1
+    _wait(lambda: (row := _queue_row(routed, recipient)) is not None and row.state == "delivered")
+    assert _queue_row(routed, recipient).attempts == 1
+
+
+def test_an_address_literal_is_delivered_to_that_address_without_dns_rfc5321_section_4_1_3(  # type: ignore[no-untyped-def]
+        routed, mail_for, mx_v4) -> None:
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('lit')}@[127.0.0.1]"
+    _send(routed, mail, recipient)
+    assert len(mx_v4.wait_for(recipient)) == 1
+
+
+def test_a_domain_dns_cannot_carry_bounces_without_costing_the_other_domains_a_copy(  # type: ignore[no-untyped-def]
+        routed, mail_for, zone, mx_v4) -> None:
+    # One message to a domain that works and one no DNS query can name (a symbol IDNA 2008 refuses): the first
+    # gets exactly one copy — a fault with the second must not mark it for another try — the second bounces.
+    zone.add("fine.test", "A", "127.0.0.1")
+    mail = mail_for(routed)
+    login, password = routed.make_user()
+    good, bad = f"{mail.unique('ok')}@fine.test", f"{mail.unique('sym')}@\u2603.test"
+    with mail.submission() as client:
+        client.login(login, password)
+        assert client.sendmail(login, [good, bad], mail.compose(mail.unique("two-"), sender=login),
+                               mail_options=["SMTPUTF8"]) == {}
+    status = _bounce_status(mail, login, password)
+    assert "Status: 5.1.2" in status and "Action: failed" in status, status
+    assert good not in status
+    _wait(lambda: (row := _queue_row(routed, good)) is not None and row.state != "queued")
+    assert len(mx_v4.messages_for(good)) == 1

@@ -670,3 +670,25 @@ def test_queue_retry_needs_ids_or_all_and_checks_every_id_first(start_server, ma
     fake_mx.handler.held.discard(held)
     assert srv.cli("queue", "retry", str(queue_id)).returncode == 0
     fake_mx.wait_for(held)
+
+
+def test_a_slow_reply_to_the_end_of_data_is_waited_for_not_retried_rfc5321_section_4_5_3_2_6(  # type: ignore[no-untyped-def]
+        tmp_path, mail_for, make_fake_mx) -> None:
+    # The server that scans a message before it answers the final "." has taken it: giving up after the
+    # per-command timeout (1 s here) would send it again on every retry and bounce it in the end.
+    scanning = make_fake_mx()
+    scanning.handler.data_delay = 2.0
+    srv = launch_server(tmp_path / "data", KANTOOR_DELIVERY_STATIC_MX=f"{REMOTE}=127.0.0.1:{scanning.port}",
+                        KANTOOR_DELIVERY_CONNECT_TIMEOUT_SECONDS="1", KANTOOR_DELIVERY_DATA_TIMEOUT_SECONDS="30",
+                        **{k: v for k, v in FAST_RETRIES.items() if "CONNECT" not in k})
+    try:
+        mail = mail_for(srv)
+        ann, ann_pw = srv.make_user()
+        recipient = _remote(mail.unique("scanned"))
+        assert _submit(mail, ann, ann_pw, [recipient], mail.unique("scanned-")) == {}
+        scanning.wait_for(recipient)
+        _wait(lambda: [m.state for m in srv.core().store.list_outbound(state=None)] == ["delivered"])
+        row = srv.core().store.list_outbound(state=None)[0]
+        assert row.attempts == 1 and len(scanning.messages_for(recipient)) == 1
+    finally:
+        srv.stop()
