@@ -6,6 +6,11 @@ one block per recipient, and the original message — whole only in a report of 
 failure when the sender did not ask RET=HDRS and it is not large, else only its
 header (RFC 3461 section 4.3). The From, Date and Message-ID come from
 :func:`kantoor.storage.outbound.server_mail`, which every server mail goes through.
+
+A report on a UTF-8 address (RFC 6531) is a ``message/global-delivery-status`` with the
+address type ``utf-8``, and an original with a UTF-8 header comes back as
+``message/global`` or ``message/global-headers`` (RFC 6533 section 6): the plain types
+promise ASCII.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def _recipient_block(report: RecipientReport, now: str) -> str:
     block = []
     if report.original_recipient:
         block.append(f"Original-Recipient: {header_safe(report.original_recipient, 500)}")
-    block += [f"Final-Recipient: rfc822; {header_safe(report.recipient, 320)}", f"Action: {report.action}",
+    address_type = "rfc822" if report.recipient.isascii() else "utf-8"  # RFC 6533 section 3
+    block += [f"Final-Recipient: {address_type}; {header_safe(report.recipient, 320)}", f"Action: {report.action}",
               f"Status: {report.status}"]
     if report.remote_mta:
         block.append(f"Remote-MTA: dns; {header_safe(report.remote_mta)}")
@@ -118,7 +124,11 @@ def delivery_status_notification(
 
     headers_only = FAILED not in actions or ret.upper() == "HDRS" or len(original) > FULL_RETURN_LIMIT
     returned = original[:header_end(original)] if headers_only else original
-    returned_type = "text/rfc822-headers" if headers_only else "message/rfc822"
+    utf8_header = not original[:header_end(original)].isascii()
+    returned_type = {(True, False): "text/rfc822-headers", (True, True): "message/global-headers",
+                     (False, False): "message/rfc822", (False, True): "message/global"}[headers_only, utf8_header]
+    utf8_status = not delivery_status.isascii()
+    status_type = "message/global-delivery-status" if utf8_status else "message/delivery-status"
     head = (
         f"To: <{header_safe(sender, 320)}>\r\n"
         f"Subject: {_SUBJECT[main]}\r\n"
@@ -132,7 +142,7 @@ def delivery_status_notification(
     # its last line — the last field of the status and of a returned header — would have no line end of its own.
     parts = [
         f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}\r\n",
-        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{delivery_status}\r\n",
+        f"--{boundary}\r\nContent-Type: {status_type}\r\n\r\n{delivery_status}\r\n",
     ]
     text = (head + "".join(parts)).encode("utf-8", "replace")
     tail = f"--{boundary}\r\nContent-Type: {returned_type}\r\n\r\n".encode()

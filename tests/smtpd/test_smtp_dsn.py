@@ -239,3 +239,25 @@ def test_every_report_part_ends_its_last_line_rfc2046_section_5_1_1() -> None:
         assert len(parts) == 5 and parts[4] == b"--\r\n"
         assert parts[2].endswith(b"\r\n\r\n") and re.search(rb"Last-Attempt-Date: [^\r\n]+\r\n\r\n\Z", parts[2])
         assert parts[3].endswith(returned_end), ret
+
+
+def test_a_report_on_a_utf8_address_is_a_global_delivery_status_rfc6533_section_6() -> None:
+    import datetime as dt
+
+    from kantoor.smtpd.bounce import FAILED, RecipientReport, delivery_status_notification
+
+    def report(recipient: str, original: bytes, ret: str = "") -> bytes:
+        return delivery_status_notification(
+            hostname="mx.example.org", sender="ann@example.org", original=original, arrival=dt.datetime.now(dt.UTC),
+            reports=[RecipientReport(recipient, FAILED, "5.1.1", "550 5.1.1 no such user")], ret=ret)
+
+    ascii_original = b"From: ann@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+    utf8_original = "From: ann@example.org\r\nSubject: Grüße\r\n\r\nbody\r\n".encode()
+    plain = report("bob@remote.test", ascii_original)
+    assert b"Content-Type: message/delivery-status\r\n" in plain and b"Final-Recipient: rfc822; bob@" in plain
+    assert b"Content-Type: message/rfc822\r\n" in plain
+    utf8 = report("j\u00fcrgen@b\u00fccher.test", utf8_original)
+    assert b"Content-Type: message/global-delivery-status\r\n" in utf8
+    assert "Final-Recipient: utf-8; jürgen@bücher.test".encode() in utf8
+    assert b"Content-Type: message/global\r\n" in utf8
+    assert b"Content-Type: message/global-headers\r\n" in report("bob@remote.test", utf8_original, ret="HDRS")
