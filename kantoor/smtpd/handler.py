@@ -31,7 +31,8 @@ from kantoor.smtpd.mail_loop import hop_limit_reply
 from kantoor.smtpd.outbound_settings import DeliverySettings
 from kantoor.smtpd.outgoing import queue_for_remote, sending_limit_reached, sent_last_hour
 from kantoor.smtpd.protocol import KantoorEnvelope, KantoorSession
-from kantoor.smtpd.recipients import decide_recipient
+from kantoor.smtpd.recipient_cache import RecipientCache
+from kantoor.smtpd.recipients import decide_recipient, local_decision
 from kantoor.smtpd.trace import new_trace_id, protocol_name, trace_headers
 from kantoor.storage import SendingLimitReached, StorageError, Store
 from kantoor.storage.models import Account
@@ -102,6 +103,7 @@ class MailHandler:
         self.queued = queued  # wakes this process's delivery worker
         # Where Store calls and the MX checks run: the SMTP server's threads (worker_threads.py).
         self.in_thread: Callable[..., Awaitable[Any]] = threads.run if threads is not None else asyncio.to_thread
+        self.recipients = RecipientCache()  # RCPT look-ups of the last second, answered on the loop
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -142,9 +144,15 @@ class MailHandler:
             return problem
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
-        decision = await self.in_thread(
-            decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
-            self.settings.server.mail_domain)
+        known = self.recipients.get(address)
+        if known is not None:
+            decision = local_decision(self.quota, known, address, envelope.size_hint)
+        else:
+            decision = await self.in_thread(
+                decide_recipient, self.store, self.quota, address, session.identity is not None, envelope.size_hint,
+                self.settings.server.mail_domain)
+            if decision.found is not None:
+                self.recipients.put(address, decision.found)
         if decision.remote and session.identity is not None:
             if envelope.sent_last_hour is None:  # read once per transaction, at its first remote recipient
                 envelope.sent_last_hour = await self.in_thread(sent_last_hour, self.store,
@@ -223,6 +231,8 @@ class MailHandler:
                                                      defer=defer)
             if not reply.startswith("250"):
                 return reply
+            self.recipients.delivered([a for a in envelope.recipients.values() if a not in deferred],
+                                      len(headers) + len(content))
             if deferred:
                 self.queued()
             await self._report_local_delivery(envelope, headers + content, deferred)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kantoor.quota import QuotaEngine
 from kantoor.storage import Store
+from kantoor.storage.accounts import MailRecipient
 from kantoor.storage.models import Account
 
 
@@ -23,6 +24,7 @@ class RecipientDecision:
     principal_id: int | None = None  # set when accepted
     inbox_id: int | None = None
     remote: bool = False  # accepted for the outbound queue
+    found: MailRecipient | None = None  # the local recipient the address names (accepted or not)
 
 
 def mailbox_full(store: Store, quota: QuotaEngine, account: Account, size: int) -> bool:
@@ -44,6 +46,17 @@ def _over_capacity(quota: QuotaEngine, plan: str, used: int, size: int) -> bool:
     return used + max(size, 1) > capacity
 
 
+def local_decision(quota: QuotaEngine, recipient: MailRecipient, address: str, size_hint: int) -> RecipientDecision:
+    """The RCPT decision for ``address``, which names the local ``recipient`` (no Store call: it may run on the
+    event loop, from :mod:`kantoor.smtpd.recipient_cache`)."""
+    if recipient.inbox_id is None:
+        return RecipientDecision(f"550 5.1.1 <{address}>: mailbox unavailable", found=recipient)
+    if _over_capacity(quota, recipient.plan, recipient.mail_bytes, size_hint):
+        return RecipientDecision(f"452 4.2.2 <{address}>: mailbox full, try again later", found=recipient)
+    return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK", recipient.principal_id, recipient.inbox_id,
+                             found=recipient)
+
+
 def decide_recipient(store: Store, quota: QuotaEngine, address: str, authenticated: bool,
                      size_hint: int, mail_domain: str) -> RecipientDecision:
     # RFC 5321 section 4.5.1: a bare "postmaster" must work; it means our main domain's
@@ -52,11 +65,7 @@ def decide_recipient(store: Store, quota: QuotaEngine, address: str, authenticat
     # One read: the account, its INBOX and its mail usage.
     recipient = store.mail_recipient(lookup)
     if recipient is not None:
-        if recipient.inbox_id is None:
-            return RecipientDecision(f"550 5.1.1 <{address}>: mailbox unavailable")
-        if _over_capacity(quota, recipient.plan, recipient.mail_bytes, size_hint):
-            return RecipientDecision(f"452 4.2.2 <{address}>: mailbox full, try again later")
-        return RecipientDecision(f"250 2.1.5 <{address}>: recipient OK", recipient.principal_id, recipient.inbox_id)
+        return local_decision(quota, recipient, address, size_hint)
     _, at, domain = address.rpartition("@")
     if not at or store.is_local_domain(domain):
         return RecipientDecision(f"550 5.1.1 <{address}>: no such mailbox here")

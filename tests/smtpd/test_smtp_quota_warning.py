@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from harness import launch_server, wait_until
 
+from kantoor.smtpd.recipient_cache import TTL_SECONDS
+
 CAPACITY = 30000
 PLAN = f"""
 [plans.small]
@@ -100,6 +102,14 @@ def test_the_warning_reaches_a_mailbox_already_too_full_for_it(srv, mail_for) ->
     [warning] = _wait(lambda: _warnings(mail, login, password))
     assert before <= CAPACITY < before + len(warning)  # it did not fit
     assert _usage(srv, login) == before + len(warning)  # and it is counted
-    with mail.mx() as client:  # other mail is refused as before (RFC 5321: 452, try later)
+    # Other mail is refused as before (RFC 5321: 452, try later): at once by the delivery's own quota check …
+    with mail.mx() as client:
+        assert client.docmd("MAIL", "FROM:<a@example.org>")[0] == 250
+        if client.docmd("RCPT", f"TO:<{login}>")[0] == 250:  # the RCPT check's usage may be a second old
+            code, text = client.data(mail.compose(mail.unique("refused-")))
+            assert (code, text[:5]) == (452, b"4.2.2"), text
+    # … and at RCPT once the usage this process keeps for it is renewed (kantoor.smtpd.recipient_cache).
+    time.sleep(TTL_SECONDS)
+    with mail.mx() as client:
         assert client.docmd("MAIL", "FROM:<a@example.org>")[0] == 250
         assert client.docmd("RCPT", f"TO:<{login}>")[0] == 452
