@@ -496,6 +496,33 @@ def _text(parts: list[tuple[bytes, _Head]]) -> str:
     return " ".join(chunks)[:MAX_TEXT]
 
 
+def _text_parts(head: _Head, body: bytes, depth: int, found: list[tuple[bytes, _Head]]) -> None:
+    """The text parts :class:`_Walk` collects, in tree order, without building BODYSTRUCTURE on the way (the
+    search indexer needs only them)."""
+    if head.main == "multipart":
+        if head.boundary:
+            for child in split_multipart(body, head.boundary):
+                block, child_body = split_header(child)
+                _text_parts(_head(block), child_body, depth + 1, found)
+    elif (head.main, head.sub) == ("message", "rfc822"):
+        block, inner_body = split_header(body)
+        _text_parts(_head_of(header_fields(block)), inner_body, depth + 1, found)
+    elif head.main == "text" and not head.attachment and depth <= _MAX_DEPTH:
+        found.append((body, head))
+
+
+def search_fields(raw: bytes) -> tuple[list[tuple[str, str]], str]:
+    """The SEARCH rows of a message: ``index_message_bytes(raw)``'s ``headers`` and ``text`` alone, for the
+    search indexer, which has the rest already (a fifth less CPU than the whole index)."""
+    raw = raw[:MAX_PARSE]
+    block, body = split_header(raw)
+    fields = header_fields(block)
+    headers = [(name.strip().lower()[:200], _header_text(value)[1]) for name, value in fields[:MAX_HEADERS]]
+    texts: list[tuple[bytes, _Head]] = []
+    _text_parts(_head_of(fields), body, 0, texts)
+    return headers, _text(texts)
+
+
 def index_message_bytes(raw: bytes, search: bool = True) -> MessageIndex:
     """Everything :class:`MessageIndex` holds, from the raw message; without ``search``, no ``headers`` and no
     ``text`` (a delivery leaves those to the search backlog: decoding them was a fifth of its parse)."""

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, delete, insert, select
 from sqlalchemy.orm import Session
 
-from kantoor.storage.message_index import MAX_PARSE, MessageIndex, index_message_bytes
+from kantoor.storage.message_index import MAX_PARSE, MessageIndex, search_fields
 from kantoor.storage.models import Item, MessageHeader, MessageText, SearchBacklog
 from kantoor.storage.transactions import StoreBase
 
@@ -61,10 +61,12 @@ def write_search_rows(s: Session, indexes: dict[int, MessageIndex]) -> None:
 
 
 def _search_index(item_id: int, raw: bytes) -> MessageIndex:
-    """The message's index; one the parser fails on gets empty SEARCH rows (it matches no string key) instead
-    of staying in the backlog, where every SEARCH of its mailbox would try it again and fail."""
+    """The message's SEARCH rows (only those: the rest of its index was written at delivery); one the parser
+    fails on gets empty rows (it matches no string key) instead of staying in the backlog, where every SEARCH
+    of its mailbox would try it again and fail."""
     try:
-        return index_message_bytes(raw)
+        headers, text = search_fields(raw)
+        return MessageIndex(envelope="", bodystructure="", body="", sent_date=None, headers=headers, text=text)
     except Exception:
         log.exception("indexing message %d for SEARCH failed; its header and text are not searchable", item_id)
         return MessageIndex(envelope="", bodystructure="", body="", sent_date=None)

@@ -517,3 +517,13 @@ def test_deeply_nested_message_is_indexed_one_frame_per_level() -> None:
 def test_headers_the_standard_library_cannot_decode_are_indexed_as_they_stand(raw: bytes, field: str,
                                                                                expected: str) -> None:
     assert getattr(index_message_bytes(raw), field) == expected
+
+
+def test_the_search_indexers_rows_are_the_full_index_ones() -> None:
+    # The search backlog writes SEARCH rows from search_fields(), a walk without ENVELOPE and BODYSTRUCTURE:
+    # they must be exactly what the whole index gives, for realistic mail, every odd case and deep nesting.
+    messages = ([mail_corpus.message(7, i) for i in range(60)] + [raw for raw, _ in (c.values for c in CASES)]
+                + [_nested(20), _nested(21)])
+    for raw in messages:
+        index = index_message_bytes(raw)
+        assert message_index.search_fields(raw) == (index.headers, index.text), raw[:200]

@@ -94,14 +94,14 @@ def test_a_message_the_parser_fails_on_does_not_stay_in_the_backlog(core, monkey
     me, inbox = _account(core)
     core.store.deliver_message(inbox.id, LUNCH, actor=me)
     core.store.deliver_message(inbox.id, REPORT, actor=me)
-    parse = search_backlog.index_message_bytes
+    parse = search_backlog.search_fields
 
-    def fails_on_lunch(raw, search=True):  # type: ignore[no-untyped-def]
+    def fails_on_lunch(raw):  # type: ignore[no-untyped-def]
         if b"Lunch" in raw:
             raise ValueError("a parser bug")
-        return parse(raw, search)
+        return parse(raw)
 
-    monkeypatch.setattr(search_backlog, "index_message_bytes", fails_on_lunch)
+    monkeypatch.setattr(search_backlog, "search_fields", fails_on_lunch)
     assert core.store.search_messages(inbox.id, q.Text("quarterly", headers_too=True), me)[0][0] == 2
     assert core.store.search_messages(inbox.id, q.Header("subject", "lunch"), me) == []  # not searchable, not stuck
     assert _backlog(core) == set() and _count(core, MessageText) == 2
