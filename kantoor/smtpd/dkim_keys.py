@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dkim
+import idna
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -24,8 +25,26 @@ SIGNED_HEADERS = [b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"r
 
 def key_path(data_dir: Path, domain: str) -> Path:
     """Where the domain's key is: named by its :func:`domain_name` spelling (ValueError if it has none), so
-    a U-label and an A-label From: domain find the same key, and no odd character reaches a file name."""
-    return data_dir / "dkim" / f"{domain_name(domain)}.pem"
+    a U-label and an A-label From: domain find the same key, and no odd character reaches a file name. A key
+    an earlier version kept under the U-label spelling is moved here on the way."""
+    name = domain_name(domain)
+    path = data_dir / "dkim" / f"{name}.pem"
+    if name.startswith("xn--") or ".xn--" in name:
+        _adopt_legacy_key(path, name)
+    return path
+
+
+def _adopt_legacy_key(path: Path, name: str) -> None:
+    """Earlier versions named an internationalized domain's key file by the U-label spelling they stored:
+    renamed to the A-label one, so the key DNS publishes keeps signing (a new one would not match it)."""
+    if path.exists():
+        return
+    try:
+        legacy = path.with_name(f"{idna.decode(name)}.pem")
+    except (idna.IDNAError, UnicodeError):
+        return
+    if legacy != path and legacy.exists():
+        os.replace(legacy, path)
 
 
 def load_key(data_dir: Path, domain: str) -> bytes | None:

@@ -93,6 +93,13 @@ def address_problem(address: str, smtputf8: bool, sender: bool = False, as_sent:
     return None
 
 
+def _remote_key(address: str) -> str:
+    """When two remote recipients are one: the domain in any case, the local part exactly (RFC 5321 section 2.4:
+    only the receiving server may treat it as case-insensitive)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
 class MailHandler:
     def __init__(self, settings: Settings, store: Store, quota: QuotaEngine, delivery: DeliverySettings,
                  queued: Callable[[], None] = lambda: None, threads: WorkerThreads | None = None) -> None:
@@ -157,7 +164,7 @@ class MailHandler:
             if envelope.sent_last_hour is None:  # read once per transaction, at its first remote recipient
                 envelope.sent_last_hour = await self.in_thread(sent_last_hour, self.store,
                                                                session.identity.account_id)
-            adding = 0 if address.lower() in (r.lower() for r in envelope.remote) else 1
+            adding = 0 if _remote_key(address) in map(_remote_key, envelope.remote) else 1
             if reached := sending_limit_reached(self.delivery, envelope.sent_last_hour, len(envelope.remote) + adding):
                 # Temporary (RFC 3463 4.7.1), as Postfix's rate limits answer: the allowance comes back within the
                 # hour. The recipients accepted before this one stay accepted.
@@ -165,7 +172,7 @@ class MailHandler:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
             envelope.dsn[address] = envelope.pending_dsn
-            if address.lower() not in (r.lower() for r in envelope.remote):
+            if _remote_key(address) not in map(_remote_key, envelope.remote):
                 envelope.remote.append(address)
         elif decision.principal_id is not None and decision.inbox_id is not None:
             envelope.rcpt_tos.append(address)

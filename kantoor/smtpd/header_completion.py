@@ -11,10 +11,11 @@ They are added where the header section ends, before the message is delivered lo
 queued, so every copy has the same id and DKIM signs it. Mail received as MX is never
 changed this way (RFC 5321 section 6.4 leaves that to the originating side).
 
-A Bcc field is removed (RFC 5322 section 3.6.3, its first way): every copy, the Bcc recipients'
-too, goes out without it, as Gmail's and Exchange's submission servers do. Mail clients leave it
-out themselves, but a script or a careless client that leaves it in would otherwise show every
-recipient who the blind copies went to.
+A Bcc field is removed (RFC 5322 section 3.6.3, its first way), and so is Resent-Bcc (section
+3.6.6: the same for a resent message): every copy, the Bcc recipients' too, goes out without
+it, as Gmail's and Exchange's submission servers do. Mail clients leave it out themselves,
+but a script or a careless client that leaves it in would otherwise show every recipient who
+the blind copies went to.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.utils import format_datetime, make_msgid
 
 # A From, Date or Message-ID field at the start of a header line, in any case, optional blanks before the colon.
 _PRESENT = re.compile(rb"(?:\A|\n)(from|date|message-id)[ \t]*:", re.IGNORECASE)
-_BCC = re.compile(rb"(?:\A|\n)bcc:", re.IGNORECASE)
+_BCC = re.compile(rb"(?:\A|\n)(?:resent-)?bcc:", re.IGNORECASE)
 
 
 def header_end(content: bytes) -> int:
@@ -57,7 +58,8 @@ def completed(content: bytes, hostname: str, sender: str, now: dt.datetime | Non
 
 
 def without_bcc(content: bytes) -> bytes:
-    """``content`` with every Bcc field of its header section (continuation lines included) taken out."""
+    """``content`` with every Bcc and Resent-Bcc field of its header section (continuation lines included)
+    taken out."""
     end = header_end(content)
     if not _BCC.search(content, 0, end):
         return content
@@ -68,7 +70,7 @@ def without_bcc(content: bytes) -> bytes:
             if not dropping:
                 kept.append(line)
             continue
-        dropping = line[:4].lower() == b"bcc:"
+        dropping = line[:4].lower() == b"bcc:" or line[:11].lower() == b"resent-bcc:"
         if not dropping:
             kept.append(line)
     return b"".join(line + b"\r\n" for line in kept) + content[end:]

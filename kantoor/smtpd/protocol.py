@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, AnyStr, cast
 
+import idna
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from kantoor.auth import Authenticator
@@ -135,8 +136,11 @@ def _command_size_limits() -> collections.defaultdict[str, int]:
 
 
 def _valid_helo(name: str) -> bool:
-    """Is ``name`` (as aiosmtpd decoded it: UTF-8, undecodable bytes as surrogates) a name EHLO/HELO may give?"""
-    return len(name) <= 255 and name.isprintable() and _HELO_NAME.match(name) is not None
+    """Is ``name`` (as aiosmtpd decoded it: UTF-8, undecodable bytes as surrogates) a name EHLO/HELO may give?
+    A name beyond ASCII must have A-labels (IDNA 2008, as the server's own domain names)."""
+    if len(name) > 255 or not name.isprintable() or _HELO_NAME.match(name) is None:
+        return False
+    return name.isascii() or _a_labels(name) is not None
 
 
 def ascii_helo(name: str) -> str:
@@ -144,10 +148,14 @@ def ascii_helo(name: str) -> str:
     (RFC 5890), so a message without SMTPUTF8 gets no 8-bit trace field."""
     if name.isascii():
         return name
+    return _a_labels(name) or name.encode("ascii", "replace").decode("ascii")
+
+
+def _a_labels(name: str) -> str | None:
     try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return name.encode("ascii", "replace").decode("ascii")
+        return idna.encode(name.rstrip("."), uts46=True).decode("ascii") + ("." if name.endswith(".") else "")
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 def is_loopback(ip: str) -> bool:
@@ -302,9 +310,11 @@ class KantoorSMTP(SMTP):
         # The greeting and the EHLO/HELO lines carry no enhanced code (RFC 2034 section 3).
         if self._greeted and not self._in_ehlo:
             text = with_enhanced_code(text)
-        # An error of the client: the 421 the server closes with, and the 452 for recipients past the maximum
-        # per message (to be sent in another transaction, RFC 5321 section 4.5.3.1.10), are not.
-        error = text[0] in "45" and not text.startswith(("421", "452 4.5.3"))
+        # An error of the client: the 421 the server closes with, the 452 for recipients past the maximum per
+        # message (to be sent in another transaction, RFC 5321 section 4.5.3.1.10) and the 450 4.7.1 for those
+        # past the hourly sending limit are not (counted, they ended the session and lost the recipients
+        # accepted before them).
+        error = text[0] in "45" and not text.startswith(("421", "452 4.5.3", "450 4.7.1"))
         if error:
             await self._error_pause()
         self._greeted = True

@@ -97,7 +97,8 @@ def test_every_form_of_a_forged_field_with_our_id_is_removed_rfc8601_section_5()
 
     forged = [b"Authentication-Results:\r\n localhost; dkim=pass", b"Authentication-Results: (trust me) localhost; x",
               b'Authentication-Results: "LocalHost"; dkim=pass', b"Authentication-Results : localhost; dkim=pass",
-              b"authentication-results: (a \\) (b)) localhost;\r\n\tdmarc=pass"]
+              b"authentication-results: (a \\) (b)) localhost;\r\n\tdmarc=pass",
+              b"Authentication-Results: LOCALHOST.; dkim=pass"]  # the same host name, absolute
     kept = b"Authentication-Results: mx.example.org; spf=pass\r\nSubject: x\r\n"
     for field in forged:
         assert strip_forged(field + b"\r\n" + kept + b"\r\nAuthentication-Results: localhost; body\r\n",

@@ -7,7 +7,7 @@ from pathlib import Path
 import dkim
 import pytest
 
-from kantoor.smtpd.dkim_keys import generate_key, public_key_record
+from kantoor.smtpd.dkim_keys import generate_key, load_key, public_key_record
 from kantoor.smtpd.outgoing import dkim_signed, from_domain
 
 SELECTOR = "kantoor"
@@ -59,6 +59,14 @@ def test_a_from_domain_without_a_key_falls_back_to_the_envelope_senders(keys) ->
     assert _signer(signed) == "a.test" and _verifies(signed, records)
     unsigned = _message(b"ann@c.test")
     assert dkim_signed(unsigned, "ann@c.test", data_dir, SELECTOR) is unsigned  # no key at all: sent unsigned
+
+
+def test_a_key_an_earlier_version_kept_under_the_u_label_is_found_and_moved(tmp_path: Path) -> None:
+    pem = generate_key(tmp_path, "plain.test")
+    legacy = tmp_path / "dkim" / "b\u00fccher.test.pem"  # the name earlier versions stored and keyed by
+    (tmp_path / "dkim" / "plain.test.pem").rename(legacy)
+    assert load_key(tmp_path, "xn--bcher-kva.test") == pem
+    assert not legacy.exists() and (tmp_path / "dkim" / "xn--bcher-kva.test.pem").read_bytes() == pem
 
 
 def test_the_servers_own_mail_with_a_folded_from_is_signed(keys) -> None:  # type: ignore[no-untyped-def]

@@ -279,7 +279,8 @@ def test_sending_limit_counts_recipients_not_only_messages(strict, mail_for, fak
         client.login(ann, ann_pw)
         client.mail(ann)
         assert [client.rcpt(r)[0] for r in first] == [250, 250, 250]
-        assert client.rcpt(first[0].upper())[0] == 250  # the same recipient again is not one more
+        local, _, domain = first[0].partition("@")
+        assert client.rcpt(f"{local}@{domain.upper()}")[0] == 250  # the same recipient again is not one more
         code, text = client.rcpt(_remote("fourth"))
         assert code == 450 and text.startswith(b"4.7.1") and b"3 recipients per hour" in text
         assert client.data(mail.compose(mail.unique("many-"), sender=ann))[0] == 250  # for the three accepted
@@ -290,6 +291,33 @@ def test_sending_limit_counts_recipients_not_only_messages(strict, mail_for, fak
         client.mail(ann)
         code, text = client.rcpt(_remote(mail.unique("later")))
         assert code == 450 and b"recipients per hour" in text
+
+
+def test_recipients_past_the_sending_limit_are_no_error_and_the_others_stay_accepted(strict, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    # Thirty recipients against an allowance of three: the other 27 get 450 4.7.1, which must not count
+    # towards the error limit that ends a session (that lost the three accepted ones).
+    mail = mail_for(strict)
+    ann, ann_pw = strict.make_user()
+    many = [_remote(mail.unique("crowd")) for _ in range(30)]
+    with mail.submission() as client:
+        client.login(ann, ann_pw)
+        client.mail(ann)
+        codes = [client.rcpt(r)[0] for r in many]
+        assert codes == [250] * 3 + [450] * 27
+        assert client.data(mail.compose(mail.unique("crowd-"), sender=ann))[0] == 250
+    for recipient in many[:3]:
+        fake_mx.wait_for(recipient)
+
+
+def test_remote_local_parts_keep_their_case_rfc5321_section_2_4(relay, mail_for, fake_mx) -> None:  # type: ignore[no-untyped-def]
+    # Only the receiving server may treat Zed@ and zed@ as one mailbox: both are passed on.
+    mail = mail_for(relay)
+    ann, ann_pw = relay.make_user()
+    name = mail.unique("zed")
+    upper, lower = _remote(name.capitalize()), _remote(name)
+    assert _submit(mail, ann, ann_pw, [upper, lower], mail.unique("case-")) == {}
+    got = fake_mx.wait_for(upper)
+    assert sorted(got[0].rcpt_tos) == sorted([upper, lower])
 
 
 def test_parallel_sessions_cannot_pass_the_sending_limit_together(strict, mail_for) -> None:  # type: ignore[no-untyped-def]

@@ -139,6 +139,7 @@ def test_pipelined_errors_reach_the_hard_limit_too(strict) -> None:  # type: ign
     "h=1 smtp.mailfrom=forged@paypal.example",  # a property in Authentication-Results:
     "a\x1b[31mred",
     '"quoted"',
+    "\u00e9" * 70 + ".example",  # a label too long for its A-label (IDNA 2008)
 ])
 def test_ehlo_and_helo_names_must_be_a_domain_or_address_literal_501_rfc5321_section_4_1_1_1(server, name) -> None:  # type: ignore[no-untyped-def]
     for verb in ("EHLO", "HELO"):
@@ -155,7 +156,8 @@ def test_ehlo_and_helo_names_must_be_a_domain_or_address_literal_501_rfc5321_sec
 def test_lenient_helo_names_are_taken_and_a_u_label_goes_into_the_header_as_a_labels(server, mail) -> None:  # type: ignore[no-untyped-def]
     login, password = server.make_user()
     for name, shown in (("MYPC", b"MYPC"), ("my_pc.lan", b"my_pc.lan"), ("[127.0.0.1]", b"[127.0.0.1]"),
-                        ("[IPv6:::1]", b"[IPv6:::1]"), ("\u00fcber.example", b"xn--ber-goa.example")):
+                        ("[IPv6:::1]", b"[IPv6:::1]"), ("\u00fcber.example", b"xn--ber-goa.example"),
+                        ("fa\u00df.example", b"xn--fa-hia.example")):  # IDNA 2008: not "fass"
         subject = mail.unique("helo-")
         client = smtplib.SMTP(server.host, server.ports["smtp"], local_hostname=name, timeout=10)
         client.command_encoding = "utf-8"  # a U-label EHLO (RFC 6531 section 3.7.1)

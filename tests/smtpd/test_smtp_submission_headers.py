@@ -148,8 +148,8 @@ def test_completion_goes_at_the_end_of_the_header_section() -> None:
 
 
 def test_only_bcc_fields_and_their_continuation_lines_are_removed() -> None:
-    message = (b"From: a@b.c\r\nBcc: x@y.z,\r\n\tw@y.z\r\nSubject: Bcc: in a subject\r\n"
-               b"X-Bcc-Note: kept\r\n folded\r\n\r\nBcc: in the body\r\n")
+    message = (b"From: a@b.c\r\nBcc: x@y.z,\r\n\tw@y.z\r\nSubject: Bcc: in a subject\r\nResent-Bcc: v@y.z\r\n"
+               b"X-Bcc-Note: kept\r\n folded\r\n\r\nBcc: in the body\r\n")  # Resent-Bcc: RFC 5322 3.6.6
     assert without_bcc(message) == (b"From: a@b.c\r\nSubject: Bcc: in a subject\r\nX-Bcc-Note: kept\r\n folded\r\n"
                                     b"\r\nBcc: in the body\r\n")
     plain = b"From: a@b.c\r\n\r\nBcc: in the body\r\n"
