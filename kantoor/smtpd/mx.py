@@ -5,9 +5,10 @@ looked up with the same resolver, so a test's fake zone (or a split-horizon
 name server) decides everything. No MX record means the domain itself is the
 mail host (the "implicit MX"); a "null MX" (``MX 0 .``, RFC 7505) means the
 domain accepts no mail at all. A domain that does not exist is a permanent
-failure; a name server that fails (SERVFAIL, timeout) is a temporary one — for an MX host's
-address, only that host is skipped. An address literal (``user@[192.0.2.1]``) names the
-host itself: no look-up.
+failure, and so are MX hosts none of which has an address; a name server that
+fails (SERVFAIL, timeout) is a temporary one — for an MX host's address, only
+that host is skipped. An address literal (``user@[192.0.2.1]``) names the host
+itself: no look-up.
 
 An MX host named like this server (``server.hostname``) is this server: section 5.1 says
 to discard it and every less preferred host (those would relay the mail back here), and
@@ -130,7 +131,10 @@ async def mail_hosts(domain: str, delivery: DeliverySettings,
             raise _temporary(domain, failed)
         if not records:
             raise NoMailHost(f"550 5.1.2 Domain {domain} has no mail host (no MX and no address)", permanent=True)
-        raise NoMailHost(f"451 4.4.3 No address found for the mail hosts of {domain}", permanent=False)
+        # Every MX host answered for has no address (the name does not exist, or has no A/AAAA): DNS said so
+        # without failing, so a retry would only hear it again (Postfix bounces it the same, 5.4.4).
+        raise NoMailHost(f"550 5.4.4 The mail hosts of {domain} ({', '.join(names)}) have no address",
+                         permanent=True)
     return hops
 
 

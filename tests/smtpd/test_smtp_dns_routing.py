@@ -237,3 +237,13 @@ def test_a_domain_dns_cannot_carry_bounces_without_costing_the_other_domains_a_c
     assert good not in status
     _wait(lambda: (row := _queue_row(routed, good)) is not None and row.state != "queued")
     assert len(mx_v4.messages_for(good)) == 1
+
+
+def test_mx_hosts_without_any_address_bounce_at_once_with_5_4_4(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
+    # DNS answered, without failing, that the named hosts have no address: retrying for days would only hear
+    # the same (Postfix bounces it as 5.4.4 too). A host whose look-up fails is another matter (see above).
+    zone.add("ghost.test", "MX", "10 mx-a.ghost.test.", "20 mx-b.ghost.test.")
+    zone.add("mx-b.ghost.test", "TXT", '"no address here"')
+    mail = mail_for(routed)
+    recipient = f"{mail.unique('ghost')}@ghost.test"
+    _bounced_at_once(routed, mail, mx_v4, recipient, "5.4.4")
