@@ -58,7 +58,7 @@ def test_copy_reuses_the_stored_index_and_never_recomputes_it_rfc3501_6_4_7(core
 
     monkeypatch.setattr("kantoor.storage.mail.index_message_bytes", fail)  # delivery
     monkeypatch.setattr("kantoor.storage.mail_views.index_message_bytes", fail)  # the lazy path
-    monkeypatch.setattr("kantoor.storage.search_backlog.index_message_bytes", fail)  # the search backlog
+    monkeypatch.setattr("kantoor.storage.search_backlog.search_fields", fail)  # the search backlog
     assert core.store.copy_messages(inbox.id, [1], archive.id, actor=me) == [(1, 1)]
     [original] = core.store.message_rows(inbox.id, [1], me, cached=True)
     [copy] = core.store.message_rows(archive.id, [1], me, cached=True)
@@ -77,7 +77,7 @@ def test_messages_stored_before_the_index_are_indexed_once_on_first_use(core, mo
         s.execute(delete(MessageText).where(MessageText.item_id == item.id))
     assert core.store.search_messages(inbox.id, q.Header("subject", "lunch"), me) == [(1, item.modseq)]
     monkeypatch.setattr("kantoor.storage.mail_views.index_message_bytes", lambda raw: 1 / 0)  # saved: not again
-    monkeypatch.setattr("kantoor.storage.search_backlog.index_message_bytes", lambda raw: 1 / 0)
+    monkeypatch.setattr("kantoor.storage.search_backlog.search_fields", lambda raw: 1 / 0)
     [row] = core.store.message_rows(inbox.id, [1], me, cached=True)
     assert '"Lunch"' in row.envelope
     assert core.store.search_messages(inbox.id, q.Text("noon", headers_too=True), me) == [(1, item.modseq)]
