@@ -56,6 +56,9 @@ class RecipientReport:
     remote_mta: str = ""
     original_recipient: str = ""  # "rfc822; a@example.org" from ORCPT
     will_retry_until: dt.datetime | None = None  # delayed only
+    # Whose reply ``diagnostic`` is (RFC 3464 section 2.3.6): "smtp", the remote server's; "X-Kantoor", one this
+    # server made (a host it could not reach, a mailbox of its own that is full), as Postfix writes X-Postfix.
+    diagnostic_type: str = "smtp"
 
 
 def status_of(reply: str, expired: bool = False) -> str:
@@ -79,7 +82,7 @@ def _recipient_block(report: RecipientReport, now: str) -> str:
     if report.remote_mta:
         block.append(f"Remote-MTA: dns; {header_safe(report.remote_mta)}")
     if report.diagnostic:
-        block.append(f"Diagnostic-Code: smtp; {header_safe(report.diagnostic, 500)}")
+        block.append(f"Diagnostic-Code: {report.diagnostic_type}; {header_safe(report.diagnostic, 500)}")
     block.append(f"Last-Attempt-Date: {now}")
     if report.will_retry_until is not None:
         block.append(f"Will-Retry-Until: {email.utils.format_datetime(report.will_retry_until)}")

@@ -43,6 +43,7 @@ log = logging.getLogger("kantoor.smtpd.outbound")
 NOTICE_OVER_CAPACITY_BYTES = 64 * 1024
 # The reply recorded for a recipient when delivery failed inside this server, not at the next hop.
 INTERNAL_ERROR = "451 4.3.0 Internal error during delivery; will retry"
+OWN_DIAGNOSTIC = "X-Kantoor"  # the diagnostic-type of a reply this server made (RFC 3464 section 2.3.6)
 
 
 def retry_delay(attempts: int, delivery: DeliverySettings) -> float:
@@ -254,7 +255,9 @@ class DeliveryWorker:
         def report(recipient: str, action: str, status: str, diagnostic: str = "", mta: str = "",
                    until: dt.datetime | None = None) -> RecipientReport:
             original = requests.get(recipient, RecipientDSN()).original_recipient()
-            return RecipientReport(recipient, action, status, diagnostic, mta, original, until)
+            whose = "smtp" if recipient in result.answered else OWN_DIAGNOSTIC
+            return RecipientReport(recipient, action, status, diagnostic, remote_mta=mta, original_recipient=original,
+                                   will_retry_until=until, diagnostic_type=whose)
 
         def wants(recipient: str, event: str) -> bool:
             return requests.get(recipient, RecipientDSN()).wants(event)

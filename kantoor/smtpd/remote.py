@@ -37,9 +37,13 @@ class AttemptResult:
     permanent: dict[str, str] = field(default_factory=dict)
     remote_mtas: dict[str, str] = field(default_factory=dict)  # recipient → the host that answered for it
     dsn_passed: list[str] = field(default_factory=list)  # delivered to a hop that took over DSN duty
+    # Recipients whose reply (temporary or permanent) is the remote server's own, not one this server made up
+    # (a connection failure, a missing extension): a report says which (RFC 3464 section 2.3.6).
+    answered: set[str] = field(default_factory=set)
 
     def merge(self, other: AttemptResult) -> None:
         self.delivered += other.delivered
+        self.answered |= other.answered
         self.dsn_passed += other.dsn_passed
         self.temporary.update(other.temporary)
         self.permanent.update(other.permanent)
@@ -117,6 +121,7 @@ async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str
     result = AttemptResult()
     waiting = list(recipients)
     replies: dict[str, str] = {}  # the last temporary reply each waiting recipient got from a host
+    said: set[str] = set()  # those of them whose reply is the host's own
     for host, port, name in hosts:
         # Opportunistic TLS (RFC 7435 section 6.2, Postfix's level "may"): when the STARTTLS handshake fails,
         # the same host is tried again at once without TLS. Never with smarthost credentials: those only go
@@ -144,9 +149,12 @@ async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str
                     last_error = f"451 4.4.1 {host}:{port}: {exc.__class__.__name__}: {exc}"[:500]
             else:
                 replies.update(attempt.temporary)
+                answered = {r for r in attempt.temporary if r in attempt.answered}
                 waiting = list(attempt.temporary)
                 attempt.temporary = {}
+                attempt.answered -= set(waiting)
                 result.merge(attempt)
+                said = (said - set(waiting)) | answered
                 if waiting:
                     log.info("%s:%d deferred %d recipient(s): %s", host, port, len(waiting), replies[waiting[0]])
                 break
@@ -156,6 +164,8 @@ async def deliver_remote(hosts: list[NextHop], sender: str, recipients: list[str
             return result
     for recipient in waiting:
         result.temporary[recipient] = replies.get(recipient, last_error)
+        if recipient in replies and recipient in said:
+            result.answered.add(recipient)
     return result
 
 
@@ -241,6 +251,7 @@ async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: 
             await client.mail(sender, options=mail_options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             _split(recipients, exc.code, _reply(exc.code, exc.message), result)
+            result.answered.update(recipients)
             return result
         accepted = []
         for recipient in recipients:
@@ -250,12 +261,14 @@ async def _deliver_to(host: str, port: int, name: str, sender: str, recipients: 
                 accepted.append(recipient)
             except aiosmtplib.SMTPResponseException as exc:
                 _split([recipient], exc.code, _reply(exc.code, exc.message), result)
+                result.answered.add(recipient)
         if not accepted:
             return result
         try:
             await client.data(content, timeout=data_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             _split(accepted, exc.code, _reply(exc.code, exc.message), result)
+            result.answered.update(accepted)
             return result
         result.delivered += accepted
         if dsn:

@@ -122,6 +122,8 @@ def test_domain_that_does_not_exist_bounces_rfc5321_section_5_1(routed, mail_for
     login, password = _send(routed, mail, recipient)
     status = _bounce_status(mail, login, password)
     assert "Action: failed" in status and "Status: 5.1.2" in status, status
+    # This server's own diagnostic, not a remote server's reply (RFC 3464 section 2.3.6; Postfix: X-Postfix).
+    assert "Diagnostic-Code: X-Kantoor; 550 5.1.2 Domain" in status, status
     assert _queue_row(routed, recipient).attempts == 1
 
 

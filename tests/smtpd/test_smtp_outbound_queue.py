@@ -250,7 +250,7 @@ def test_undeliverable_in_time_bounces_with_4_4_7_rfc3464_section_2_3_4(strict, 
     status = message_from_bytes(raw).get_payload()[1].as_bytes().decode()
     assert f"Final-Recipient: rfc822; {never}" in status
     assert "Action: failed" in status and "Status: 4.4.7" in status
-    assert "451 4.3.0 Try again later" in status  # the last reply, as the diagnostic
+    assert "Diagnostic-Code: smtp; 451 4.3.0 Try again later" in status  # the remote's last reply, as the diagnostic
     assert fake_mx.messages_for(never) == []
 
 
