@@ -44,6 +44,17 @@ def routed(zone: Any, mx_port: int, mx_v4: Any, tmp_path_factory: pytest.TempPat
 _wait = wait_until
 
 
+def _two_mx_hosts(zone: Any, domain: str, first: tuple[str, str] | None = ("AAAA", "::1"),
+                  second: tuple[str, str] | None = ("A", "127.0.0.1"), listed_backwards: bool = False) -> None:
+    """``domain`` with MX 10 mx-a.<domain> and MX 20 mx-b.<domain>, whose records are ``first`` and ``second``
+    (type, value; None: no record at all)."""
+    hosts = [f"10 mx-a.{domain}.", f"20 mx-b.{domain}."]
+    zone.add(domain, "MX", *(reversed(hosts) if listed_backwards else hosts))
+    for host, record in (("mx-a", first), ("mx-b", second)):
+        if record is not None:
+            zone.add(f"{host}.{domain}", *record)
+
+
 def _send(srv: Any, mail: Any, recipient: str) -> tuple[str, str]:
     login, password = srv.make_user()
     with mail.submission() as client:
@@ -77,9 +88,7 @@ def _bounced_at_once(srv: Any, mail: Any, mx: Any, recipient: str, status_code: 
 def test_lowest_preference_mx_is_tried_first_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
         routed, mail_for, zone, mx_port, mx_v4, make_fake_mx) -> None:
     # Listed in the answer in the "wrong" order: the preference decides, not the order.
-    zone.add("order.test", "MX", "20 mx-b.order.test.", "10 mx-a.order.test.")
-    zone.add("mx-a.order.test", "AAAA", "::1")
-    zone.add("mx-b.order.test", "A", "127.0.0.1")
+    _two_mx_hosts(zone, "order.test", listed_backwards=True)
     mx_v6 = make_fake_mx(host="::1", port=mx_port)
     mail = mail_for(routed)
     recipient = f"{mail.unique('pref')}@order.test"
@@ -89,9 +98,7 @@ def test_lowest_preference_mx_is_tried_first_rfc5321_section_5_1(  # type: ignor
 
 
 def test_next_mx_when_the_first_refuses_the_connection_rfc5321_section_5_1(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
-    zone.add("fallback.test", "MX", "10 mx-a.fallback.test.", "20 mx-b.fallback.test.")
-    zone.add("mx-a.fallback.test", "AAAA", "::1")  # nothing listens there: connection refused
-    zone.add("mx-b.fallback.test", "A", "127.0.0.1")
+    _two_mx_hosts(zone, "fallback.test")  # nothing listens on the first one's ::1: connection refused
     mail = mail_for(routed)
     recipient = f"{mail.unique('fb')}@fallback.test"
     _send(routed, mail, recipient)
@@ -187,9 +194,7 @@ def test_hosts_less_preferred_than_this_server_are_not_tried_when_the_primary_is
 def test_a_host_that_defers_at_rcpt_passes_the_recipient_to_the_next_mx_rfc5321_section_5_1(  # type: ignore[no-untyped-def]
         routed, mail_for, zone, mx_port, mx_v4, make_fake_mx) -> None:
     # A 4xx from a host that is not the last is no reason to wait: the next one is asked at once (as Postfix does).
-    zone.add("busy.test", "MX", "10 mx-a.busy.test.", "20 mx-b.busy.test.")
-    zone.add("mx-a.busy.test", "AAAA", "::1")
-    zone.add("mx-b.busy.test", "A", "127.0.0.1")
+    _two_mx_hosts(zone, "busy.test")
     busy = make_fake_mx(host="::1", port=mx_port)
     mail = mail_for(routed)
     recipient = f"{mail.unique('busy')}@busy.test"
@@ -202,10 +207,8 @@ def test_a_host_that_defers_at_rcpt_passes_the_recipient_to_the_next_mx_rfc5321_
 
 def test_an_mx_host_whose_address_look_up_fails_is_skipped_not_the_hosts_after_it(  # type: ignore[no-untyped-def]
         routed, mail_for, zone, mx_v4) -> None:
-    zone.add("halfbroken.test", "MX", "10 mx-a.halfbroken.test.", "20 mx-b.halfbroken.test.")
-    zone.add("mx-a.halfbroken.test", "A", "127.0.0.1")
+    _two_mx_hosts(zone, "halfbroken.test", first=("A", "127.0.0.1"))
     zone.servfail.add("mx-a.halfbroken.test")
-    zone.add("mx-b.halfbroken.test", "A", "127.0.0.1")
     mail = mail_for(routed)
     recipient = f"{mail.unique('half')}@halfbroken.test"
     _send(routed, mail, recipient)
@@ -244,8 +247,7 @@ def test_a_domain_dns_cannot_carry_bounces_without_costing_the_other_domains_a_c
 def test_mx_hosts_without_any_address_bounce_at_once_with_5_4_4(routed, mail_for, zone, mx_v4) -> None:  # type: ignore[no-untyped-def]
     # DNS answered, without failing, that the named hosts have no address: retrying for days would only hear
     # the same (Postfix bounces it as 5.4.4 too). A host whose look-up fails is another matter (see above).
-    zone.add("ghost.test", "MX", "10 mx-a.ghost.test.", "20 mx-b.ghost.test.")
-    zone.add("mx-b.ghost.test", "TXT", '"no address here"')
+    _two_mx_hosts(zone, "ghost.test", first=None, second=("TXT", '"no address here"'))
     mail = mail_for(routed)
     recipient = f"{mail.unique('ghost')}@ghost.test"
     _bounced_at_once(routed, mail, mx_v4, recipient, "5.4.4")
